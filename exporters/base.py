@@ -1,0 +1,104 @@
+"""The export-target interface. A new target is one module with one `Target` subclass
+plus one line in `exporters/__init__.py`; the CLI, plans, parity and tests pick it up."""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zoo.errors import ZooError
+from zoo.meta import ArtifactMeta
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class ExportRequest:
+    """One artifact to build, handed to a target inside an isolated worker process."""
+
+    meta: ArtifactMeta  # model facts, head, precision and target already filled in
+    state_dict: dict  # verified weights
+    out_dir: Path  # a private temporary folder: write files here only
+    stem: str  # base file name, e.g. "rfb-320-raw-int8"
+    onnx_path: Path | None = None  # our fp32 ONNX of the same head, for targets whose source is "onnx"
+    calib: list[Path] = field(default_factory=list)  # calibration images (int8)
+    options: dict = field(default_factory=dict)  # target-specific options (e.g. {"nms": True})
+
+
+@dataclass
+class ExportResult:
+    primary: Path  # relative to out_dir: the file a runtime opens
+    files: list[Path]  # relative to out_dir, primary and companions (sidecar metadata included)
+    meta: ArtifactMeta
+    tools: dict[str, str] = field(default_factory=dict)
+
+
+class Target:
+    """Base class of export targets."""
+
+    name: str = ""
+    description: str = ""
+    suffixes: tuple[str, ...] = ()  # suffix of the primary file first
+    source: str = "onnx"  # "torch" or "onnx": what the converter reads
+    precisions: tuple[str, ...] = ("fp32",)
+    heads: tuple[str, ...] = ("raw", "decoded")
+    layout: str = "NCHW"
+    extra: str | None = None  # the pip extra that installs its converter/runtime
+    requires: tuple[str, ...] = ()  # importable modules needed for export and running
+    packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
+    timeout: float = 600.0  # seconds for one export in its worker process
+    embeds_metadata: bool = False  # True: metadata inside the file; False: a JSON sidecar is written
+
+    # -- availability ------------------------------------------------------------
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def available(self) -> bool:
+        return not self.missing()
+
+    def require(self) -> None:
+        miss = self.missing()
+        if miss:
+            hint = f"pip install 'ultraface-zoo[{self.extra}]'" if self.extra else "install it"
+            raise ZooError(f"target {self.name!r} needs {', '.join(miss)}, which is not installed: {hint}")
+
+    def tool_versions(self) -> dict[str, str]:
+        out = {}
+        for pkg in self.packages:
+            try:
+                out[pkg] = importlib.metadata.version(pkg)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        return out
+
+    # -- policy ----------------------------------------------------------------------
+    def default_head(self, precision: str) -> str:
+        return self.heads[0]
+
+    def check_request(self, precision: str, head: str) -> None:
+        if precision not in self.precisions:
+            raise ZooError(f"target {self.name!r} has no precision {precision!r}; it has: {', '.join(self.precisions)}")
+        if head not in self.heads:
+            raise ZooError(f"target {self.name!r} has no {head!r} head; it has: {', '.join(self.heads)}")
+
+    # -- work ------------------------------------------------------------------------
+    def export(self, req: ExportRequest) -> ExportResult:
+        raise NotImplementedError
+
+    #: runtimes that can run this target's files; the first is the default
+    runtimes: tuple[str, ...] = ()
+
+    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None):
+        """A `validation.runners.Runner` for an artifact's primary file."""
+        raise NotImplementedError
+
+
+def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta) -> Path:
+    """Write ``<primary stem>.json`` with the artifact metadata; return its relative path."""
+    from zoo.fsutil import atomic_write_text
+    from zoo.meta import sidecar_path
+
+    rel = sidecar_path(primary)
+    atomic_write_text(out_dir / rel, meta.to_json() + "\n")
+    return rel

@@ -1,0 +1,191 @@
+"""ONNX target: torch.onnx (TorchScript exporter), onnxsim, BatchNorm folded, metadata inside.
+
+Why the TorchScript exporter (``dynamo=False``): it writes one self-contained
+file in ~1 s, folds BatchNorm into the convolutions in eval mode, and needs no
+onnxscript; the dynamo exporter takes ~15 s here and writes external data by
+default, which every downstream converter would then have to chase.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from exporters.base import ExportRequest, ExportResult, Target
+from zoo.errors import ZooError
+from zoo.meta import ArtifactMeta
+
+OPSET = 13
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("scores", "boxes")
+
+
+def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
+    """Our fp32 ONNX model (batch 1) for ``meta.head``, simplified, metadata embedded."""
+    import onnx
+    import torch
+
+    from zoo.nets import UltraFace, load_state_dict_strict
+
+    w, h = meta.input_size
+    net = UltraFace(meta.arch, meta.num_classes, w, h, head=meta.head)
+    load_state_dict_strict(net, state_dict)
+    net.eval()
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 3, h, w),),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            do_constant_folding=True,
+            training=torch.onnx.TrainingMode.EVAL,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxsim
+
+        model, ok = onnxsim.simplify(model)
+        if not ok:
+            raise ZooError("onnxsim could not validate the simplified ONNX graph")
+    leftover = [n.name for n in model.graph.node if n.op_type == "BatchNormalization"]
+    if leftover:
+        raise ZooError(f"BatchNorm was not folded into the convolutions: {leftover[:3]}")
+    embed_metadata(model, meta)
+    return model
+
+
+def embed_metadata(model, meta: ArtifactMeta) -> None:
+    del model.metadata_props[:]
+    d = meta.to_dict()
+    props = {
+        "zoo.meta": meta.to_json(),
+        "model_id": meta.model_id,
+        "arch": meta.arch,
+        "input_size": f"{meta.input_size[0]}x{meta.input_size[1]}",
+        "labels": ",".join(meta.labels),
+        "mean": str(meta.mean),
+        "std": str(meta.std),
+        "head": meta.head,
+        "variances": json.dumps(d["variances"]),
+        "prior_count": str(meta.prior_count),
+        "checkpoint_sha256": meta.checkpoint_sha256,
+        "zoo_version": meta.zoo_version,
+    }
+    for k in sorted(props):
+        p = model.metadata_props.add()
+        p.key, p.value = k, props[k]
+    model.producer_name = "ultraface-zoo"
+    model.doc_string = f"UltraFace {meta.arch} {meta.model_id} ({meta.head} head), exported by ultraface-zoo"
+
+
+def to_fp16(model):
+    """float16 weights and arithmetic, float32 inputs and outputs."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return topo_sort(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False))
+
+
+def topo_sort(model):
+    """Reorder graph nodes so each comes after the producers of its inputs (the fp16 pass leaves IO casts out of order)."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        progressed = False
+        for n in list(pending):
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+                pending.remove(n)
+                progressed = True
+        if not progressed:
+            raise ZooError(f"ONNX graph has a cycle or a dangling input near node {pending[0].name!r}")
+    del g.node[:]
+    g.node.extend(ordered)
+    return model
+
+
+def to_int8(model, calib: np.ndarray):
+    """Static QDQ int8 (per-channel weights, calibrated activations) with onnxruntime's quantizer."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{INPUT_NAME: calib[i : i + 1]} for i in range(calib.shape[0])])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as td:
+        src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
+        onnx.save(model, str(src))
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # keep the final softmax and the box head's output layers in float
+            nodes_to_exclude=[n.name for n in model.graph.node if n.op_type in ("Softmax",)],
+        )
+        return onnx.load(str(dst))
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    description = "ONNX (onnxruntime, OpenCV DNN)"
+    suffixes = (".onnx",)
+    source = "torch"
+    precisions = ("fp32", "fp16", "int8")
+    heads = ("decoded", "raw")
+    layout = "NCHW"
+    extra = None
+    requires = ("onnx", "onnxsim", "onnxruntime")
+    packages = ("torch", "onnx", "onnxsim", "onnxruntime")
+    timeout = 300.0
+    embeds_metadata = True
+
+    def default_head(self, precision: str) -> str:
+        return "decoded"
+
+    def export(self, req: ExportRequest) -> ExportResult:
+        import onnx
+
+        from zoo.fsutil import atomic_write_bytes
+
+        model = build_onnx(req.state_dict, req.meta)
+        if req.meta.precision == "fp16":
+            model = to_fp16(model)
+        elif req.meta.precision == "int8":
+            from zoo.images import load_batch
+
+            calib, _, _ = load_batch(req.calib, *req.meta.input_size)
+            model = to_int8(model, calib)
+        embed_metadata(model, req.meta)
+        onnx.checker.check_model(model)
+        rel = Path(req.stem + ".onnx")
+        atomic_write_bytes(req.out_dir / rel, model.SerializeToString())
+        tools = self.tool_versions()
+        tools["opset"] = str(OPSET)
+        return ExportResult(primary=rel, files=[rel], meta=req.meta, tools=tools)
+
+    runtimes = ("onnxruntime", "opencv")
+
+    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None):
+        from validation.runners import OnnxRuntimeRunner, OpenCVRunner
+
+        if runtime == "opencv":
+            return OpenCVRunner(meta, primary, threads=threads)
+        return OnnxRuntimeRunner(meta, primary, threads=threads)

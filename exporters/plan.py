@@ -1,0 +1,295 @@
+"""Plans and runs exports: ordering, isolation (worker process + timeout), atomic placement, manifest."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporters import get_target
+from exporters.base import PRECISIONS
+from zoo.errors import ZooError
+from zoo.fsutil import atomic_write_text, ensure_writable_dir, sha256_file
+from zoo.meta import ArtifactMeta
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Job:
+    target: str
+    precision: str
+    head: str
+    intermediate: bool = False  # an ONNX file other targets read, not an artifact
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.target, self.precision, self.head)
+
+    def label(self) -> str:
+        return f"{self.target}/{self.precision}/{self.head}"
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    skipped: list[dict] = field(default_factory=list)  # combinations a target does not offer
+    unavailable: list[dict] = field(default_factory=list)  # targets whose runtime is missing
+
+    def onnx_heads(self) -> set[str]:
+        return {j.head for j in self.jobs if get_target(j.target).source == "onnx"}
+
+
+def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Plan:
+    """Validate names, expand target x precision, put the ONNX that others read first."""
+    for p in precisions:
+        if p not in PRECISIONS:
+            from zoo.registry import nearest
+
+            raise ZooError(f"unknown precision {p!r}{nearest(p, PRECISIONS)}; valid: {', '.join(PRECISIONS)}")
+    if head is not None and head not in ("decoded", "raw"):
+        raise ZooError(f"unknown head {head!r}; valid: decoded, raw")
+    objs = [get_target(t) for t in dict.fromkeys(targets)]  # raises on unknown names
+    plan = Plan(jobs=[])
+    for t in objs:
+        if not t.available():
+            for p in precisions:
+                if p in t.precisions:
+                    plan.unavailable.append(
+                        {"target": t.name, "precision": p, "head": head or t.default_head(p),
+                         "error": f"missing {', '.join(t.missing())}: pip install 'ultraface-zoo[{t.extra}]'"}
+                    )
+            continue
+        offered = [p for p in precisions if p in t.precisions]
+        for p in precisions:
+            if p not in t.precisions:
+                plan.skipped.append({"target": t.name, "precision": p, "reason": f"{t.name} offers {', '.join(t.precisions)}"})
+        if not offered:
+            raise ZooError(f"target {t.name!r} has none of the precisions {', '.join(precisions)}; it has {', '.join(t.precisions)}")
+        for p in offered:
+            h = head or t.default_head(p)
+            if h not in t.heads:
+                raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
+            plan.jobs.append(Job(t.name, p, h))
+    # intermediates: our fp32 ONNX of each head that an ONNX-reading target needs
+    have = {j.key for j in plan.jobs}
+    for h in sorted(plan.onnx_heads()):
+        if ("onnx", "fp32", h) not in have:
+            plan.jobs.append(Job("onnx", "fp32", h, intermediate=True))
+    plan.jobs.sort(key=lambda j: (get_target(j.target).source != "torch" or j.target != "onnx", j.target != "onnx"))
+    return plan
+
+
+# --------------------------------------------------------------------------- isolation
+
+def _tail(log: Path, n: int = 3) -> str:
+    try:
+        lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[-400:]
+
+
+def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
+    """Run one job in a fresh interpreter; a crash or hang becomes an error result."""
+    work.mkdir(parents=True, exist_ok=True)
+    job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
+    job_path.write_text(json.dumps(job))
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exporters.worker", str(job_path), str(result_path)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return {"ok": False, "error": f"converter timed out after {timeout:.0f} s (killed)"}
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    if rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = str(-rc)
+        return {"ok": False, "error": f"converter crashed ({sig}); last output: {_tail(log_path) or 'none'}"}
+    return {"ok": False, "error": f"converter exited with code {rc} without a result; last output: {_tail(log_path) or 'none'}"}
+
+
+# --------------------------------------------------------------------------- export
+
+def base_meta(resolved) -> ArtifactMeta:
+    s = resolved.spec
+    return ArtifactMeta(model_id=s.id, arch=s.arch, input_size=s.input_size, labels=s.labels, head="decoded",
+                        checkpoint_sha256=resolved.checkpoint_sha256)
+
+
+def file_entries(root: Path, rels: list[str]) -> list[dict]:
+    return [{"path": r, "sha256": sha256_file(root / r), "bytes": (root / r).stat().st_size} for r in sorted(rels)]
+
+
+def _artifact_order(a: dict) -> tuple:
+    from exporters import target_names
+
+    names = target_names()
+    t = names.index(a["target"]) if a["target"] in names else len(names)
+    return (a.get("model", ""), t, PRECISIONS.index(a["precision"]) if a["precision"] in PRECISIONS else 9, a["head"])
+
+
+def export_model(
+    resolved,
+    targets: list[str],
+    precisions: list[str],
+    out: Path,
+    head: str | None = None,
+    images: list[Path] | None = None,
+    calib: list[Path] | None = None,
+    options: dict | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    timeout: float | None = None,
+    progress=None,
+) -> dict:
+    """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
+    plan = make_plan(targets, precisions, head)
+    out = ensure_writable_dir(Path(out))
+    from zoo.images import builtin_images
+
+    images = [str(p) for p in (images or builtin_images())]
+    calib = [str(p) for p in (calib or builtin_images())]
+    meta0 = base_meta(resolved)
+    work = Path(tempfile.mkdtemp(prefix=".zoo-work-", dir=out))
+    say = progress or (lambda msg: None)
+    artifacts: list[dict] = []
+    failed: list[dict] = [dict(u) for u in plan.unavailable]
+    try:
+        def job_dict(j: Job, onnx_path: str | None) -> dict:
+            t = get_target(j.target)
+            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout)
+            return {
+                "kind": "export", "target": j.target, "meta": meta.to_dict(),
+                "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256,
+                "out_dir": str(work / "out" / j.label().replace("/", "-")),
+                "stem": f"{resolved.spec.id}-{j.head}-{j.precision}",
+                "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
+                "options": options or {}, "threads": threads,
+            }
+
+        def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
+            jd = job_dict(j, onnx_path)
+            say(f"{resolved.spec.id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
+            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
+            return j, jd, res
+
+        onnx_by_head: dict[str, str] = {}
+        results: list[tuple[Job, dict, dict]] = []
+        first = [j for j in plan.jobs if j.target == "onnx" and (j.intermediate or (j.precision == "fp32" and j.head in plan.onnx_heads()))]
+        rest = [j for j in plan.jobs if j not in first]
+        for j in first:
+            j, jd, res = execute(j, None)
+            if res.get("ok"):
+                onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
+            results.append((j, jd, res))
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futs = []
+            for j in rest:
+                t = get_target(j.target)
+                if t.source == "onnx" and j.head not in onnx_by_head:
+                    results.append((j, {}, {"ok": False, "error": f"our {j.head} ONNX (its input) failed to build"}))
+                    continue
+                futs.append(pool.submit(execute, j, onnx_by_head.get(j.head) if t.source == "onnx" else None))
+            results += [f.result() for f in futs]
+
+        for j, jd, res in results:
+            if j.intermediate:
+                if not res.get("ok"):
+                    failed.append({"target": "onnx", "precision": "fp32", "head": j.head,
+                                   "error": f"intermediate ONNX failed: {res.get('error')}"})
+                continue
+            entry = {"target": j.target, "precision": j.precision, "head": j.head}
+            if not res.get("ok"):
+                failed.append({**entry, "error": res.get("error", "unknown error")})
+                say(f"  FAILED {j.label()}: {res.get('error')}")
+                continue
+            src = Path(jd["out_dir"])
+            dest_dir = out / j.target
+            rels = []
+            for f in res["files"]:
+                dest = dest_dir / f
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src / f), str(src / (f + ".moving")))  # same folder: cheap
+                os.replace(src / (f + ".moving"), dest)
+                rels.append(str(Path(j.target) / f))
+            t = get_target(j.target)
+            art = {
+                **entry,
+                "model": resolved.spec.id,
+                "layout": t.layout,
+                "primary": str(Path(j.target) / res["primary"]),
+                "files": file_entries(out, rels),
+                "tools": res["tools"],
+                "parity": res["parity"],
+                "meta": res["meta"],
+                "lineage": {"checkpoint_sha256": resolved.checkpoint_sha256},
+            }
+            if t.source == "onnx":
+                art["lineage"]["onnx_sha256"] = sha256_file(Path(onnx_by_head[j.head]))
+            artifacts.append(art)
+            ok = res["parity"]["passed"] if res["parity"] else True
+            say(f"  {'ok' if ok else 'PARITY FAILED'} {j.label()} -> {art['primary']}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    manifest = write_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
+    return manifest
+
+
+def write_manifest(out: Path, model: dict, artifacts: list[dict], failed: list[dict], skipped: list[dict]) -> dict:
+    """Merge with an existing manifest of the same model (other artifacts stay listed), then write atomically."""
+    from zoo import __version__
+
+    path = out / MANIFEST
+    keep: list[dict] = []
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("model") == model:
+            new_keys = {(a["target"], a["precision"], a["head"]) for a in artifacts + failed}
+            keep = [a for a in old.get("artifacts", []) if (a["target"], a["precision"], a["head"]) not in new_keys
+                    and all((out / f["path"]).is_file() for f in a["files"])]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "zoo_version": __version__,
+        "model": model,
+        "artifacts": sorted(keep + artifacts, key=_artifact_order),
+        "failed": sorted(failed, key=_artifact_order),
+        "skipped": skipped,
+    }
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST if folder.is_dir() else folder
+    if not path.is_file():
+        raise ZooError(f"no {MANIFEST} in {folder}: point at a folder written by `zoo export`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None

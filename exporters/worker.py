@@ -1,0 +1,94 @@
+"""The isolated worker: one export (or one artifact check) per process.
+
+    python -m exporters.worker JOB.json RESULT.json
+
+A converter that crashes, hangs or prints megabytes of logs only takes this
+process down; the parent reads RESULT.json (absent = crash) and moves on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+def _parity(runner, state_dict, meta, images: list[str]) -> dict:
+    from validation.parity import ParityInput, compare
+    from validation.runners import TorchRunner
+    from zoo.images import load_batch
+
+    x, names, sizes = load_batch([Path(p) for p in images], *meta.input_size)
+    data = ParityInput(x, [Path(n).name for n in names], sizes)
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32"), state_dict) as ref_runner:
+        ref = ref_runner.infer(x)
+    with runner:
+        got = runner.infer(x)
+    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
+
+
+def run(job: dict) -> dict:
+    from checkpoints.loader import load_state_dict
+    from exporters import get_target
+    from exporters.base import ExportRequest, write_sidecar
+    from zoo.meta import ArtifactMeta
+
+    target = get_target(job["target"])
+    target.require()
+    meta = ArtifactMeta.from_dict(job["meta"])
+    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    if job["kind"] == "check":
+        primary = Path(job["primary"])
+        runner = target.runner(primary, meta, threads=job.get("threads", 1), runtime=job.get("runtime"))
+        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"])}
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    req = ExportRequest(
+        meta=meta,
+        state_dict=state_dict,
+        out_dir=out_dir,
+        stem=job["stem"],
+        onnx_path=Path(job["onnx_path"]) if job.get("onnx_path") else None,
+        calib=[Path(p) for p in job.get("calib", [])],
+        options=job.get("options", {}),
+    )
+    res = target.export(req)
+    files = list(res.files)
+    if not target.embeds_metadata:
+        files.append(write_sidecar(out_dir, res.primary, res.meta))
+    parity = None
+    if job.get("images"):
+        runner = target.runner(out_dir / res.primary, res.meta, threads=job.get("threads", 1))
+        parity = _parity(runner, state_dict, res.meta, job["images"])
+    return {
+        "ok": True,
+        "primary": str(res.primary),
+        "files": [str(f) for f in files],
+        "meta": res.meta.to_dict(),
+        "tools": res.tools,
+        "parity": parity,
+    }
+
+
+def main(argv: list[str]) -> int:
+    job_path, result_path = Path(argv[0]), Path(argv[1])
+    job = json.loads(job_path.read_text())
+    from zoo.errors import ZooError
+
+    try:
+        result = run(job)
+    except ZooError as e:
+        result = {"ok": False, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - report any converter failure as this artifact's error
+        tb = traceback.format_exc()
+        sys.stderr.write(tb)
+        result = {"ok": False, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"}
+    tmp = result_path.with_name(result_path.name + ".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

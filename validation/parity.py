@@ -1,0 +1,144 @@
+"""Parity of an artifact against the PyTorch reference: tensors, invariants, detections.
+
+Pass rules per precision (the tiers are written into every result):
+- fp32: every output within atol + rtol*|ref|; every reference detection
+  matched at IoU >= 0.99 with no extras.
+- fp16: outputs within a looser tier; >= 98% of detections matched at IoU >= 0.9, <= 2% extra.
+- int8: tensors reported, not gated; >= 97% of detections matched at IoU >= 0.5, <= 3% extra.
+Detections whose reference or artifact score lies within ``score_margin`` of the
+threshold are "borderline": a tiny numeric change may flip them, so they are
+neither missed nor extra.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zoo.processing import iou_matrix, postprocess
+
+TIERS = {
+    "fp32": {"atol": {"scores": 1e-4, "boxes": 1e-4, "locations": 5e-4}, "rtol": 1e-4, "min_iou": 0.99,
+             "min_recall": 1.0, "max_extra": 0.0, "sum_tol": 1e-4, "score_margin": 1e-3},
+    "fp16": {"atol": {"scores": 2e-2, "boxes": 2e-2, "locations": 1e-1}, "rtol": 1e-2, "min_iou": 0.9,
+             "min_recall": 0.98, "max_extra": 0.02, "sum_tol": 1e-2, "score_margin": 1e-2},
+    "int8": {"atol": None, "rtol": None, "min_iou": 0.5,
+             "min_recall": 0.97, "max_extra": 0.03, "sum_tol": 0.05, "score_margin": 0.05},
+}
+DETECT = {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 200}
+
+
+@dataclass
+class ParityInput:
+    x: np.ndarray  # (N, 3, H, W) preprocessed images
+    names: list[str]  # image file names
+    sizes: list[tuple[int, int]]  # original (W, H)
+
+
+def tensor_stats(ref: np.ndarray, got: np.ndarray) -> dict:
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    rel = diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-6)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return {"max_abs": float(diff.max()), "max_rel": float(rel.max()), "mean_abs": float(diff.mean()), "worst_image": int(worst[0])}
+
+
+def invariants(out: dict, prior_count: int, sum_tol: float) -> list[str]:
+    fails = []
+    for name, a in out.items():
+        if not np.isfinite(a).all():
+            fails.append(f"{name} has NaN or Inf")
+    s, b = out["scores"], out["boxes"]
+    if s.shape[1] != prior_count or b.shape[1] != prior_count:
+        fails.append(f"prior count {s.shape[1]} != model's {prior_count}")
+    row = np.abs(s.sum(-1) - 1.0).max()
+    if row > sum_tol:
+        fails.append(f"score rows do not sum to 1 (worst off by {row:.3g})")
+    if (b[..., 2] < b[..., 0] - 1e-6).any() or (b[..., 3] < b[..., 1] - 1e-6).any():
+        fails.append("some boxes have x1 > x2 or y1 > y2")
+    return fails
+
+
+def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -> dict:
+    """Greedy one-to-one matching by IoU within each label."""
+    counts = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "min_iou": None, "max_score_change": 0.0}
+    min_seen = 1.0
+    for label in sorted({d.label for d in ref_dets} | {d.label for d in got_dets}):
+        r = [d for d in ref_dets if d.label == label]
+        g = [d for d in got_dets if d.label == label]
+        m = iou_matrix(np.array([d.box for d in r]).reshape(-1, 4), np.array([d.box for d in g]).reshape(-1, 4))
+        pairs = sorted(((m[i, j], i, j) for i in range(len(r)) for j in range(len(g)) if m[i, j] >= min_iou), reverse=True)
+        ri, gj = set(), set()
+        for v, i, j in pairs:
+            if i in ri or j in gj:
+                continue
+            ri.add(i)
+            gj.add(j)
+            min_seen = min(min_seen, float(v))
+            counts["max_score_change"] = max(counts["max_score_change"], abs(r[i].score - g[j].score))
+        for i, d in enumerate(r):
+            if i in ri:
+                counts["reference"] += 1
+                counts["matched"] += 1
+            elif d.score < threshold + margin:
+                counts["borderline"] += 1
+            else:
+                counts["reference"] += 1
+                counts["missed"] += 1
+        for j, d in enumerate(g):
+            if j in gj:
+                continue
+            if d.score < threshold + margin:
+                counts["borderline"] += 1
+            else:
+                counts["extra"] += 1
+    counts["min_iou"] = round(min_seen, 6) if counts["matched"] else None
+    return counts
+
+
+def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, precision: str) -> dict:
+    """The full parity result of one artifact's outputs against the reference outputs."""
+    tier = TIERS[precision]
+    result: dict = {"precision": precision, "tier": tier, "images": len(data.names), "outputs": {}, "failures": []}
+    for name in ("scores", "boxes", "locations"):
+        if name not in ref or name not in got:
+            continue
+        st = tensor_stats(ref[name], got[name])
+        if tier["atol"] is not None:
+            a = tier["atol"][name]
+            ok = bool(np.all(np.abs(got[name] - ref[name]) <= a + tier["rtol"] * np.abs(ref[name])))
+            st["passed"] = ok
+            if not ok:
+                result["failures"].append(
+                    f"output {name!r} diverges: max abs {st['max_abs']:.3g} (tolerance {a:g}) on image {data.names[st['worst_image']]}"
+                )
+        result["outputs"][name] = st
+    inv = invariants(got, prior_count, tier["sum_tol"])
+    result["invariants"] = {"passed": not inv, "failures": inv}
+    result["failures"] += [f"invariant: {f}" for f in inv]
+    totals = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "min_iou": None, "max_score_change": 0.0}
+    per_image = []
+    for i, (name, (w, h)) in enumerate(zip(data.names, data.sizes)):
+        rd = postprocess(ref["scores"][i], ref["boxes"][i], w, h, labels, **DETECT)
+        gd = postprocess(got["scores"][i], got["boxes"][i], w, h, labels, **DETECT)
+        c = match(rd, gd, tier["min_iou"], DETECT["score_threshold"], tier["score_margin"])
+        per_image.append({"image": name, **c})
+        for k in ("reference", "matched", "missed", "extra", "borderline"):
+            totals[k] += c[k]
+        totals["max_score_change"] = max(totals["max_score_change"], c["max_score_change"])
+        if c["min_iou"] is not None:
+            totals["min_iou"] = c["min_iou"] if totals["min_iou"] is None else min(totals["min_iou"], c["min_iou"])
+    ref_n = max(totals["reference"], 1)
+    totals["recall"] = totals["matched"] / ref_n if totals["reference"] else 1.0
+    totals["extra_rate"] = totals["extra"] / ref_n
+    det_ok = totals["recall"] >= tier["min_recall"] and totals["extra_rate"] <= tier["max_extra"]
+    if not det_ok:
+        worst = max(per_image, key=lambda c: c["missed"] + c["extra"])
+        result["failures"].append(
+            f"detections: {totals['matched']}/{totals['reference']} matched at IoU >= {tier['min_iou']}, "
+            f"{totals['extra']} extra (worst image {worst['image']}: {worst['missed']} missed, {worst['extra']} extra)"
+        )
+    totals["passed"] = det_ok
+    result["detections"] = totals
+    result["per_image"] = per_image
+    result["passed"] = not result["failures"]
+    return result

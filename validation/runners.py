@@ -1,0 +1,201 @@
+"""One runner protocol for every runtime.
+
+    with runner:
+        out = runner.infer(x)   # x: (N, 3, H, W) float32, preprocessed
+
+``out`` is canonical whatever the runtime, layout, output names or head:
+``{"scores": (N, P, K), "boxes": (N, P, 4) corners in [0, 1]}`` plus
+``"locations"`` (N, P, 4) raw offsets when the artifact has the raw head.
+Runtimes are imported lazily, so a missing optional runtime only matters
+when its runner is used.
+"""
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import numpy as np
+
+from zoo import priors as P
+from zoo.errors import ZooError
+from zoo.meta import ArtifactMeta
+from zoo.processing import decode
+
+
+class Runner(abc.ABC):
+    """Base runner: subclasses implement ``_load`` and ``_run``."""
+
+    name = "runner"
+
+    def __init__(self, meta: ArtifactMeta, threads: int = 1):
+        self.meta = meta
+        self.threads = max(1, int(threads))
+        self._active = False
+        self._priors = None
+
+    def __enter__(self):
+        if not self._active:
+            self._load()
+            self._active = True
+        return self
+
+    def __exit__(self, *exc):
+        self._unload()
+        self._active = False
+        return False
+
+    @abc.abstractmethod
+    def _load(self) -> None: ...
+
+    def _unload(self) -> None:
+        pass
+
+    @abc.abstractmethod
+    def _run(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Native outputs for an NCHW float batch, as (name, array) pairs."""
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._active:
+            raise RuntimeError(f"{type(self).__name__}.infer called outside `with runner:`")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ZooError(f"runner input must be (N, 3, H, W), got {x.shape}")
+        return self.canonical(self._run(x), batch=x.shape[0])
+
+    # ------------------------------------------------------------------ canonical form
+    @property
+    def priors(self) -> np.ndarray:
+        if self._priors is None:
+            self._priors = P.generate_priors(*self.meta.input_size)
+        return self._priors
+
+    def canonical(self, outputs: list[tuple[str, np.ndarray]], batch: int) -> dict[str, np.ndarray]:
+        """Pick scores and boxes by shape (by name only when K == 4), decode a raw head."""
+        p, k = self.meta.prior_count, self.meta.num_classes
+        flat = []
+        for name, arr in outputs:
+            a = np.asarray(arr, dtype=np.float32)
+            if a.size != batch * p * k and a.size != batch * p * 4:
+                continue
+            flat.append((name, a))
+        by_name = dict(flat)
+        if k != 4:
+            scores = next((a for _, a in flat if a.size == batch * p * k), None)
+            boxes = next((a for _, a in flat if a.size == batch * p * 4), None)
+        else:  # ambiguous by shape: output names, then order
+            scores = by_name.get("scores", flat[0][1] if flat else None)
+            boxes = by_name.get("boxes", flat[1][1] if len(flat) > 1 else None)
+        scores = scores.reshape(batch, p, k) if scores is not None else None
+        boxes = boxes.reshape(batch, p, 4) if boxes is not None else None
+        if scores is None or boxes is None:
+            shapes = ", ".join(f"{n}{tuple(np.shape(a))}" for n, a in outputs) or "none"
+            raise ZooError(
+                f"{self.name}: outputs do not match the model (expected scores ({batch},{p},{k}) and boxes ({batch},{p},4)); got {shapes}"
+            )
+        if self.meta.head == "raw":
+            return {"scores": scores, "boxes": decode(boxes, self.priors), "locations": boxes}
+        return {"scores": scores, "boxes": boxes}
+
+
+class TorchRunner(Runner):
+    """The PyTorch reference, from a resolved model."""
+
+    name = "pytorch"
+
+    def __init__(self, meta: ArtifactMeta, state_dict: dict, threads: int = 1):
+        super().__init__(meta, threads)
+        self.state_dict = state_dict
+
+    def _load(self) -> None:
+        import torch
+
+        from zoo.nets import UltraFace, load_state_dict_strict
+
+        torch.set_num_threads(self.threads)
+        self.net = UltraFace(self.meta.arch, self.meta.num_classes, *self.meta.input_size, head=self.meta.head)
+        load_state_dict_strict(self.net, self.state_dict)
+        self.net.eval()
+
+    def _run(self, x):
+        import torch
+
+        with torch.inference_mode():
+            s, b = self.net(torch.from_numpy(x))
+        return [("scores", s.numpy()), ("boxes", b.numpy())]
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+
+    def __init__(self, meta: ArtifactMeta, path: Path, threads: int = 1):
+        super().__init__(meta, threads)
+        self.path = Path(path)
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        try:
+            self.sess = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises many types
+            raise ZooError(f"onnxruntime cannot load {self.path}: {str(e).splitlines()[0][:200]}") from None
+        self.input_name = self.sess.get_inputs()[0].name
+        shape = self.sess.get_inputs()[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def _run(self, x):
+        names = [o.name for o in self.sess.get_outputs()]
+        if self.fixed_batch == 1 and x.shape[0] > 1:
+            parts = [self.sess.run(None, {self.input_name: x[i : i + 1]}) for i in range(x.shape[0])]
+            outs = [np.concatenate([p[j] for p in parts], 0) for j in range(len(names))]
+        else:
+            outs = self.sess.run(None, {self.input_name: x})
+        return list(zip(names, outs))
+
+
+class OpenCVRunner(Runner):
+    """OpenCV DNN for ONNX (and, with prototxt + caffemodel, for Caffe)."""
+
+    name = "opencv"
+
+    def __init__(self, meta: ArtifactMeta, path: Path, weights: Path | None = None, threads: int = 1):
+        super().__init__(meta, threads)
+        self.path, self.weights = Path(path), weights
+
+    def _load(self) -> None:
+        import cv2
+
+        cv2.setNumThreads(self.threads)
+        try:
+            if self.weights is not None:
+                if not hasattr(cv2.dnn, "readNetFromCaffe") or int(cv2.__version__.split(".")[0]) >= 5:
+                    raise ZooError(
+                        f"OpenCV {cv2.__version__} has no Caffe importer (removed in OpenCV 5); "
+                        "install opencv-python-headless<5 (pip install 'ultraface-zoo[caffe]')"
+                    )
+                self.net = cv2.dnn.readNetFromCaffe(str(self.path), str(self.weights))
+            else:
+                self.net = cv2.dnn.readNetFromONNX(str(self.path))
+        except cv2.error as e:
+            raise ZooError(f"OpenCV DNN cannot load {self.path}: {str(e).strip().splitlines()[-1][:200]}") from None
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.out_names = list(self.net.getUnconnectedOutLayersNames())
+
+    def _run(self, x):
+        import cv2
+
+        results = []
+        for i in range(x.shape[0]):
+            self.net.setInput(x[i : i + 1])
+            try:
+                outs = self.net.forward(self.out_names)
+            except cv2.error as e:
+                raise ZooError(f"OpenCV DNN failed on {self.path}: {str(e).strip().splitlines()[-1][:200]}") from None
+            results.append(outs)
+        return [
+            (name, np.concatenate([r[j].reshape(1, -1) for r in results], 0)) for j, name in enumerate(self.out_names)
+        ]

@@ -1,0 +1,106 @@
+"""`zoo detect`: faces in images, through PyTorch or any exported artifact."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from zoo.cli import app
+from zoo.cli.common import (
+    ArchOpt,
+    CheckpointOpt,
+    InputSizeOpt,
+    JsonOpt,
+    LabelsOpt,
+    ModelOpt,
+    ThreadsOpt,
+    print_json,
+    resolve_from_options,
+)
+from zoo.errors import ZooError
+
+
+def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None):
+    """A runner for --artifact, or the PyTorch reference for --model/--checkpoint."""
+    if artifact is not None:
+        if any(v is not None for v in (model, checkpoint, arch, labels, input_size)):
+            raise ZooError("--artifact carries its own model, labels and input size: drop --model/--checkpoint/--arch/--labels/--input-size")
+        from exporters import load_runner
+
+        return load_runner(artifact, threads=threads, runtime=runtime)
+    from exporters.plan import base_meta
+    from validation.runners import TorchRunner
+
+    rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
+    return TorchRunner(base_meta(rm), rm.state_dict, threads=threads)
+
+
+def draw(image, detections, path: Path) -> None:
+    import cv2
+
+    from zoo.fsutil import atomic_write_bytes
+
+    img = image.copy()
+    for d in detections:
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
+        cv2.putText(img, f"{d.label} {d.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 0), 1)
+    ok, buf = cv2.imencode(path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") else ".jpg", img)
+    if not ok:
+        raise ZooError(f"cannot encode {path}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.", show_default=False)],
+    model: ModelOpt = None,
+    checkpoint: CheckpointOpt = None,
+    arch: ArchOpt = None,
+    labels: LabelsOpt = None,
+    input_size: InputSizeOpt = None,
+    artifact: Annotated[Optional[Path], typer.Option("--artifact", help="An exported artifact's primary file.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime for --artifact (e.g. opencv for ONNX).")] = None,
+    score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0)] = 0.7,
+    iou_threshold: Annotated[float, typer.Option("--iou-threshold", min=0.0, max=1.0)] = 0.3,
+    candidate_size: Annotated[int, typer.Option("--candidate-size", min=1)] = 200,
+    top_k: Annotated[int, typer.Option("--top-k", help="Keep at most K detections per image (-1: all).")] = -1,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write copies of the images with boxes drawn here.")] = None,
+    json_: JsonOpt = False,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Detect faces; print them, or JSON with --json; draw them with --out."""
+    from zoo.fsutil import ensure_writable_dir
+    from zoo.images import collect, read_bgr
+    from zoo.processing import postprocess, preprocess
+
+    paths = collect(images)
+    if out is not None:
+        ensure_writable_dir(out)
+    runner = make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime)
+    meta = runner.meta
+    results, unreadable = [], 0
+    with runner:
+        for p in paths:
+            img = read_bgr(p)
+            if img is None:
+                print(f"warning: cannot read image {p}; skipped", file=sys.stderr)
+                unreadable += 1
+                continue
+            h, w = img.shape[:2]
+            o = runner.infer(preprocess(img, *meta.input_size))
+            dets = postprocess(o["scores"][0], o["boxes"][0], w, h, meta.labels, score_threshold, iou_threshold, candidate_size, top_k)
+            results.append({"image": str(p), "width": w, "height": h, "detections": [d.to_json() for d in dets]})
+            if out is not None:
+                draw(img, dets, Path(out) / p.name)
+            if not json_:
+                typer.echo(f"{p}: {len(dets)} face(s)")
+                for d in dets:
+                    typer.echo(f"  {d.label} {d.score:.3f} [{', '.join(f'{v:.1f}' for v in d.box)}]")
+    if json_:
+        print_json({"results": results})
+    if unreadable:
+        print(f"error: {unreadable} of {len(paths)} image(s) could not be read", file=sys.stderr)
+        raise typer.Exit(1)

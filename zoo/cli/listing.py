@@ -1,0 +1,44 @@
+"""`zoo list`: models and targets."""
+from __future__ import annotations
+
+import typer
+
+from zoo.cli import app
+from zoo.cli.common import JsonOpt, print_json
+
+
+@app.command("list")
+def list_(json_: JsonOpt = False) -> None:
+    """Registered models and export targets (with their availability)."""
+    from checkpoints.loader import manifest
+    from exporters import all_targets
+    from zoo.registry import MODELS
+
+    ckpts = manifest()
+    models = []
+    for s in MODELS.values():
+        c = ckpts[s.checkpoint]
+        models.append({
+            "id": s.id, "arch": s.arch, "input_size": list(s.input_size), "labels": list(s.labels),
+            "checkpoint": c.name, "sha256": c.sha256, "bytes": c.bytes, "url": c.url, "licence": c.licence,
+            "widerface_ap": c.widerface_ap,
+        })
+    targets = []
+    for t in all_targets():
+        miss = t.missing()
+        targets.append({
+            "name": t.name, "description": t.description, "precisions": list(t.precisions), "heads": list(t.heads),
+            "layout": t.layout, "source": t.source, "available": not miss, "missing": miss,
+            "install": f"pip install 'ultraface-zoo[{t.extra}]'" if miss and t.extra else None,
+        })
+    if json_:
+        print_json({"models": models, "targets": targets})
+        return
+    typer.echo("models:")
+    for m in models:
+        w, h = m["input_size"]
+        typer.echo(f"  {m['id']:<10} {m['arch']:<5} {w}x{h}  labels={','.join(m['labels'])}  {m['checkpoint']}")
+    typer.echo("targets:")
+    for t in targets:
+        state = "available" if t["available"] else f"missing {', '.join(t['missing'])} -> {t['install']}"
+        typer.echo(f"  {t['name']:<8} {','.join(t['precisions']):<15} {t['layout']}  {state}")
