@@ -161,13 +161,14 @@ def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedD
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        msg = str(e)
+        detail = msg.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if "WeightsUnpickler error:" in msg else msg.strip()[:120]
+        if "Unsupported global" in msg or "GLOBAL" in msg or "not an allowed global" in msg:
             raise ZooError(
-                f"checkpoint {path} was refused by torch.load(weights_only=True): it holds Python objects, not a plain "
-                "state dict; re-save it with torch.save(model.state_dict(), path)"
+                f"checkpoint {path} was refused by torch.load(weights_only=True): it holds Python objects "
+                f"({detail[:120]}), not a plain state dict; re-save it with torch.save(model.state_dict(), path)"
             ) from None
-        raise ZooError(f"checkpoint {path} is corrupt ({first})") from None
+        raise ZooError(f"checkpoint {path} is truncated or corrupt ({detail[:120]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ZooError(f"checkpoint {path} is truncated or corrupt ({first[:160]})") from None

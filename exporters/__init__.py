@@ -11,25 +11,44 @@ from zoo.errors import ZooError
 #: target name -> "module:Class"
 _MODULES = {
     "onnx": "exporters.onnx:OnnxTarget",
+    "caffe": "exporters.caffe:CaffeTarget",
 }
+
+
+def _plugins() -> dict[str, str]:
+    """Extra targets from ZOO_TARGET_PLUGINS="name=module:Class,..." (out-of-tree targets, fault injection)."""
+    import os
+
+    out = {}
+    for item in filter(None, (s.strip() for s in os.environ.get("ZOO_TARGET_PLUGINS", "").split(","))):
+        name, _, spec = item.partition("=")
+        if not spec or ":" not in spec:
+            raise ZooError(f"bad ZOO_TARGET_PLUGINS entry {item!r}: expected name=module:Class")
+        out[name.strip()] = spec.strip()
+    return out
+
+
+def _registry() -> dict[str, str]:
+    return {**_MODULES, **_plugins()}
 
 
 @lru_cache(maxsize=None)
 def get_target(name: str) -> Target:
     from zoo.registry import nearest
 
-    if name not in _MODULES:
-        raise ZooError(f"unknown target {name!r}{nearest(name, _MODULES)}; valid targets: {', '.join(_MODULES)}")
-    mod, cls = _MODULES[name].split(":")
+    reg = _registry()
+    if name not in reg:
+        raise ZooError(f"unknown target {name!r}{nearest(name, reg)}; valid targets: {', '.join(reg)}")
+    mod, cls = reg[name].split(":")
     return getattr(importlib.import_module(mod), cls)()
 
 
 def target_names() -> list[str]:
-    return list(_MODULES)
+    return list(_registry())
 
 
 def all_targets() -> list[Target]:
-    return [get_target(n) for n in _MODULES]
+    return [get_target(n) for n in _registry()]
 
 
 def load_runner(primary: Path, threads: int = 1, runtime: str | None = None):

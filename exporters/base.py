@@ -76,6 +76,10 @@ class Target:
     def default_head(self, precision: str) -> str:
         return self.heads[0]
 
+    def source_head(self, head: str) -> str:
+        """Which head of our ONNX this target converts to produce ``head`` (for source == "onnx")."""
+        return head
+
     def check_request(self, precision: str, head: str) -> None:
         if precision not in self.precisions:
             raise ZooError(f"target {self.name!r} has no precision {precision!r}; it has: {', '.join(self.precisions)}")

@@ -44,7 +44,12 @@ class Plan:
     unavailable: list[dict] = field(default_factory=list)  # targets whose runtime is missing
 
     def onnx_heads(self) -> set[str]:
-        return {j.head for j in self.jobs if get_target(j.target).source == "onnx"}
+        out = set()
+        for j in self.jobs:
+            t = get_target(j.target)
+            if t.source == "onnx":
+                out.add(t.source_head(j.head))
+        return out
 
 
 def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Plan:
@@ -83,7 +88,7 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Pl
     for h in sorted(plan.onnx_heads()):
         if ("onnx", "fp32", h) not in have:
             plan.jobs.append(Job("onnx", "fp32", h, intermediate=True))
-    plan.jobs.sort(key=lambda j: (get_target(j.target).source != "torch" or j.target != "onnx", j.target != "onnx"))
+    plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
     return plan
 
 
@@ -208,10 +213,11 @@ def export_model(
             futs = []
             for j in rest:
                 t = get_target(j.target)
-                if t.source == "onnx" and j.head not in onnx_by_head:
-                    results.append((j, {}, {"ok": False, "error": f"our {j.head} ONNX (its input) failed to build"}))
+                sh = t.source_head(j.head)
+                if t.source == "onnx" and sh not in onnx_by_head:
+                    results.append((j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build"}))
                     continue
-                futs.append(pool.submit(execute, j, onnx_by_head.get(j.head) if t.source == "onnx" else None))
+                futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
             results += [f.result() for f in futs]
 
         for j, jd, res in results:
@@ -247,7 +253,7 @@ def export_model(
                 "lineage": {"checkpoint_sha256": resolved.checkpoint_sha256},
             }
             if t.source == "onnx":
-                art["lineage"]["onnx_sha256"] = sha256_file(Path(onnx_by_head[j.head]))
+                art["lineage"]["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
             artifacts.append(art)
             ok = res["parity"]["passed"] if res["parity"] else True
             say(f"  {'ok' if ok else 'PARITY FAILED'} {j.label()} -> {art['primary']}")

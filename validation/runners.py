@@ -157,28 +157,20 @@ class OnnxRuntimeRunner(Runner):
 
 
 class OpenCVRunner(Runner):
-    """OpenCV DNN for ONNX (and, with prototxt + caffemodel, for Caffe)."""
+    """OpenCV DNN for ONNX files."""
 
     name = "opencv"
 
-    def __init__(self, meta: ArtifactMeta, path: Path, weights: Path | None = None, threads: int = 1):
+    def __init__(self, meta: ArtifactMeta, path: Path, threads: int = 1):
         super().__init__(meta, threads)
-        self.path, self.weights = Path(path), weights
+        self.path = Path(path)
 
     def _load(self) -> None:
         import cv2
 
         cv2.setNumThreads(self.threads)
         try:
-            if self.weights is not None:
-                if not hasattr(cv2.dnn, "readNetFromCaffe") or int(cv2.__version__.split(".")[0]) >= 5:
-                    raise ZooError(
-                        f"OpenCV {cv2.__version__} has no Caffe importer (removed in OpenCV 5); "
-                        "install opencv-python-headless<5 (pip install 'ultraface-zoo[caffe]')"
-                    )
-                self.net = cv2.dnn.readNetFromCaffe(str(self.path), str(self.weights))
-            else:
-                self.net = cv2.dnn.readNetFromONNX(str(self.path))
+            self.net = cv2.dnn.readNetFromONNX(str(self.path))
         except cv2.error as e:
             raise ZooError(f"OpenCV DNN cannot load {self.path}: {str(e).strip().splitlines()[-1][:200]}") from None
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
@@ -199,3 +191,30 @@ class OpenCVRunner(Runner):
         return [
             (name, np.concatenate([r[j].reshape(1, -1) for r in results], 0)) for j, name in enumerate(self.out_names)
         ]
+
+
+class NativeRunner(Runner):
+    """Adapts a runtime's own net class to the protocol.
+
+    ``opener()`` returns an object usable as ``with net: net.infer(x) -> {name: array}``;
+    ``layout="NHWC"`` feeds it channels-last input.
+    """
+
+    def __init__(self, meta: ArtifactMeta, opener, name: str, threads: int = 1, layout: str = "NCHW"):
+        super().__init__(meta, threads)
+        self.opener, self.name, self.layout = opener, name, layout
+        self.net = None
+
+    def _load(self) -> None:
+        self.net = self.opener()
+        self.net.__enter__()
+
+    def _unload(self) -> None:
+        if self.net is not None:
+            self.net.__exit__(None, None, None)
+            self.net = None
+
+    def _run(self, x):
+        if self.layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return list(self.net.infer(x).items())

@@ -1,0 +1,118 @@
+"""Shared fixtures. Real checkpoints, real images, real runtimes; nothing mocked.
+
+The material lives outside the repo: ZOO_SHARED (default: ../shared next to
+the checkout) holds upstream/checkpoints, upstream/reference and images.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ZOO_SHARED", ROOT.parent / "shared")).resolve()
+CKPT_DIR = SHARED / "upstream" / "checkpoints"
+REFERENCE = SHARED / "upstream" / "reference"
+IMAGES = SHARED / "images"
+
+if not CKPT_DIR.is_dir():
+    raise pytest.UsageError(f"shared material not found at {SHARED}: set ZOO_SHARED to the folder holding upstream/ and images/")
+os.environ.setdefault("ZOO_CHECKPOINT_DIR", str(CKPT_DIR))
+# never let a test download: a cache in a private temp folder
+os.environ.setdefault("ZOO_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"zoo-test-cache-{os.getpid()}"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def zoo(*args, env=None, check=None, timeout=900) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process (exit codes, stderr and all)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cp = subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+    if check is not None:
+        assert cp.returncode == check, f"exit {cp.returncode}\nstdout:\n{cp.stdout[-3000:]}\nstderr:\n{cp.stderr[-3000:]}"
+    return cp
+
+
+def assert_clean_error(cp: subprocess.CompletedProcess, *needles: str, code: int = 1) -> None:
+    """One clear line on stderr, the expected exit code, no traceback."""
+    assert cp.returncode == code, f"exit {cp.returncode}: {cp.stderr}"
+    assert "Traceback" not in cp.stderr and "Traceback" not in cp.stdout, cp.stderr
+    err_lines = [l for l in cp.stderr.splitlines() if l.startswith("error:")]
+    assert len(err_lines) == 1, cp.stderr
+    for n in needles:
+        assert n.lower() in err_lines[0].lower(), f"{n!r} not in {err_lines[0]!r}"
+
+
+@pytest.fixture(scope="session")
+def image_paths() -> list[Path]:
+    paths = sorted(IMAGES.glob("*.jpg"))
+    assert paths, f"no images in {IMAGES}"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def batch_cache():
+    """Preprocessed image batches per input size, computed once."""
+    from zoo.images import load_batch
+
+    cache = {}
+
+    def get(size):
+        if size not in cache:
+            cache[size] = load_batch(sorted(IMAGES.glob("*.jpg")), *size)
+        return cache[size]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def resolved():
+    from zoo.registry import resolve_model
+
+    cache = {}
+
+    def get(model_id):
+        if model_id not in cache:
+            cache[model_id] = resolve_model(model_id)
+        return cache[model_id]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory):
+    """Export once per session: export_dir(model_id, targets, precisions, head=None) -> (folder, manifest)."""
+    cache = {}
+
+    def get(model_id: str, targets: str, precisions: str = "fp32", head: str | None = None, extra=()):
+        key = (model_id, targets, precisions, head, tuple(extra))
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"export-{model_id}-{targets.replace(',', '_')}")
+            args = ["export", "--model", model_id, "--to", targets, "--precision", precisions, "--out", out,
+                    "--images", IMAGES, "--calib", IMAGES, *extra]
+            if head:
+                args += ["--head", head]
+            cp = zoo(*args)
+            manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else None
+            cache[key] = (out, manifest, cp)
+        return cache[key]
+
+    return get
+
+
+def ort_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    """Plain onnxruntime, none of our code: one image at a time (reference files have batch 1)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    outs = [s.run(None, {name: x[i : i + 1]}) for i in range(x.shape[0])]
+    return [np.concatenate([o[j] for o in outs], 0) for j in range(len(outs[0]))]
