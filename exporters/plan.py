@@ -43,14 +43,6 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)  # combinations a target does not offer
     unavailable: list[dict] = field(default_factory=list)  # targets whose runtime is missing
 
-    def onnx_heads(self) -> set[str]:
-        out = set()
-        for j in self.jobs:
-            t = get_target(j.target)
-            if t.source == "onnx":
-                out.add(t.source_head(j.head))
-        return out
-
 
 def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Plan:
     """Validate names, expand target x precision, put the ONNX that others read first."""
@@ -83,11 +75,6 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Pl
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             plan.jobs.append(Job(t.name, p, h))
-    # intermediates: our fp32 ONNX of each head that an ONNX-reading target needs
-    have = {j.key for j in plan.jobs}
-    for h in sorted(plan.onnx_heads()):
-        if ("onnx", "fp32", h) not in have:
-            plan.jobs.append(Job("onnx", "fp32", h, intermediate=True))
     plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
     return plan
 
@@ -155,6 +142,161 @@ def _artifact_order(a: dict) -> tuple:
     return (a.get("model", ""), t, PRECISIONS.index(a["precision"]) if a["precision"] in PRECISIONS else 9, a["head"])
 
 
+def inputs_sha256(resolved, job: Job, images: list[str], calib: list[str], options: dict) -> str:
+    """What an artifact depends on: checkpoint, model facts, options, images, tool versions, our version."""
+    import hashlib
+
+    from zoo import __version__
+
+    t = get_target(job.target)
+    facts = {
+        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head],
+        "images": [sha256_file(Path(p)) for p in images],
+        "calib": [sha256_file(Path(p)) for p in calib] if job.precision == "int8" else [],
+        "options": options, "tools": t.tool_versions(), "zoo": __version__,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def artifact_verifies(out: Path, art: dict) -> bool:
+    try:
+        return all((out / f["path"]).is_file() and (out / f["path"]).stat().st_size == f["bytes"]
+                   and sha256_file(out / f["path"]) == f["sha256"] for f in art["files"])
+    except OSError:
+        return False
+
+
+def build_artifacts(
+    resolved,
+    plan: Plan,
+    out: Path,
+    images: list[str],
+    calib: list[str],
+    options: dict | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    timeout: float | None = None,
+    progress=None,
+    previous: list[dict] | None = None,
+    on_done=None,
+) -> tuple[list[dict], list[dict]]:
+    """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
+
+    ``on_done(artifact_or_failure, ok)`` is called as each one lands (the caller may record it).
+    Returns (artifacts, failed).
+    """
+    options = options or {}
+    meta0 = base_meta(resolved)
+    say = progress or (lambda msg: None)
+    artifacts: list[dict] = []
+    failed: list[dict] = []
+    done = on_done or (lambda item, ok: None)
+    for u in plan.unavailable:
+        failed.append({**u, "model": resolved.spec.id})
+        done(failed[-1], False)
+    prev = {(a.get("model"), a["target"], a["precision"], a["head"]): a for a in (previous or [])}
+    todo: list[Job] = []
+    hashes: dict[tuple, str] = {}
+    for j in plan.jobs:
+        if j.intermediate:
+            continue
+        h = hashes[j.key] = inputs_sha256(resolved, j, images, calib, options)
+        old = prev.get((resolved.spec.id, *j.key))
+        if old and old.get("inputs_sha256") == h and artifact_verifies(out, old):
+            say(f"{resolved.spec.id}: {j.label()} is up to date")
+            artifacts.append(old)
+            continue
+        todo.append(j)
+    if not todo:
+        return artifacts, failed
+    need_heads = {get_target(j.target).source_head(j.head) for j in todo if get_target(j.target).source == "onnx"}
+    work = Path(tempfile.mkdtemp(prefix=".zoo-work-", dir=out))
+    try:
+        def job_dict(j: Job, onnx_path: str | None) -> dict:
+            t = get_target(j.target)
+            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout)
+            return {
+                "kind": "export", "target": j.target, "meta": meta.to_dict(),
+                "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256,
+                "out_dir": str(work / "out" / j.label().replace("/", "-")),
+                "stem": f"{resolved.spec.id}-{j.head}-{j.precision}",
+                "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
+                "options": options, "threads": threads,
+            }
+
+        def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
+            jd = job_dict(j, onnx_path)
+            say(f"{resolved.spec.id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
+            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
+            return j, jd, res
+
+        def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
+            entry = {"model": resolved.spec.id, "target": j.target, "precision": j.precision, "head": j.head}
+            if not res.get("ok"):
+                failed.append({**entry, "error": res.get("error", "unknown error")})
+                say(f"  FAILED {resolved.spec.id} {j.label()}: {res.get('error')}")
+                done(failed[-1], False)
+                return
+            src = Path(jd["out_dir"])
+            rels = []
+            for f in res["files"]:
+                dest = out / j.target / f
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src / f, dest)  # same file system: atomic
+                rels.append(str(Path(j.target) / f))
+            t = get_target(j.target)
+            art = {
+                **entry,
+                "layout": t.layout,
+                "primary": str(Path(j.target) / res["primary"]),
+                "files": file_entries(out, rels),
+                "tools": res["tools"],
+                "parity": res["parity"],
+                "meta": res["meta"],
+                "lineage": {"checkpoint_sha256": resolved.checkpoint_sha256},
+                "inputs_sha256": hashes[j.key],
+            }
+            if t.source == "onnx":
+                art["lineage"]["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
+            artifacts.append(art)
+            ok = res["parity"]["passed"] if res["parity"] else True
+            say(f"  {'ok' if ok else 'PARITY FAILED'} {resolved.spec.id} {j.label()} -> {art['primary']}")
+            done(art, ok)
+
+        onnx_by_head: dict[str, str] = {}
+        intermediate_errors: dict[str, str] = {}
+        keys = {j.key for j in todo}
+        first = [j for j in todo if j.target == "onnx" and j.precision == "fp32" and j.head in need_heads]
+        first += [Job("onnx", "fp32", h, intermediate=True) for h in sorted(need_heads) if ("onnx", "fp32", h) not in keys]
+        rest = [j for j in todo if j not in first]
+        for j in first:
+            j, jd, res = execute(j, None)
+            if res.get("ok"):
+                onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
+            if j.intermediate:
+                if not res.get("ok"):
+                    say(f"  FAILED intermediate onnx/{j.head}: {res.get('error')}")
+                    onnx_by_head.pop(j.head, None)
+                    intermediate_errors[j.head] = res.get("error")
+                continue
+            land(j, jd, res, onnx_by_head)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futs = []
+            for j in rest:
+                t = get_target(j.target)
+                sh = t.source_head(j.head)
+                if t.source == "onnx" and sh not in onnx_by_head:
+                    why = intermediate_errors.get(sh) or "see the onnx artifact's error"
+                    land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
+                    continue
+                futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
+            for f in futs:
+                land(*f.result(), onnx_by_head)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return artifacts, failed
+
+
 def export_model(
     resolved,
     targets: list[str],
@@ -170,97 +312,14 @@ def export_model(
     progress=None,
 ) -> dict:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
-    plan = make_plan(targets, precisions, head)
-    out = ensure_writable_dir(Path(out))
     from zoo.images import builtin_images
 
-    images = [str(p) for p in (images or builtin_images())]
-    calib = [str(p) for p in (calib or builtin_images())]
-    meta0 = base_meta(resolved)
-    work = Path(tempfile.mkdtemp(prefix=".zoo-work-", dir=out))
-    say = progress or (lambda msg: None)
-    artifacts: list[dict] = []
-    failed: list[dict] = [dict(u) for u in plan.unavailable]
-    try:
-        def job_dict(j: Job, onnx_path: str | None) -> dict:
-            t = get_target(j.target)
-            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout)
-            return {
-                "kind": "export", "target": j.target, "meta": meta.to_dict(),
-                "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256,
-                "out_dir": str(work / "out" / j.label().replace("/", "-")),
-                "stem": f"{resolved.spec.id}-{j.head}-{j.precision}",
-                "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
-                "options": options or {}, "threads": threads,
-            }
-
-        def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
-            jd = job_dict(j, onnx_path)
-            say(f"{resolved.spec.id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
-            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
-            return j, jd, res
-
-        onnx_by_head: dict[str, str] = {}
-        results: list[tuple[Job, dict, dict]] = []
-        first = [j for j in plan.jobs if j.target == "onnx" and (j.intermediate or (j.precision == "fp32" and j.head in plan.onnx_heads()))]
-        rest = [j for j in plan.jobs if j not in first]
-        for j in first:
-            j, jd, res = execute(j, None)
-            if res.get("ok"):
-                onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
-            results.append((j, jd, res))
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futs = []
-            for j in rest:
-                t = get_target(j.target)
-                sh = t.source_head(j.head)
-                if t.source == "onnx" and sh not in onnx_by_head:
-                    results.append((j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build"}))
-                    continue
-                futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
-            results += [f.result() for f in futs]
-
-        for j, jd, res in results:
-            if j.intermediate:
-                if not res.get("ok"):
-                    failed.append({"target": "onnx", "precision": "fp32", "head": j.head,
-                                   "error": f"intermediate ONNX failed: {res.get('error')}"})
-                continue
-            entry = {"target": j.target, "precision": j.precision, "head": j.head}
-            if not res.get("ok"):
-                failed.append({**entry, "error": res.get("error", "unknown error")})
-                say(f"  FAILED {j.label()}: {res.get('error')}")
-                continue
-            src = Path(jd["out_dir"])
-            dest_dir = out / j.target
-            rels = []
-            for f in res["files"]:
-                dest = dest_dir / f
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(src / f), str(src / (f + ".moving")))  # same folder: cheap
-                os.replace(src / (f + ".moving"), dest)
-                rels.append(str(Path(j.target) / f))
-            t = get_target(j.target)
-            art = {
-                **entry,
-                "model": resolved.spec.id,
-                "layout": t.layout,
-                "primary": str(Path(j.target) / res["primary"]),
-                "files": file_entries(out, rels),
-                "tools": res["tools"],
-                "parity": res["parity"],
-                "meta": res["meta"],
-                "lineage": {"checkpoint_sha256": resolved.checkpoint_sha256},
-            }
-            if t.source == "onnx":
-                art["lineage"]["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
-            artifacts.append(art)
-            ok = res["parity"]["passed"] if res["parity"] else True
-            say(f"  {'ok' if ok else 'PARITY FAILED'} {j.label()} -> {art['primary']}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    manifest = write_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
-    return manifest
+    plan = make_plan(targets, precisions, head)
+    out = ensure_writable_dir(Path(out))
+    images_s = [str(p) for p in (images or builtin_images())]
+    calib_s = [str(p) for p in (calib or builtin_images())]
+    artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress)
+    return write_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
 
 
 def write_manifest(out: Path, model: dict, artifacts: list[dict], failed: list[dict], skipped: list[dict]) -> dict:
