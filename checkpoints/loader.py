@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.fsutil import sha256_file  # noqa: F401  (re-exported: loader.sha256_file)
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 ENV_DIR = "ZOO_CHECKPOINT_DIR"
@@ -59,14 +60,6 @@ def manifest() -> dict[str, CheckpointEntry]:
             widerface_ap=dict(c.get("widerface_ap", {})),
         )
     return out
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cache_dir() -> Path:

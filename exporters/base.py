@@ -76,6 +76,10 @@ class Target:
     def default_head(self, precision: str) -> str:
         return self.heads[0]
 
+    def expand(self, precision: str) -> list[str]:
+        """The artifacts one requested precision yields (e.g. TFLite int8 -> float-IO and int8-IO flavours)."""
+        return [precision]
+
     def source_head(self, head: str) -> str:
         """Which head of our ONNX this target converts to produce ``head`` (for source == "onnx")."""
         return head

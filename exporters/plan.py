@@ -74,7 +74,8 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Pl
             h = head or t.default_head(p)
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
-            plan.jobs.append(Job(t.name, p, h))
+            for v in t.expand(p):
+                plan.jobs.append(Job(t.name, v, h))
     plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
     return plan
 
@@ -89,6 +90,17 @@ def _tail(log: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-400:]
 
 
+_ACTIVE: set = set()  # worker processes running now (killed on interrupt)
+
+
+def kill_active_workers() -> None:
+    for proc in list(_ACTIVE):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
     """Run one job in a fresh interpreter; a crash or hang becomes an error result."""
     work.mkdir(parents=True, exist_ok=True)
@@ -101,6 +113,7 @@ def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
             [sys.executable, "-m", "exporters.worker", str(job_path), str(result_path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
+        _ACTIVE.add(proc)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -111,6 +124,8 @@ def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            _ACTIVE.discard(proc)
     if result_path.is_file():
         return json.loads(result_path.read_text())
     if rc < 0:
@@ -131,7 +146,7 @@ def base_meta(resolved) -> ArtifactMeta:
 
 
 def file_entries(root: Path, rels: list[str]) -> list[dict]:
-    return [{"path": r, "sha256": sha256_file(root / r), "bytes": (root / r).stat().st_size} for r in sorted(rels)]
+    return [{"path": r, "sha256": sha256_file(root / r), "bytes": (root / r).stat().st_size} for r in sorted(set(rels))]
 
 
 def _artifact_order(a: dict) -> tuple:
@@ -139,7 +154,8 @@ def _artifact_order(a: dict) -> tuple:
 
     names = target_names()
     t = names.index(a["target"]) if a["target"] in names else len(names)
-    return (a.get("model", ""), t, PRECISIONS.index(a["precision"]) if a["precision"] in PRECISIONS else 9, a["head"])
+    base = a["precision"].split("-")[0]
+    return (a.get("model", ""), t, PRECISIONS.index(base) if base in PRECISIONS else 9, a["precision"], a["head"])
 
 
 def inputs_sha256(resolved, job: Job, images: list[str], calib: list[str], options: dict) -> str:
@@ -152,7 +168,7 @@ def inputs_sha256(resolved, job: Job, images: list[str], calib: list[str], optio
     facts = {
         "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head],
         "images": [sha256_file(Path(p)) for p in images],
-        "calib": [sha256_file(Path(p)) for p in calib] if job.precision == "int8" else [],
+        "calib": [sha256_file(Path(p)) for p in calib] if job.precision.startswith("int8") else [],
         "options": options, "tools": t.tool_versions(), "zoo": __version__,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
@@ -205,6 +221,7 @@ def build_artifacts(
         if old and old.get("inputs_sha256") == h and artifact_verifies(out, old):
             say(f"{resolved.spec.id}: {j.label()} is up to date")
             artifacts.append(old)
+            done(old, True)
             continue
         todo.append(j)
     if not todo:
@@ -290,8 +307,14 @@ def build_artifacts(
                     land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
                     continue
                 futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
-            for f in futs:
-                land(*f.result(), onnx_by_head)
+            try:
+                for f in futs:
+                    land(*f.result(), onnx_by_head)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                kill_active_workers()
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return artifacts, failed

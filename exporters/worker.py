@@ -28,6 +28,22 @@ def _parity(runner, state_dict, meta, images: list[str]) -> dict:
     return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
 
 
+def _golden(target, meta, job: dict) -> dict:
+    """Run the golden images through the artifact and compare with the stored PyTorch outputs."""
+    import numpy as np
+
+    from validation.parity import ParityInput, compare
+    from zoo.images import load_batch
+
+    ref_dir = Path(job["reference_dir"])
+    ref = {p.stem: np.load(p) for p in sorted(ref_dir.glob("*.npy"))}
+    x, names, sizes = load_batch([Path(p) for p in job["images"]], *meta.input_size)
+    runner = target.runner(Path(job["primary"]), meta, threads=job.get("threads", 1))
+    with runner:
+        got = runner.infer(x)
+    return compare(ref, got, ParityInput(x, [Path(n).name for n in names], sizes), meta.labels, meta.prior_count, meta.precision)
+
+
 def run(job: dict) -> dict:
     from checkpoints.loader import load_state_dict
     from exporters import get_target
@@ -37,6 +53,8 @@ def run(job: dict) -> dict:
     target = get_target(job["target"])
     target.require()
     meta = ArtifactMeta.from_dict(job["meta"])
+    if job["kind"] == "golden":
+        return {"ok": True, "parity": _golden(target, meta, job)}
     state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
     if job["kind"] == "check":
         primary = Path(job["primary"])

@@ -48,3 +48,18 @@ class MissingTarget(_Fault):
     name = "missing"
     requires = ("no_such_runtime_module_xyz",)
     extra = "missing"
+
+
+from exporters.onnx import OnnxTarget  # noqa: E402
+
+
+class SlowOnnxTarget(OnnxTarget):
+    """The ONNX target after a pause (ZOO_TEST_SLOW_SECONDS), to interrupt a release mid-way."""
+
+    name = "slowonnx"
+
+    def export(self, req):
+        (req.out_dir / f"{req.stem}.partial").write_bytes(b"\0" * 1000)
+        time.sleep(float(os.environ.get("ZOO_TEST_SLOW_SECONDS", "0")))
+        (req.out_dir / f"{req.stem}.partial").unlink()
+        return super().export(req)

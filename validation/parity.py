@@ -97,7 +97,7 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
 
 def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, precision: str) -> dict:
     """The full parity result of one artifact's outputs against the reference outputs."""
-    tier = TIERS[precision]
+    tier = TIERS[precision.split("-")[0]]  # a flavour such as "int8-io" has its precision's tier
     result: dict = {"precision": precision, "tier": tier, "images": len(data.names), "outputs": {}, "failures": []}
     for name in ("scores", "boxes", "locations"):
         if name not in ref or name not in got:

@@ -13,9 +13,7 @@ from torch import nn
 
 from zoo import priors as P
 from zoo.errors import ZooError
-
-ARCHES = ("slim", "rfb")
-HEADS = ("decoded", "raw")
+from zoo.registry import ARCHES, HEADS  # noqa: F401  (re-exported)
 BASE_CHANNELS = 16
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.nets import ARCHES
+
+ARCHES = ("slim", "rfb")
+HEADS = ("decoded", "raw")
 
 
 @dataclass(frozen=True)

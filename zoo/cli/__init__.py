@@ -16,18 +16,33 @@ app = typer.Typer(
 )
 
 from zoo.cli import detect as _detect  # noqa: E402,F401  (registers commands)
+from zoo.cli import evaluate as _evaluate  # noqa: E402,F401
 from zoo.cli import export as _export  # noqa: E402,F401
 from zoo.cli import listing as _listing  # noqa: E402,F401
+from zoo.cli import bench as _bench  # noqa: E402,F401
+from zoo.cli import release as _release  # noqa: E402,F401
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM; not a KeyboardInterrupt, so the CLI framework does not swallow it."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except (Interrupted, KeyboardInterrupt):
+        print("error: interrupted; files already in place are complete, a re-run resumes", file=sys.stderr)
         sys.exit(130)
     except OSError as e:
         # disk full, permission denied, ... outside the places that already explain themselves

@@ -37,7 +37,7 @@ def parity_line(a: dict) -> str:
     d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
     status = "PASS" if p.get("passed") else "FAIL"
-    line = (f"{status}  {a['target']:<7} {a['precision']:<5} {a['head']:<8} "
+    line = (f"{status}  {a['target']:<7} {a['precision']:<7} {a['head']:<8} "
             f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}")
     if not p.get("passed"):
         line += "\n      " + "\n      ".join(p.get("failures", []))
@@ -85,14 +85,14 @@ def export(
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else _stderr,
     )
     requested = {(t, p) for t in targets for p in precisions}
-    mine = [a for a in manifest["artifacts"] if (a["target"], a["precision"]) in requested]
+    mine = [a for a in manifest["artifacts"] if (a["target"], a["precision"].split("-")[0]) in requested]
     if json_:
         print_json(manifest)
     else:
         for a in mine:
             typer.echo(parity_line(a))
         for f in manifest["failed"]:
-            typer.echo(f"FAIL  {f['target']:<7} {f['precision']:<5} {f['head']:<8} {f['error']}")
+            typer.echo(f"FAIL  {f['target']:<7} {f['precision']:<7} {f['head']:<8} {f['error']}")
         typer.echo(f"manifest: {Path(out) / 'manifest.json'}")
     bad = manifest["failed"] or [a for a in mine if not (a.get("parity") or {}).get("passed")]
     if bad:
@@ -136,6 +136,7 @@ def check(
     images: ImagesOpt = None,
     checkpoint: CheckpointOpt = None,
     threads: ThreadsOpt = 1,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Re-verify every file's sha256, then re-run parity of every artifact against PyTorch."""
@@ -167,6 +168,12 @@ def check(
             p = res["parity"]
             results.append({"artifact": name, "primary": a["primary"], "passed": p["passed"], "failures": p["failures"], "parity": p})
     passed = all(r["passed"] for r in results) and not problems
+    if junit:
+        from zoo.junit import write_junit
+
+        cases = [{"name": r["artifact"], "passed": r["passed"], "failure": "; ".join(f for f in r["failures"] if f) or None} for r in results]
+        cases += [{"name": f"file {p.split(':')[0]}", "passed": False, "failure": p} for p in problems]
+        write_junit(junit, "check", cases)
     if json_:
         print_json({"folder": str(folder), "passed": passed, "file_problems": problems, "results": results})
     else:

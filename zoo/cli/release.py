@@ -1,0 +1,90 @@
+"""`zoo release` and `zoo verify`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from zoo.cli import app
+from zoo.cli.common import JsonOpt, ThreadsOpt, print_json, split_list
+from zoo.cli.export import EXIT_FAILED, ImagesOpt, _stderr
+
+JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")]
+
+
+@app.command()
+def release(
+    out: Annotated[Path, typer.Option("--out", help="Release folder.")],
+    models: Annotated[Optional[str], typer.Option("--models", help="Model ids (default: all).")] = None,
+    targets: Annotated[Optional[str], typer.Option("--targets", help="Targets (default: all).")] = None,
+    precisions: Annotated[str, typer.Option("--precisions", help="Precisions.")] = "fp32,fp16,int8",
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Build only slice K of N: K/N.")] = None,
+    merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Join shard folders into --out (repeat, or give several).")] = None,
+    images: ImagesOpt = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8.")] = None,
+    threads: ThreadsOpt = 1,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
+    junit: JunitOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Build the whole matrix with parity, model cards, golden kit and REPORT.md; resumable."""
+    from exporters import target_names
+    from exporters import release as rel
+    from zoo.images import collect
+    from zoo.junit import artifact_cases, write_junit
+    from zoo.registry import MODELS
+
+    progress = None if json_ else _stderr
+    if merge:
+        manifest = rel.merge(out, list(merge), progress=progress)
+    else:
+        model_ids = split_list(models, "--models") if models else list(MODELS)
+        target_list = split_list(targets, "--targets") if targets else target_names()
+        manifest = rel.release(
+            out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
+            images=collect([images], "--images") if images else None,
+            calib=collect([calib], "--calib") if calib else None,
+            shard=rel.parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
+        )
+    if junit:
+        write_junit(junit, "release", artifact_cases(manifest))
+    if json_:
+        print_json(manifest)
+    else:
+        ok = sum(1 for a in manifest["artifacts"] if (a.get("parity") or {}).get("passed"))
+        typer.echo(f"{ok}/{len(manifest['artifacts'])} artifacts passed parity; {len(manifest['failed'])} failed; manifest: {Path(out) / 'manifest.json'}")
+        for f in manifest["failed"]:
+            typer.echo(f"FAIL  {f['model']} {f['target']}/{f['precision']}/{f['head']}: {f['error']}")
+    bad = manifest["failed"] or [a for a in manifest["artifacts"] if not (a.get("parity") or {}).get("passed")]
+    if bad:
+        _stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a['model']} {a['target']}/{a['precision']}" for a in bad[:5]))
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def verify(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `zoo release`.")],
+    threads: ThreadsOpt = 1,
+    junit: JunitOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-check every file's sha256 and re-run the golden kit through every artifact."""
+    from exporters.release import verify as do_verify
+    from zoo.junit import write_junit
+
+    res = do_verify(folder, threads=threads, progress=None if json_ else _stderr)
+    if junit:
+        write_junit(junit, "verify", res["cases"])
+    if json_:
+        print_json(res)
+    else:
+        for c in res["cases"]:
+            if not c["passed"] or not c["name"].startswith("file "):
+                typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else ""))
+    if not res["passed"]:
+        first = next(c for c in res["cases"] if not c["passed"])
+        _stderr(f"error: verification failed: {first['failure']}")
+        raise typer.Exit(EXIT_FAILED)
