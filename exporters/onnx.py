@@ -60,6 +60,42 @@ def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
     return model
 
 
+def add_nms(model, num_classes: int, score_threshold: float = 0.7, iou_threshold: float = 0.3, max_per_class: int = 200):
+    """End-to-end graph: a decoded graph plus ONNX NonMaxSuppression; one output ``detections``
+    (M, 6) = x1, y1, x2, y2 (normalised), score, class id (1..K-1), per class by decreasing score."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = model.graph
+    consts = {
+        "nms_max": np.array([max_per_class], np.int64), "nms_iou": np.array([iou_threshold], np.float32),
+        "nms_score": np.array([score_threshold], np.float32), "nms_one": np.array([1], np.int64),
+        "nms_k": np.array([num_classes], np.int64), "nms_ax1": np.array([1], np.int64), "nms_ax0": np.array([0], np.int64),
+        "nms_c1": np.array(1, np.int64), "nms_c2": np.array(2, np.int64),
+    }
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    n = helper.make_node
+    g.node.extend([
+        n("Transpose", ["scores"], ["nms_t"], perm=[0, 2, 1], name="nms_transpose"),
+        n("Slice", ["nms_t", "nms_one", "nms_k", "nms_ax1"], ["nms_fg"], name="nms_foreground"),
+        n("NonMaxSuppression", ["boxes", "nms_fg", "nms_max", "nms_iou", "nms_score"], ["nms_sel"], name="nms"),
+        n("Gather", ["nms_sel", "nms_c1"], ["nms_cls0"], axis=1, name="nms_class"),
+        n("Gather", ["nms_sel", "nms_c2"], ["nms_idx"], axis=1, name="nms_index"),
+        n("Squeeze", ["boxes", "nms_ax0"], ["nms_boxes2d"], name="nms_squeeze"),
+        n("Gather", ["nms_boxes2d", "nms_idx"], ["nms_box"], axis=0, name="nms_gather_boxes"),
+        n("GatherND", ["nms_fg", "nms_sel"], ["nms_score_v"], name="nms_gather_scores"),
+        n("Add", ["nms_cls0", "nms_one"], ["nms_cls"], name="nms_class_id"),
+        n("Cast", ["nms_cls"], ["nms_cls_f"], to=TensorProto.FLOAT, name="nms_class_float"),
+        n("Unsqueeze", ["nms_score_v", "nms_ax1"], ["nms_score_c"], name="nms_score_col"),
+        n("Unsqueeze", ["nms_cls_f", "nms_ax1"], ["nms_cls_c"], name="nms_class_col"),
+        n("Concat", ["nms_box", "nms_score_c", "nms_cls_c"], ["detections"], axis=1, name="nms_detections"),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["M", 6]))
+    onnx.checker.check_model(model)
+    return model
+
+
 def embed_metadata(model, meta: ArtifactMeta) -> None:
     del model.metadata_props[:]
     d = meta.to_dict()
@@ -149,7 +185,7 @@ class OnnxTarget(Target):
     suffixes = (".onnx",)
     source = "torch"
     precisions = ("fp32", "fp16", "int8")
-    heads = ("decoded", "raw")
+    heads = ("decoded", "raw", "nms")  # nms: end-to-end graph whose output is final detections (--nms)
     layout = "NCHW"
     extra = None
     requires = ("onnx", "onnxsim", "onnxruntime")
@@ -165,7 +201,12 @@ class OnnxTarget(Target):
 
         from zoo.fsutil import atomic_write_bytes
 
-        model = build_onnx(req.state_dict, req.meta)
+        if req.meta.head == "nms":
+            if req.meta.precision != "fp32":
+                raise ZooError("the end-to-end NMS graph is exported in fp32 only")
+            model = add_nms(build_onnx(req.state_dict, req.meta.with_(head="decoded")), req.meta.num_classes)
+        else:
+            model = build_onnx(req.state_dict, req.meta)
         if req.meta.precision == "fp16":
             model = to_fp16(model)
         elif req.meta.precision == "int8":

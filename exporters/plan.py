@@ -44,7 +44,7 @@ class Plan:
     unavailable: list[dict] = field(default_factory=list)  # targets whose runtime is missing
 
 
-def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Plan:
+def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False) -> Plan:
     """Validate names, expand target x precision, put the ONNX that others read first."""
     for p in precisions:
         if p not in PRECISIONS:
@@ -76,6 +76,10 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None) -> Pl
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             for v in t.expand(p):
                 plan.jobs.append(Job(t.name, v, h))
+    if nms:
+        if "onnx" not in [t.name for t in objs]:
+            raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")
+        plan.jobs.append(Job("onnx", "fp32", "nms"))
     plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
     return plan
 
@@ -333,11 +337,12 @@ def export_model(
     jobs: int = 1,
     timeout: float | None = None,
     progress=None,
+    nms: bool = False,
 ) -> dict:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
     from zoo.images import builtin_images
 
-    plan = make_plan(targets, precisions, head)
+    plan = make_plan(targets, precisions, head, nms)
     out = ensure_writable_dir(Path(out))
     images_s = [str(p) for p in (images or builtin_images())]
     calib_s = [str(p) for p in (calib or builtin_images())]

@@ -21,7 +21,8 @@ def _parity(runner, state_dict, meta, images: list[str]) -> dict:
 
     x, names, sizes = load_batch([Path(p) for p in images], *meta.input_size)
     data = ParityInput(x, [Path(n).name for n in names], sizes)
-    with TorchRunner(meta.with_(target="pytorch", precision="fp32"), state_dict) as ref_runner:
+    ref_head = "decoded" if meta.head == "nms" else meta.head
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
         ref = ref_runner.infer(x)
     with runner:
         got = runner.infer(x)

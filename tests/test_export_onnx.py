@@ -221,3 +221,26 @@ def test_failing_targets_are_contained(tmp_path):
     assert "no_such_runtime_module_xyz" in errors["missing"] and "pip install" in errors["missing"]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == ["manifest.json", "onnx/slim-320-decoded-fp32.onnx"], files
+
+
+def test_end_to_end_nms_graph(export_dir, batch_cache):
+    """--nms: ONNX NonMaxSuppression inside the graph; its detections equal ours on the original's outputs."""
+    from zoo.processing import postprocess
+
+    folder, manifest, cp = export_dir("rfb-320", "onnx", "fp32", None, extra=("--nms",))
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    arts = {a["head"]: a for a in manifest["artifacts"]}
+    assert set(arts) == {"decoded", "nms"} and arts["nms"]["parity"]["passed"]
+    assert arts["nms"]["parity"]["detections"]["matched"] == arts["decoded"]["parity"]["detections"]["matched"] > 200
+    x, _, sizes = batch_cache((320, 240))
+    (dets,) = ort_run(folder / arts["nms"]["primary"], x[:1])
+    scores, boxes = ort_run(REFERENCE / "onnx" / "version-RFB-320.onnx", x[:1])
+    expected = postprocess(scores[0], boxes[0], 1, 1, ["BACKGROUND", "face"])
+    assert dets.shape == (len(expected), 6)
+    got = sorted(dets.tolist(), key=lambda r: -r[4])
+    for r, e in zip(got, expected):
+        np.testing.assert_allclose(r[:4], e.box, atol=1e-5)
+        assert r[4] == pytest.approx(e.score, abs=1e-5) and r[5] == 1
+    by_art = json.loads(zoo("detect", IMAGES / "1.jpg", "--artifact", folder / arts["nms"]["primary"], "--json", check=0).stdout)
+    by_model = json.loads(zoo("detect", IMAGES / "1.jpg", "--model", "rfb-320", "--json", check=0).stdout)
+    assert len(by_art["results"][0]["detections"]) == len(by_model["results"][0]["detections"])

@@ -71,6 +71,8 @@ class Runner(abc.ABC):
 
     def canonical(self, outputs: list[tuple[str, np.ndarray]], batch: int) -> dict[str, np.ndarray]:
         """Pick scores and boxes by shape (by name only when K == 4), decode a raw head."""
+        if self.meta.head == "nms":
+            return {"detections": [np.asarray(o, dtype=np.float32).reshape(-1, 6) for _, o in outputs]}
         p, k = self.meta.prior_count, self.meta.num_classes
         flat = []
         for name, arr in outputs:
@@ -148,6 +150,8 @@ class OnnxRuntimeRunner(Runner):
 
     def _run(self, x):
         names = [o.name for o in self.sess.get_outputs()]
+        if self.meta.head == "nms":
+            return [(f"detections{i}", self.sess.run(["detections"], {self.input_name: x[i : i + 1]})[0]) for i in range(x.shape[0])]
         if self.fixed_batch == 1 and x.shape[0] > 1:
             parts = [self.sess.run(None, {self.input_name: x[i : i + 1]}) for i in range(x.shape[0])]
             outs = [np.concatenate([p[j] for p in parts], 0) for j in range(len(names))]

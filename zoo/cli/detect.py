@@ -91,7 +91,14 @@ def detect(
                 continue
             h, w = img.shape[:2]
             o = runner.infer(preprocess(img, *meta.input_size))
-            dets = postprocess(o["scores"][0], o["boxes"][0], w, h, meta.labels, score_threshold, iou_threshold, candidate_size, top_k)
+            if "detections" in o:  # an end-to-end graph: thresholds and NMS are baked in
+                from validation.parity import detections_from_rows
+
+                dets = sorted(detections_from_rows(o["detections"][0], w, h, meta.labels), key=lambda d: -d.score)
+                dets = dets[:top_k] if top_k > 0 else dets
+            else:
+                dets = postprocess(o["scores"][0], o["boxes"][0], w, h, meta.labels, score_threshold, iou_threshold,
+                                   candidate_size, top_k)
             results.append({"image": str(p), "width": w, "height": h, "detections": [d.to_json() for d in dets]})
             if out is not None:
                 draw(img, dets, Path(out) / p.name)

@@ -54,6 +54,7 @@ def export(
     input_size: InputSizeOpt = None,
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, int8 (comma-separated).")] = "fp32",
     head: Annotated[Optional[str], typer.Option("--head", help="decoded|raw (default: each target's own).")] = None,
+    nms: Annotated[bool, typer.Option("--nms", help="Also an end-to-end ONNX graph with NonMaxSuppression (output: detections).")] = False,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("zoo-export"),
     images: ImagesOpt = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8 (default: built-in).")] = None,
@@ -78,11 +79,11 @@ def export(
             raise ZooError(f"--calib: cannot read {len(bad)} image(s), e.g. {bad[0]}")
     from exporters.plan import make_plan
 
-    make_plan(targets, precisions, head)  # names checked before any weights are read
+    make_plan(targets, precisions, head, nms)  # names checked before any weights are read
     rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
     manifest = export_model(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
-        threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else _stderr,
+        threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else _stderr, nms=nms,
     )
     requested = {(t, p) for t in targets for p in precisions}
     mine = [a for a in manifest["artifacts"] if (a["target"], a["precision"].split("-")[0]) in requested]
