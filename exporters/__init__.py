@@ -11,6 +11,8 @@ from zoo.errors import ZooError
 #: target name -> "module:Class"
 _MODULES = {
     "onnx": "exporters.onnx:OnnxTarget",
+    "mnn": "exporters.mnn:MnnTarget",
+    "ncnn": "exporters.ncnn:NcnnTarget",
     "tflite": "exporters.tflite:TfliteTarget",
     "saved_model": "exporters.tflite:SavedModelTarget",
     "caffe": "exporters.caffe:CaffeTarget",

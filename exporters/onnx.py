@@ -194,7 +194,8 @@ class OnnxTarget(Target):
     embeds_metadata = True
 
     def default_head(self, precision: str) -> str:
-        return "decoded"
+        # int8: the raw head, like the other targets (the decoded graph carries the priors in float)
+        return "raw" if precision == "int8" else "decoded"
 
     def export(self, req: ExportRequest) -> ExportResult:
         import onnx

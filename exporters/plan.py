@@ -19,6 +19,7 @@ from zoo.fsutil import atomic_write_text, ensure_writable_dir, sha256_file
 from zoo.meta import ArtifactMeta
 
 MANIFEST = "manifest.json"
+FILE_MODE = 0o644
 SCHEMA_VERSION = 1
 
 
@@ -263,6 +264,7 @@ def build_artifacts(
             for f in res["files"]:
                 dest = out / j.target / f
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(src / f, FILE_MODE)  # converters may create 0600 temporaries
                 os.replace(src / f, dest)  # same file system: atomic
                 rels.append(str(Path(j.target) / f))
             t = get_target(j.target)
@@ -340,12 +342,12 @@ def export_model(
     nms: bool = False,
 ) -> dict:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
-    from zoo.images import builtin_images
+    from zoo.images import builtin_images, default_calibration
 
     plan = make_plan(targets, precisions, head, nms)
     out = ensure_writable_dir(Path(out))
     images_s = [str(p) for p in (images or builtin_images())]
-    calib_s = [str(p) for p in (calib or builtin_images())]
+    calib_s = [str(p) for p in (calib or default_calibration())]
     artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress)
     return write_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
 

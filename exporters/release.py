@@ -237,7 +237,7 @@ def release(
     timeout: float | None = None,
     progress=None,
 ) -> dict:
-    from zoo.images import builtin_images
+    from zoo.images import builtin_images, default_calibration
     from zoo.registry import get_spec, resolve_model
 
     for m in models:
@@ -245,7 +245,7 @@ def release(
     entries = shard_of(matrix(models, targets, precisions), shard)
     out = ensure_writable_dir(Path(out))
     images_s = [str(p) for p in (images or builtin_images())]
-    calib_s = [str(p) for p in (calib or builtin_images())]
+    calib_s = [str(p) for p in (calib or default_calibration())]
     spec = {"models": models, "targets": targets, "precisions": precisions}
     with release_lock(out):
         clean_stale_work(out)

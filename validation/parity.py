@@ -3,7 +3,8 @@
 Pass rules per precision (the tiers are written into every result):
 - fp32: every output within atol + rtol*|ref|; every reference detection
   matched at IoU >= 0.99 with no extras.
-- fp16: outputs within a looser tier; >= 98% of detections matched at IoU >= 0.9, <= 2% extra.
+- fp16: outputs within a looser tier (raw offsets, which are pre-exp regression values up to ~10,
+  get 0.25; the decoded boxes they give stay within 0.02); >= 98% of detections matched at IoU >= 0.9, <= 2% extra.
 - int8: tensors reported, not gated; >= 97% of detections matched at IoU >= 0.5, <= 3% extra.
 Detections whose reference or artifact score lies within ``score_margin`` of the
 threshold are "borderline": a tiny numeric change may flip them, so they are
@@ -20,10 +21,10 @@ from zoo.processing import iou_matrix, postprocess
 TIERS = {
     "fp32": {"atol": {"scores": 1e-4, "boxes": 1e-4, "locations": 5e-4}, "rtol": 1e-4, "min_iou": 0.99,
              "min_recall": 1.0, "max_extra": 0.0, "sum_tol": 1e-4, "score_margin": 1e-3},
-    "fp16": {"atol": {"scores": 2e-2, "boxes": 2e-2, "locations": 1e-1}, "rtol": 1e-2, "min_iou": 0.9,
+    "fp16": {"atol": {"scores": 2e-2, "boxes": 2e-2, "locations": 2.5e-1}, "rtol": 1e-2, "min_iou": 0.9,
              "min_recall": 0.98, "max_extra": 0.02, "sum_tol": 1e-2, "score_margin": 1e-2},
     "int8": {"atol": None, "rtol": None, "min_iou": 0.5,
-             "min_recall": 0.97, "max_extra": 0.03, "sum_tol": 0.05, "score_margin": 0.05},
+             "min_recall": 0.97, "max_extra": 0.03, "sum_tol": 0.1, "score_margin": 0.05},
 }
 DETECT = {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 200}
 

@@ -9,10 +9,17 @@ from zoo.errors import ZooError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 BUILTIN_DIR = Path(__file__).with_name("data") / "images"
+CALIBRATION_DIR = Path(__file__).with_name("data") / "calibration"
 
 
 def builtin_images() -> list[Path]:
     return sorted(p for p in BUILTIN_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def default_calibration() -> list[Path]:
+    """The built-in photos plus mosaics of them (many small faces, like real group photos);
+    see scripts/make_calibration.py."""
+    return sorted(builtin_images() + [p for p in CALIBRATION_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
 
 
 def collect(paths, what: str = "image") -> list[Path]:
