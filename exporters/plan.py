@@ -4,9 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +12,7 @@ from pathlib import Path
 from exporters import get_target
 from exporters.base import PRECISIONS
 from zoo.errors import ZooError
+from zoo.isolation import kill_active_workers, run_isolated
 from zoo.fsutil import atomic_write_text, ensure_writable_dir, sha256_file
 from zoo.meta import ArtifactMeta
 
@@ -87,59 +85,9 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
 
 # --------------------------------------------------------------------------- isolation
 
-def _tail(log: Path, n: int = 3) -> str:
-    try:
-        lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])[-400:]
-
-
-_ACTIVE: set = set()  # worker processes running now (killed on interrupt)
-
-
-def kill_active_workers() -> None:
-    for proc in list(_ACTIVE):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
-    """Run one job in a fresh interpreter; a crash or hang becomes an error result."""
-    work.mkdir(parents=True, exist_ok=True)
-    job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
-    job_path.write_text(json.dumps(job))
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "exporters.worker", str(job_path), str(result_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-        )
-        _ACTIVE.add(proc)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return {"ok": False, "error": f"converter timed out after {timeout:.0f} s (killed)"}
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            _ACTIVE.discard(proc)
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
-    if rc < 0:
-        try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = str(-rc)
-        return {"ok": False, "error": f"converter crashed ({sig}); last output: {_tail(log_path) or 'none'}"}
-    return {"ok": False, "error": f"converter exited with code {rc} without a result; last output: {_tail(log_path) or 'none'}"}
+    """One export/check job in its own interpreter (exporters.worker); a crash or hang becomes an error result."""
+    return run_isolated("exporters.worker", [], job, work, timeout, name)
 
 
 # --------------------------------------------------------------------------- export

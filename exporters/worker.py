@@ -7,10 +7,7 @@ process down; the parent reads RESULT.json (absent = crash) and moves on.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-import traceback
 from pathlib import Path
 
 
@@ -90,24 +87,7 @@ def run(job: dict) -> dict:
     }
 
 
-def main(argv: list[str]) -> int:
-    job_path, result_path = Path(argv[0]), Path(argv[1])
-    job = json.loads(job_path.read_text())
-    from zoo.errors import ZooError
-
-    try:
-        result = run(job)
-    except ZooError as e:
-        result = {"ok": False, "error": str(e)}
-    except Exception as e:  # noqa: BLE001 - report any converter failure as this artifact's error
-        tb = traceback.format_exc()
-        sys.stderr.write(tb)
-        result = {"ok": False, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"}
-    tmp = result_path.with_name(result_path.name + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from zoo.isolation import worker_main
+
+    sys.exit(worker_main(sys.argv[1:], run))

@@ -16,12 +16,9 @@ Only the standard library, NumPy and the zoo packages are imported here
 from __future__ import annotations
 
 import gc
-import json
-import os
 import resource
 import sys
 import time
-import traceback
 from pathlib import Path
 
 
@@ -160,24 +157,8 @@ def run_peak(job: dict) -> dict:
     }
 
 
-def main(argv: list[str]) -> int:
-    mode, job_path, result_path = argv[0], Path(argv[1]), Path(argv[2])
-    job = json.loads(job_path.read_text())
-    from zoo.errors import ZooError
-
-    try:
-        result = run_peak(job) if mode == "peak" else run_bench(job)
-    except ZooError as e:
-        result = {"ok": False, "error": str(e)}
-    except Exception as e:  # noqa: BLE001 - any runtime failure is this artifact's error
-        sys.stderr.write(traceback.format_exc())
-        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        result = {"ok": False, "error": f"{type(e).__name__}: {msg}"}
-    tmp = result_path.with_name(result_path.name + ".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from zoo.isolation import worker_main
+
+    _mode = sys.argv[1]
+    sys.exit(worker_main(sys.argv[1:], run_peak if _mode == "peak" else run_bench))

@@ -21,10 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -283,42 +280,9 @@ def cost_for_meta(meta: dict) -> dict:
 # --------------------------------------------------------------------------- subprocesses
 
 def _spawn(mode: str, job: dict, work: Path, name: str, timeout: float, env_extra: dict) -> dict:
-    work.mkdir(parents=True, exist_ok=True)
-    job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
-    job_path.write_text(json.dumps(job))
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_extra)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "validation._bench_worker", mode, str(job_path), str(result_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-        )
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return {"ok": False, "error": f"timed out after {timeout:.0f} s (killed)"}
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
-    try:
-        tail = " | ".join(l.strip() for l in log_path.read_text(errors="replace").splitlines() if l.strip())[-300:]
-    except OSError:
-        tail = ""
-    if rc < 0:
-        try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = str(-rc)
-        return {"ok": False, "error": f"runtime crashed ({sig}); last output: {tail or 'none'}"}
-    return {"ok": False, "error": f"worker exited with code {rc} without a result; last output: {tail or 'none'}"}
+    from zoo.isolation import run_isolated
+
+    return run_isolated("validation._bench_worker", [mode], job, work, timeout, name, env_extra, what="runtime")
 
 
 def measure_matmul_peak(n: int = 512, seconds: float = 0.3, work: Path | None = None, timeout: float = 120.0) -> dict:

@@ -1,7 +1,6 @@
 """`zoo release` and `zoo verify`."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
