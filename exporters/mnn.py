@@ -2,7 +2,10 @@
 and post usage logs), fp32 / fp16 / int8 (full, ADMM-calibrated) / int8-weight (weights only)."""
 from __future__ import annotations
 
+import hashlib
+import re
 import tempfile
+import uuid
 from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
@@ -11,6 +14,23 @@ from zoo.meta import ArtifactMeta
 
 #: calibration images used at most (ADMM time and memory grow with the count; spread over the set)
 MAX_CALIB = 4
+
+
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def make_reproducible(path: Path) -> None:
+    """MNN writes a random UUID into every model; replace it by one derived from the content,
+    so the same inputs give byte-identical files (same length: the flatbuffer stays valid)."""
+    from zoo.fsutil import atomic_write_bytes
+
+    data = Path(path).read_bytes()
+    found = _UUID.findall(data[:4096])
+    if not found:
+        return
+    blank = _UUID.sub(b"0" * 8 + b"-0000-0000-0000-" + b"0" * 12, data, count=len(found))
+    stable = str(uuid.uuid5(uuid.NAMESPACE_OID, hashlib.sha256(blank).hexdigest())).encode()
+    atomic_write_bytes(path, _UUID.sub(stable, data, count=len(found)))
 
 
 def pick_calibration(paths: list[Path], k: int = MAX_CALIB) -> list[Path]:
@@ -58,6 +78,7 @@ class MnnTarget(Target):
             onnx_to_mnn(req.onnx_path, req.out_dir / rel, fp16=m.precision == "fp16",
                         weight_int8=m.precision == "int8-weight", biz_code=biz)
             meta = m
+        make_reproducible(req.out_dir / rel)
         return ExportResult(primary=rel, files=[rel], meta=meta, tools=self.tool_versions())
 
     def default_head(self, precision: str) -> str:

@@ -87,6 +87,7 @@ class SavedModelTarget(Target):
 
         folder = req.out_dir / req.stem
         save_saved_model(_module(req), folder)
+        _stable_fingerprint(folder)
         files = sorted(p.relative_to(req.out_dir) for p in folder.rglob("*") if p.is_file())
         return ExportResult(primary=Path(req.stem) / "saved_model.pb", files=files, meta=req.meta, tools=self.tool_versions())
 
@@ -94,6 +95,23 @@ class SavedModelTarget(Target):
         from validation.runners import NativeRunner
 
         return NativeRunner(meta, lambda: SavedModelNet(Path(primary).parent, threads), "tensorflow", threads, layout="NHWC")
+
+
+def _stable_fingerprint(folder: Path) -> None:
+    """TF writes a random uuid into fingerprint.pb; derive it from the content hashes instead,
+    so the same inputs give byte-identical SavedModels."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    from zoo.fsutil import atomic_write_bytes
+
+    path = folder / "fingerprint.pb"
+    if not path.is_file():
+        return
+    fp = fingerprint_pb2.FingerprintDef()
+    fp.ParseFromString(path.read_bytes())
+    if "uuid" in fp.DESCRIPTOR.fields_by_name:
+        fp.uuid = str(fp.saved_model_checksum)
+    atomic_write_bytes(path, fp.SerializeToString(deterministic=True))
 
 
 class SavedModelNet:
