@@ -126,7 +126,7 @@ def test_shards_merge_to_the_unsharded_manifest(small_release, tmp_path):
     s2 = json.loads((tmp_path / "s2" / "manifest.json").read_text())
     assert s1["artifacts"] and s2["artifacts"]
     assert not {(x["model"], x["target"]) for x in s1["artifacts"]} & {(x["model"], x["target"]) for x in s2["artifacts"]}
-    zoo("release", "--merge", tmp_path / "s1", "--merge", tmp_path / "s2", "--out", tmp_path / "merged", check=0)
+    zoo("release", "--merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "merged", check=0)
     assert (tmp_path / "merged" / "manifest.json").read_bytes() == (small_release["a"] / "manifest.json").read_bytes()
     assert all_hashes(tmp_path / "merged") == all_hashes(small_release["a"])
 

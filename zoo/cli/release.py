@@ -21,7 +21,8 @@ def release(
     precisions: Annotated[str, typer.Option("--precisions", help="Precisions.")] = "fp32,fp16,int8",
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Build only slice K of N: K/N.")] = None,
-    merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Join shard folders into --out (repeat, or give several).")] = None,
+    merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Join shard folders into --out: --merge A B ... (or repeat --merge).")] = None,
+    more: Annotated[Optional[list[Path]], typer.Argument(help="More shard folders for --merge.", show_default=False)] = None,
     images: ImagesOpt = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8.")] = None,
     threads: ThreadsOpt = 1,
@@ -37,7 +38,12 @@ def release(
     from zoo.registry import MODELS
 
     progress = None if json_ else _stderr
+    if more and not merge:
+        from zoo.errors import ZooError
+
+        raise ZooError(f"unexpected argument {str(more[0])!r}: folders are only given with --merge")
     if merge:
+        merge = list(merge) + list(more or [])
         manifest = rel.merge(out, list(merge), progress=progress)
     else:
         model_ids = split_list(models, "--models") if models else list(MODELS)
