@@ -16,6 +16,13 @@ from zoo.registry import MODELS
 MATRIX_TARGETS = [t for t in target_names()]
 
 
+def available_target(name: str):
+    t = get_target(name)
+    if not t.available():
+        pytest.skip(f"{name} runtime not installed: {', '.join(t.missing())} (pip install 'ultraface-zoo[{t.extra}]')")
+    return t
+
+
 def model_bytes(a: dict) -> int:
     """Bytes of the files a runtime loads (sidecar metadata excluded)."""
     return sum(f["bytes"] for f in a["files"] if not f["path"].endswith(".json"))
@@ -24,9 +31,7 @@ def model_bytes(a: dict) -> int:
 @pytest.mark.parametrize("target", MATRIX_TARGETS)
 @pytest.mark.parametrize("model_id", list(MODELS))
 def test_every_precision_passes_parity(model_id, target, export_dir):
-    t = get_target(target)
-    if not t.available():
-        pytest.skip(f"{target} runtime not installed: {', '.join(t.missing())} (pip install 'ultraface-zoo[{t.extra}]')")
+    t = available_target(target)
     folder, manifest, cp = export_dir(model_id, target, ",".join(t.precisions))
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
     assert not manifest["failed"]
@@ -50,9 +55,7 @@ def test_every_precision_passes_parity(model_id, target, export_dir):
 
 @pytest.mark.parametrize("target", MATRIX_TARGETS)
 def test_check_reruns_parity_in_the_target_runtime(target, export_dir):
-    t = get_target(target)
-    if not t.available():
-        pytest.skip(f"{target} runtime not installed")
+    t = available_target(target)
     folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
     assert cp.returncode == 0
     res = json.loads(zoo("check", folder, "--images", IMAGES, "--json", check=0).stdout)
@@ -61,9 +64,7 @@ def test_check_reruns_parity_in_the_target_runtime(target, export_dir):
 
 @pytest.mark.parametrize("target", MATRIX_TARGETS)
 def test_detect_through_each_artifact(target, export_dir):
-    t = get_target(target)
-    if not t.available():
-        pytest.skip(f"{target} runtime not installed")
+    t = available_target(target)
     folder, manifest, _ = export_dir("rfb-320", target, ",".join(t.precisions))
     fp32 = next(a for a in manifest["artifacts"] if a["precision"] == "fp32")
     img = sorted(IMAGES.glob("*.jpg"))[0]
