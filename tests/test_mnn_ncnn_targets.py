@@ -88,3 +88,16 @@ def test_ncnn_int8_artifact_has_int8_layers(export_dir):
     assert int8["meta"]["io"]["int8"] is True
     assert len(int8_layers(folder / int8["primary"])) >= 20
     assert not any(f["path"].endswith((".py", ".onnx", ".pnnx.param", ".pnnx.bin")) for a in manifest["artifacts"] for f in a["files"])
+
+
+def test_bad_calibration_folder_is_a_clear_error(tmp_path):
+    from conftest import assert_clean_error, zoo
+
+    (tmp_path / "empty").mkdir()
+    cp = zoo("export", "--model", "rfb-320", "--to", "mnn", "--precision", "int8", "--calib", tmp_path / "empty", "--out", tmp_path / "o")
+    assert_clean_error(cp, "--calib", "no images")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_bytes(b"not an image")
+    cp = zoo("export", "--model", "rfb-320", "--to", "mnn", "--precision", "int8", "--calib", tmp_path / "bad", "--out", tmp_path / "o")
+    assert_clean_error(cp, "--calib", "cannot read")
+    assert not (tmp_path / "o").exists()
