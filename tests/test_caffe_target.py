@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import REFERENCE, assert_clean_error, zoo
+from conftest import REFERENCE
 from exporters import get_target
 
 if not get_target("caffe").available():
