@@ -1,0 +1,1 @@
+"""Published checkpoints (manifest.toml), their verified loading, and model resolution."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import sys
-import tempfile
 import tomllib
 import urllib.error
 import urllib.request
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from zoo.errors import ZooError
-from zoo.fsutil import sha256_file  # noqa: F401  (re-exported: loader.sha256_file)
+from zoo.core.errors import ZooError
+from zoo.core.fsutil import atomic_path, sha256_file
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 ENV_DIR = "ZOO_CHECKPOINT_DIR"
@@ -100,10 +100,9 @@ def _download(entry: CheckpointEntry, dest: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ZooError(f"cannot create the checkpoint cache {dest.parent}: {e.strerror}; set {ENV_CACHE} to a writable folder") from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=dest.parent)
-    try:
+    with atomic_path(dest, "part") as tmp:  # renamed into place only once the sha256 matches
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             try:
                 resp = urllib.request.urlopen(entry.url, timeout=30)
             except (urllib.error.URLError, OSError) as e:
@@ -115,7 +114,7 @@ def _download(entry: CheckpointEntry, dest: Path) -> Path:
             total = int(resp.headers.get("Content-Length") or entry.bytes)
             bar = None
             if sys.stderr.isatty():
-                from tqdm import tqdm
+                from tqdm import tqdm  # optional nicety: only on a terminal
 
                 bar = tqdm(total=total, unit="B", unit_scale=True, desc=entry.name, file=sys.stderr)
             with resp:
@@ -131,18 +130,12 @@ def _download(entry: CheckpointEntry, dest: Path) -> Path:
                 f"sha256 mismatch for downloaded {entry.name}: expected {entry.sha256}, got {h.hexdigest()}; "
                 "nothing was saved, retry or use ZOO_CHECKPOINT_DIR"
             )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dest
 
 
 def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedDict[str, object]":
     """Load a checkpoint file safely (``weights_only=True``) into a plain state dict of tensors."""
-    import pickle
-
-    import torch
+    import torch  # heavy: deferred so commands that load no weights stay fast
 
     path = Path(path)
     if not path.exists():
@@ -178,6 +171,36 @@ def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedD
 
 
 def _is_tensor_dict(d: dict) -> bool:
-    import torch
+    import torch  # heavy: loaded by load_state_dict already
 
     return bool(d) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+
+AP_LEVELS = ("easy", "medium", "hard")
+
+
+def published() -> dict:
+    """The original project's published figures (``[published]`` of manifest.toml), for reference rows.
+
+    ``{"source", "sizes_mb": [{model, size_mb}], "latency": {device, runtime, precision,
+    input, cores, rows: [{model, ms}]}, "widerface_ap": [{model, "WxH": [easy, medium, hard]}]}``.
+    The WIDER FACE rows of our own checkpoints come from their ``widerface_ap`` entries
+    (one column per training size), after the other detectors' rows.
+    """
+    p = tomllib.loads(MANIFEST_PATH.read_text())["published"]
+    ours = []
+    for stem in p["widerface_ap_from_checkpoints"]:
+        entries = sorted((e for e in manifest().values() if e.name.startswith(f"{stem}-") and e.widerface_ap),
+                         key=lambda e: e.train_size)
+        if not entries:
+            raise ZooError(f"{MANIFEST_PATH}: no checkpoint {stem}-* with widerface_ap for [published]")
+        ours.append({"model": stem, **{"x".join(map(str, e.train_size)): [e.widerface_ap[k] for k in AP_LEVELS]
+                                       for e in entries}})
+    lat = p["latency"]
+    return {
+        "source": p["source"],
+        "sizes_mb": [{"model": r["model"], "size_mb": r["size_mb"]} for r in p["sizes_mb"]],
+        "latency": {**{k: lat[k] for k in ("device", "runtime", "precision", "input", "cores")},
+                    "rows": [{"model": r["model"], "ms": r["ms"]} for r in lat["rows"]]},
+        "widerface_ap": [dict(r) for r in p["widerface_ap"]] + ours,
+    }

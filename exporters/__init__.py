@@ -1,12 +1,17 @@
-"""Export targets: a registry. Adding a target = one module + one entry in `_MODULES`."""
+"""Export targets: a registry. Adding a target = one package under `exporters/` + one line in `_MODULES`
+(+ one pip extra in pyproject.toml); the CLI, plans, parity, release and the test matrix pick it up."""
 from __future__ import annotations
 
 import importlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from exporters.base import PRECISIONS, ExportRequest, ExportResult, Target
-from zoo.errors import ZooError
+from exporters.base import ExportRequest, ExportResult, Target
+from zoo.core.errors import ZooError, nearest
+from zoo.core.manifest import PRECISIONS
+from zoo.core.meta import read_meta
+from zoo.core.runtime import Runner
 
 #: target name -> "module:Class"
 _MODULES = {
@@ -21,8 +26,6 @@ _MODULES = {
 
 def _plugins() -> dict[str, str]:
     """Extra targets from ZOO_TARGET_PLUGINS="name=module:Class,..." (out-of-tree targets, fault injection)."""
-    import os
-
     out = {}
     for item in filter(None, (s.strip() for s in os.environ.get("ZOO_TARGET_PLUGINS", "").split(","))):
         name, _, spec = item.partition("=")
@@ -38,8 +41,6 @@ def _registry() -> dict[str, str]:
 
 @lru_cache(maxsize=None)
 def get_target(name: str) -> Target:
-    from zoo.registry import nearest
-
     reg = _registry()
     if name not in reg:
         raise ZooError(f"unknown target {name!r}{nearest(name, reg)}; valid targets: {', '.join(reg)}")
@@ -55,14 +56,26 @@ def all_targets() -> list[Target]:
     return [get_target(n) for n in _registry()]
 
 
-def load_runner(primary: Path, threads: int = 1, runtime: str | None = None):
-    """The runner for an artifact's primary file, from its metadata."""
-    from zoo.meta import read_meta
+def runtime_names() -> list[str]:
+    """Every runtime some target registers, in registry order."""
+    return list(dict.fromkeys(r for t in all_targets() for r in t.runtimes))
 
+
+def check_runtime_name(runtime: str) -> str:
+    """``runtime`` if some target registers it; otherwise an error naming the ones that exist."""
+    names = runtime_names()
+    if runtime not in names:
+        raise ZooError(f"unknown runtime {runtime!r}{nearest(runtime, names)}; available runtimes: {', '.join(names)}")
+    return runtime
+
+
+def load_runner(primary: Path, threads: int = 1, runtime: str | None = None) -> Runner:
+    """The runner for an artifact's primary file, from its metadata."""
     meta = read_meta(Path(primary))
     target = get_target(meta.target)
     target.require()
     return target.runner(Path(primary), meta, threads=threads, runtime=runtime)
 
 
-__all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "get_target", "target_names", "all_targets", "load_runner"]
+__all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "get_target", "target_names", "all_targets",
+           "runtime_names", "check_runtime_name", "load_runner"]

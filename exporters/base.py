@@ -1,5 +1,5 @@
-"""The export-target interface. A new target is one module with one `Target` subclass
-plus one line in `exporters/__init__.py`; the CLI, plans, parity and tests pick it up."""
+"""The export-target interface. A new target is one package under `exporters/` with one `Target`
+subclass, plus one line in `exporters/__init__.py`; the CLI, plans, parity and tests pick it up."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -7,10 +7,13 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.errors import ZooError
-from zoo.meta import ArtifactMeta
+from zoo.core.errors import ZooError, nearest
+from zoo.core.fsutil import atomic_write_text
+from zoo.core.manifest import PRECISIONS
+from zoo.core.meta import ArtifactMeta, sidecar_path
+from zoo.core.runtime import Runner
 
-PRECISIONS = ("fp32", "fp16", "int8")
+__all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "write_sidecar"]
 
 
 @dataclass
@@ -84,29 +87,37 @@ class Target:
         """Which head of our ONNX this target converts to produce ``head`` (for source == "onnx")."""
         return head
 
-    def check_request(self, precision: str, head: str) -> None:
-        if precision not in self.precisions:
-            raise ZooError(f"target {self.name!r} has no precision {precision!r}; it has: {', '.join(self.precisions)}")
-        if head not in self.heads:
-            raise ZooError(f"target {self.name!r} has no {head!r} head; it has: {', '.join(self.heads)}")
-
     # -- work ------------------------------------------------------------------------
     def export(self, req: ExportRequest) -> ExportResult:
         raise NotImplementedError
 
+    # -- runtimes --------------------------------------------------------------------
     #: runtimes that can run this target's files; the first is the default
     runtimes: tuple[str, ...] = ()
 
-    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None):
-        """A `validation.runners.Runner` for an artifact's primary file."""
+    def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
+        """Whether ``runtime`` runs this target's artifacts of that precision flavour and head."""
+        return runtime in self.runtimes
+
+    def check_runtime(self, runtime: str | None) -> str:
+        """The runtime to use: the default for None; an error naming the available ones otherwise."""
+        if runtime is None:
+            return self.runtimes[0]
+        if runtime not in self.runtimes:
+            raise ZooError(f"target {self.name!r} has no runtime {runtime!r}{nearest(runtime, self.runtimes)}; "
+                           f"it has: {', '.join(self.runtimes)}")
+        return runtime
+
+    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None) -> Runner:
+        """A `Runner` (load on enter, infer, release on exit) for an artifact's primary file."""
+        return self.make_runner(self.check_runtime(runtime), Path(primary), meta, threads)
+
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         raise NotImplementedError
 
 
 def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta) -> Path:
     """Write ``<primary stem>.json`` with the artifact metadata; return its relative path."""
-    from zoo.fsutil import atomic_write_text
-    from zoo.meta import sidecar_path
-
     rel = sidecar_path(primary)
     atomic_write_text(out_dir / rel, meta.to_json() + "\n")
     return rel

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zoo.processing import iou_matrix, postprocess
+from zoo.core.manifest import base_precision
+from zoo.core.model.processing import Detection, iou_matrix, postprocess
 
 TIERS = {
     "fp32": {"atol": {"scores": 1e-4, "boxes": 1e-4, "locations": 5e-4}, "rtol": 1e-4, "min_iou": 0.99,
@@ -98,8 +99,6 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
 
 def detections_from_rows(rows: np.ndarray, w: int, h: int, labels) -> list:
     """(M, 6) rows x1, y1, x2, y2 (normalised), score, class id -> Detection objects in pixels."""
-    from zoo.processing import Detection
-
     scale = np.array([w, h, w, h], dtype=np.float64)
     return [Detection(tuple((r[:4] * scale).tolist()), float(r[4]), labels[int(r[5])] if int(r[5]) < len(labels) else str(int(r[5])), int(r[5]))
             for r in np.asarray(rows, dtype=np.float64)]
@@ -107,7 +106,7 @@ def detections_from_rows(rows: np.ndarray, w: int, h: int, labels) -> list:
 
 def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, precision: str) -> dict:
     """The full parity result of one artifact's outputs against the reference outputs."""
-    tier = TIERS[precision.split("-")[0]]  # a flavour such as "int8-io" has its precision's tier
+    tier = TIERS[base_precision(precision)]  # a flavour such as "int8-io" has its precision's tier
     result: dict = {"precision": precision, "tier": tier, "images": len(data.names), "outputs": {}, "failures": []}
     for name in ("scores", "boxes", "locations"):
         if name not in ref or name not in got:

@@ -30,6 +30,7 @@ here from their description:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import ZooError
+from zoo.core.errors import ZooError
+from zoo.core.images import read_bgr
+from zoo.core.model.processing import postprocess, preprocess
+from zoo.core.runtime import Runner
 
 LEVELS = ("easy", "medium", "hard")
 GT_FILE = "wider_face_val.mat"
@@ -85,7 +89,7 @@ class GroundTruth:
 # --------------------------------------------------------------------------- reading .mat files
 def _loadmat(path: Path) -> dict:
     try:
-        import scipy.io
+        import scipy.io  # heavy: only to read the .mat ground truth
     except ImportError:
         raise ZooError("reading the WIDER FACE ground truth needs scipy: pip install 'ultraface-zoo[report]'") from None
     if not path.is_file():
@@ -336,7 +340,7 @@ def _quantize_like_original(dets: np.ndarray) -> np.ndarray:
 def predict_folder(
     widerface_dir: Path | str,
     gt: GroundTruth,
-    runner,
+    runner: Runner,
     *,
     score_threshold: float = SCORE_THRESHOLD,
     iou_threshold: float = IOU_THRESHOLD,
@@ -351,14 +355,10 @@ def predict_folder(
     Every image listed in the ground truth must be present and readable (the
     official AP is over the whole val set): otherwise ZooError before any
     inference, with the count and where it looked. Post-processing is ours
-    (``zoo.processing.postprocess``) with the original's evaluation settings by
+    (``zoo.core.model.processing.postprocess``) with the original's evaluation settings by
     default; ``quantize`` rounds boxes and scores as the original's result files
     did. The runner is entered (``with runner:``) unless it already is.
     """
-    import contextlib
-
-    from zoo.images import read_bgr
-    from zoo.processing import postprocess, preprocess
 
     root = images_root(widerface_dir, gt)
     paths = [root / im.event / f"{im.name}.jpg" for im in gt.images]
@@ -370,7 +370,7 @@ def predict_folder(
     width, height = meta.input_size
     bar = None
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # optional nicety: only on a terminal
 
         bar = tqdm(total=len(paths), file=sys.stderr, unit="img", desc="WIDER FACE val", leave=False)
     preds: dict[tuple[str, str], np.ndarray] = {}

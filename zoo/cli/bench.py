@@ -1,22 +1,20 @@
 """`zoo bench` and `zoo report`."""
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from zoo.cli import app
-from zoo.cli.common import JsonOpt, print_json
-from zoo.errors import ZooError
-
-EXIT_FAILED = 2
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
+from validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
+from validation.report import write_report
+from exporters import get_target
+from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimeOpt, print_json, runtime_option, stderr
+from zoo.core.errors import ZooError
+from zoo.core.fsutil import atomic_write_text
 
 class _Progress:
     """A tqdm bar on stderr when it is a terminal and output is not JSON; silent otherwise."""
@@ -29,7 +27,7 @@ class _Progress:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm import tqdm
+            from tqdm import tqdm  # optional nicety: only on a terminal
 
             self.bar = tqdm(total=total, file=sys.stderr, unit="job", dynamic_ncols=True, leave=False)
         self.bar.n = done
@@ -53,7 +51,6 @@ def _line(r: dict) -> str:
             f"rss {r['peak_rss_mb']:5.0f} MiB  {r['gflops'] or 0:5.1f} GFLOP/s ({roof} of roofline)")
 
 
-@app.command()
 def bench(
     paths: Annotated[list[Path], typer.Argument(help="Release folders (manifest.json), manifest files or artifact files.")],
     threads: Annotated[str, typer.Option("--threads", help="Thread counts, comma-separated, e.g. 1,2.")] = "1",
@@ -63,27 +60,27 @@ def bench(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per worker process.")] = 300.0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the full result JSON here.")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write DIR/bench.json for each release folder.")] = True,
+    runtime: RuntimeOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Latency, load time and memory of each artifact in its own runtime and process; writes DIR/bench.json."""
-    import json
-
-    from validation.bench import collect_items, parse_threads, run_bench, save_bench
-    from zoo.fsutil import atomic_write_text
 
     thread_list = parse_threads(threads)
     if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
         raise ZooError("--warmup must be >= 0 and --runs, --rounds, --timeout > 0")
+    runtime = runtime_option(runtime)
     items = collect_items(paths)
-    import os
-
+    if runtime is not None:
+        items = [it for it in items if get_target(it.target).offers_runtime(runtime, it.precision, it.head)]
+        if not items:
+            raise ZooError(f"none of the artifacts runs in {runtime!r}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not json_ and max(thread_list) > cores:
-        _stderr(f"note: {max(thread_list)} threads > {cores} available cores: those runs measure oversubscription")
+        stderr(f"note: {max(thread_list)} threads > {cores} available cores: those runs measure oversubscription")
     progress = _Progress(enabled=not json_ and sys.stderr.isatty())
     try:
         result = run_bench(items, threads=thread_list, warmup=warmup, runs=runs, rounds=rounds, timeout=timeout,
-                           progress=progress)
+                           progress=progress, runtime=runtime)
     finally:
         progress.close()
     written = save_bench(result, items) if save else []
@@ -102,12 +99,11 @@ def bench(
             typer.echo(f"wrote {p}")
     failed = [r for r in result["results"] if r.get("error")]
     if failed:
-        _stderr(f"error: {len(failed)} measurement(s) failed; first: {failed[0]['model']} {failed[0]['target']}/"
+        stderr(f"error: {len(failed)} measurement(s) failed; first: {failed[0]['model']} {failed[0]['target']}/"
                 f"{failed[0]['precision']} x{failed[0]['threads']}: {failed[0]['error']}")
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
 def report(
     folders: Annotated[list[Path], typer.Argument(help="Release folders written by `zoo export` (and `zoo bench`).")],
     format_: Annotated[str, typer.Option("--format", "-f", help="md, json, csv or png.")] = "md",
@@ -115,13 +111,10 @@ def report(
     bench_file: Annotated[Optional[Path], typer.Option("--bench", help="Bench results (default: DIR/bench.json).")] = None,
 ) -> None:
     """Size, latency x threads, parity and the original's published figures, as Markdown, JSON, CSV or a PNG chart."""
-    from validation.bench import BENCH_FILE
-    from validation.report import write_report
-
     rep, text, written = write_report(folders, format_.lower().strip(), out, bench_file)
     if not rep["bench"]["present"]:
-        _stderr(f"note: no {BENCH_FILE} found: sizes and parity only (run `zoo bench DIR` first for latency)")
+        stderr(f"note: no {BENCH_FILE} found: sizes and parity only (run `zoo bench DIR` first for latency)")
     if text is not None and written is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     elif written is not None:
-        _stderr(f"wrote {written}")
+        stderr(f"wrote {written}")

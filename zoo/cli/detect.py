@@ -5,9 +5,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import cv2
 import typer
 
-from zoo.cli import app
+from checkpoints.resolve import ResolvedModel
+from exporters import load_runner
+from validation.parity import detections_from_rows
 from zoo.cli.common import (
     ArchOpt,
     CheckpointOpt,
@@ -15,33 +18,33 @@ from zoo.cli.common import (
     JsonOpt,
     LabelsOpt,
     ModelOpt,
+    RuntimeOpt,
     ThreadsOpt,
     print_json,
     resolve_from_options,
+    runtime_option,
 )
-from zoo.errors import ZooError
+from zoo.core.errors import ZooError
+from zoo.core.fsutil import atomic_write_bytes, ensure_writable_dir
+from zoo.core.images import collect, read_bgr
+from zoo.core.model.processing import postprocess, preprocess
+from zoo.core.runtime import Runner, TorchRunner
 
 
-def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None):
+def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None) -> Runner:
     """A runner for --artifact, or the PyTorch reference for --model/--checkpoint."""
+    runtime = runtime_option(runtime)
     if artifact is not None:
         if any(v is not None for v in (model, checkpoint, arch, labels, input_size)):
             raise ZooError("--artifact carries its own model, labels and input size: drop --model/--checkpoint/--arch/--labels/--input-size")
-        from exporters import load_runner
-
         return load_runner(artifact, threads=threads, runtime=runtime)
-    from exporters.plan import base_meta
-    from validation.runners import TorchRunner
-
-    rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
-    return TorchRunner(base_meta(rm), rm.state_dict, threads=threads)
+    if runtime is not None:
+        raise ZooError("--runtime chooses the runtime of an --artifact; without one, detection runs the PyTorch model")
+    rm: ResolvedModel = resolve_from_options(model, checkpoint, arch, labels, input_size)
+    return TorchRunner(rm.meta(), rm.state_dict, threads=threads)
 
 
 def draw(image, detections, path: Path) -> None:
-    import cv2
-
-    from zoo.fsutil import atomic_write_bytes
-
     img = image.copy()
     for d in detections:
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
@@ -53,7 +56,6 @@ def draw(image, detections, path: Path) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
-@app.command()
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.", show_default=False)],
     model: ModelOpt = None,
@@ -62,7 +64,7 @@ def detect(
     labels: LabelsOpt = None,
     input_size: InputSizeOpt = None,
     artifact: Annotated[Optional[Path], typer.Option("--artifact", help="An exported artifact's primary file.")] = None,
-    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime for --artifact (e.g. opencv for ONNX).")] = None,
+    runtime: RuntimeOpt = None,
     score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0)] = 0.7,
     iou_threshold: Annotated[float, typer.Option("--iou-threshold", min=0.0, max=1.0)] = 0.3,
     candidate_size: Annotated[int, typer.Option("--candidate-size", min=1)] = 200,
@@ -72,10 +74,6 @@ def detect(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Detect faces; print them, or JSON with --json; draw them with --out."""
-    from zoo.fsutil import ensure_writable_dir
-    from zoo.images import collect, read_bgr
-    from zoo.processing import postprocess, preprocess
-
     paths = collect(images)
     if out is not None:
         ensure_writable_dir(out)
@@ -92,8 +90,6 @@ def detect(
             h, w = img.shape[:2]
             o = runner.infer(preprocess(img, *meta.input_size))
             if "detections" in o:  # an end-to-end graph: thresholds and NMS are baked in
-                from validation.parity import detections_from_rows
-
                 dets = sorted(detections_from_rows(o["detections"][0], w, h, meta.labels), key=lambda d: -d.score)
                 dets = dets[:top_k] if top_k > 0 else dets
             else:

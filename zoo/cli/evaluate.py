@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.cli import app
 from zoo.cli.common import (
     ArchOpt,
     CheckpointOpt,
@@ -16,17 +15,18 @@ from zoo.cli.common import (
     JsonOpt,
     LabelsOpt,
     ModelOpt,
+    RuntimeOpt,
     ThreadsOpt,
     print_json,
 )
-from zoo.errors import ZooError
+from validation.widerface import GT_FILE, LEVELS, evaluate, load_ground_truth, predict_folder
+from zoo.cli.detect import make_runner
+from zoo.core.errors import ZooError
 
 
 def _find_gt(widerface: Path, gt: Path | None) -> Path:
     if gt is not None:
         return gt
-    from validation.widerface import GT_FILE
-
     for c in (widerface / "ground_truth", widerface / "eval_tools" / "ground_truth", widerface / "wider_face_split"):
         if (c / GT_FILE).is_file():
             return c
@@ -34,7 +34,6 @@ def _find_gt(widerface: Path, gt: Path | None) -> Path:
                    f"eval_tools/ground_truth folder holding {GT_FILE} and wider_{{easy,medium,hard}}_val.mat")
 
 
-@app.command("eval")
 def eval_(
     widerface: Annotated[Path, typer.Option("--widerface", help="WIDER FACE folder holding WIDER_val/images/<event>/<name>.jpg.", show_default=False)],
     gt: Annotated[Optional[Path], typer.Option("--gt", help="Official ground-truth folder (wider_face_val.mat, wider_{easy,medium,hard}_val.mat); default: DIR/ground_truth.")] = None,
@@ -44,7 +43,7 @@ def eval_(
     labels: LabelsOpt = None,
     input_size: InputSizeOpt = None,
     artifact: Annotated[Optional[Path], typer.Option("--artifact", help="An exported artifact's primary file.")] = None,
-    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime for --artifact (e.g. opencv for ONNX).")] = None,
+    runtime: RuntimeOpt = None,
     score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="Keep scores above this (the original's evaluation: 0.1).")] = 0.1,
     iou_threshold: Annotated[float, typer.Option("--iou-threshold", min=0.0, max=1.0, help="Hard-NMS IoU.")] = 0.3,
     candidate_size: Annotated[int, typer.Option("--candidate-size", min=1, help="Best boxes entering NMS.")] = 800,
@@ -53,9 +52,6 @@ def eval_(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Average precision on the WIDER FACE validation set (Easy, Medium, Hard), official protocol."""
-    from validation.widerface import LEVELS, evaluate, load_ground_truth, predict_folder
-    from zoo.cli.detect import make_runner
-
     if not widerface.is_dir():
         raise ZooError(f"--widerface {widerface} is not a folder")
     truth = load_ground_truth(_find_gt(widerface, gt))

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import typer
 
-from zoo.cli import app
+from checkpoints.loader import manifest
+from exporters import all_targets
 from zoo.cli.common import JsonOpt, print_json
+from zoo.core.model.specs import MODELS
 
 
-@app.command("list")
 def list_(json_: JsonOpt = False) -> None:
-    """Registered models and export targets (with their availability)."""
-    from checkpoints.loader import manifest
-    from exporters import all_targets
-    from zoo.registry import MODELS
-
+    """Registered models and export targets (with their availability and runtimes)."""
     ckpts = manifest()
     models = []
     for s in MODELS.values():
@@ -28,7 +25,7 @@ def list_(json_: JsonOpt = False) -> None:
         miss = t.missing()
         targets.append({
             "name": t.name, "description": t.description, "precisions": list(t.precisions), "heads": list(t.heads),
-            "layout": t.layout, "source": t.source, "available": not miss, "missing": miss,
+            "layout": t.layout, "source": t.source, "runtimes": list(t.runtimes), "available": not miss, "missing": miss,
             "install": f"pip install 'ultraface-zoo[{t.extra}]'" if miss and t.extra else None,
         })
     if json_:
@@ -41,4 +38,4 @@ def list_(json_: JsonOpt = False) -> None:
     typer.echo("targets:")
     for t in targets:
         state = "available" if t["available"] else f"missing {', '.join(t['missing'])} -> {t['install']}"
-        typer.echo(f"  {t['name']:<8} {','.join(t['precisions']):<15} {t['layout']}  {state}")
+        typer.echo(f"  {t['name']:<11} {','.join(t['precisions']):<15} {t['layout']}  runtimes={','.join(t['runtimes'])}  {state}")

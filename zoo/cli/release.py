@@ -6,14 +6,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.cli import app
-from zoo.cli.common import JsonOpt, ThreadsOpt, print_json, split_list
-from zoo.cli.export import EXIT_FAILED, ImagesOpt, _stderr
+from exporters import target_names
+from zoo.cli.common import (
+    EXIT_FAILED,
+    ImagesOpt,
+    JsonOpt,
+    JunitOpt,
+    RuntimeOpt,
+    ThreadsOpt,
+    print_json,
+    runtime_option,
+    split_list,
+    stderr,
+)
+from zoo.core.errors import ZooError
+from zoo.core.images import collect
+from zoo.core.manifest import MANIFEST
+from zoo.core.model.specs import MODELS
+from zoo.pipeline.junit import artifact_cases, write_junit
+from zoo.pipeline.merge import merge as merge_shards
+from zoo.pipeline.plan import parse_shard
+from zoo.pipeline.release import release as build_release
+from zoo.pipeline.verify import verify as run_verify
 
-JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")]
 
-
-@app.command()
 def release(
     out: Annotated[Path, typer.Option("--out", help="Release folder.")],
     models: Annotated[Optional[str], typer.Option("--models", help="Model ids (default: all).")] = None,
@@ -31,56 +47,44 @@ def release(
     json_: JsonOpt = False,
 ) -> None:
     """Build the whole matrix with parity, model cards, golden kit and REPORT.md; resumable."""
-    from exporters import target_names
-    from exporters import release as rel
-    from zoo.images import collect
-    from zoo.junit import artifact_cases, write_junit
-    from zoo.registry import MODELS
-
-    progress = None if json_ else _stderr
+    progress = None if json_ else stderr
     if more and not merge:
-        from zoo.errors import ZooError
-
         raise ZooError(f"unexpected argument {str(more[0])!r}: folders are only given with --merge")
     if merge:
-        merge = list(merge) + list(more or [])
-        manifest = rel.merge(out, list(merge), progress=progress)
+        manifest = merge_shards(out, list(merge) + list(more or []), progress=progress)
     else:
         model_ids = split_list(models, "--models") if models else list(MODELS)
         target_list = split_list(targets, "--targets") if targets else target_names()
-        manifest = rel.release(
+        manifest = build_release(
             out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
             images=collect([images], "--images") if images else None,
             calib=collect([calib], "--calib") if calib else None,
-            shard=rel.parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
+            shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
         )
     if junit:
         write_junit(junit, "release", artifact_cases(manifest))
     if json_:
-        print_json(manifest)
+        print_json(manifest.to_dict())
     else:
-        ok = sum(1 for a in manifest["artifacts"] if (a.get("parity") or {}).get("passed"))
-        typer.echo(f"{ok}/{len(manifest['artifacts'])} artifacts passed parity; {len(manifest['failed'])} failed; manifest: {Path(out) / 'manifest.json'}")
-        for f in manifest["failed"]:
-            typer.echo(f"FAIL  {f['model']} {f['target']}/{f['precision']}/{f['head']}: {f['error']}")
-    bad = manifest["failed"] or [a for a in manifest["artifacts"] if not (a.get("parity") or {}).get("passed")]
+        ok = sum(1 for a in manifest.artifacts if a.passed)
+        typer.echo(f"{ok}/{len(manifest.artifacts)} artifacts passed parity; {len(manifest.failed)} failed; manifest: {Path(out) / MANIFEST}")
+        for f in manifest.failed:
+            typer.echo(f"FAIL  {f.model} {f.target}/{f.precision}/{f.head}: {f.error}")
+    bad = manifest.failed or [a for a in manifest.artifacts if not a.passed]
     if bad:
-        _stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a['model']} {a['target']}/{a['precision']}" for a in bad[:5]))
+        stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a.model} {a.target}/{a.precision}" for a in bad[:5]))
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
 def verify(
     folder: Annotated[Path, typer.Argument(help="A folder written by `zoo release`.")],
     threads: ThreadsOpt = 1,
+    runtime: RuntimeOpt = None,
     junit: JunitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Re-check every file's sha256 and re-run the golden kit through every artifact."""
-    from exporters.release import verify as do_verify
-    from zoo.junit import write_junit
-
-    res = do_verify(folder, threads=threads, progress=None if json_ else _stderr)
+    res = run_verify(folder, threads=threads, progress=None if json_ else stderr, runtime=runtime_option(runtime))
     if junit:
         write_junit(junit, "verify", res["cases"])
     if json_:
@@ -91,5 +95,5 @@ def verify(
                 typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else ""))
     if not res["passed"]:
         first = next(c for c in res["cases"] if not c["passed"])
-        _stderr(f"error: verification failed: {first['failure']}")
+        stderr(f"error: verification failed: {first['failure']}")
         raise typer.Exit(EXIT_FAILED)

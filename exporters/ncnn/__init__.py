@@ -1,0 +1,66 @@
+"""ncnn target: our ONNX converted by pnnx; fp32, fp16 (fp16 weights) and int8 written by our own
+quantizer in ncnn's int8 format (the ncnn wheel ships no ncnn2table / ncnn2int8)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from exporters.base import ExportRequest, ExportResult, Target
+from exporters.ncnn.convert import onnx_to_ncnn
+from exporters.ncnn.quantize import quantize_int8
+from exporters.ncnn.runner import NcnnNet
+from zoo.core.errors import ZooError
+from zoo.core.images import load_batch
+from zoo.core.meta import ArtifactMeta
+from zoo.core.runtime import NativeRunner, Runner
+
+
+class NcnnTarget(Target):
+    name = "ncnn"
+    description = "ncnn (Tencent; mobile CPUs and Vulkan)"
+    suffixes = (".param", ".bin")
+    source = "onnx"
+    precisions = ("fp32", "fp16", "int8")
+    heads = ("raw", "decoded")
+    layout = "NCHW"
+    extra = "ncnn"
+    requires = ("ncnn", "pnnx")
+    packages = ("ncnn", "pnnx")
+    timeout = 900.0
+
+    def default_head(self, precision: str) -> str:
+        return "raw"
+
+    def export(self, req: ExportRequest) -> ExportResult:
+        m = req.meta
+        param, binf = Path(req.stem + ".param"), Path(req.stem + ".bin")
+        if m.precision == "int8":
+            if m.head != "raw":
+                raise ZooError("ncnn int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
+            with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
+                info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False)
+                calib, _, _ = load_batch(req.calib, *m.input_size)
+                q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
+                                  input_blob=info["input_blob"])
+            quant = {"method": q["method"], "int8_layers": len(q["int8_layers"]),
+                     "fp32_layers": len(q["fp32_layers"]), "calibration_images": [p.name for p in req.calib]}
+        else:
+            info = onnx_to_ncnn(req.onnx_path, req.out_dir, req.stem, fp16=m.precision == "fp16")
+            quant = None
+        io = {"input_blob": info["input_blob"], "output_blobs": info["output_blobs"], "int8": m.precision == "int8"}
+        if quant:
+            io["quantization"] = quant
+        return ExportResult(primary=param, files=[param, binf], meta=m.with_(io=io), tools=self.tool_versions())
+
+    runtimes = ("ncnn",)
+
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
+        io = meta.io or {}
+        primary = Path(primary)
+        outputs = list((io.get("output_blobs") or {"scores": "out0", "boxes": "out1"}).values())
+        return NativeRunner(
+            meta,
+            lambda: NcnnNet(primary, primary.with_suffix(".bin"), threads=threads, int8=bool(io.get("int8")),
+                            input_blob=io.get("input_blob", "in0"), output_blobs=outputs),
+            "ncnn", threads,
+        )

@@ -1,0 +1,165 @@
+"""ONNX -> ncnn with pnnx, and which ncnn blob is ``scores`` and which ``boxes``.
+
+Why ONNX (and not TorchScript) goes into pnnx: both work on this network -- a traced
+``zoo.core.model.nets.UltraFace(head="raw")`` and the ONNX file give the same 80-layer ncnn graph
+(only pnnx's layer names differ) and the same outputs.  ONNX is what the exporter
+pipeline validates elsewhere (fixed shape, BatchNorm folded, onnxsim'd, public names
+``input``/``scores``/``boxes``), carries its input shape (no ``inputshape=`` guess), and
+needs neither torch nor a re-trace at conversion time; pnnx's ONNX front end maps
+every op of the graph (Conv, Relu, Add, Concat, Transpose, Reshape, Softmax, and for
+the post-processed graphs Exp/Slice/Mul/constants) to native ncnn layers.  The fp32
+result stores the same weights as the original project's ncnn file (same .bin size)
+and its raw outputs agree with that file and with onnxruntime within 1e-4.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exporters.ncnn.param import input_blobs, load_pair, output_blobs, param_text
+from exporters.ncnn.runner import NcnnNet
+from zoo.core.errors import ZooError
+from zoo.core.fsutil import atomic_write_bytes, atomic_write_text
+
+
+def _pnnx_executable() -> str:
+    spec = importlib.util.find_spec("pnnx")
+    if spec is not None and spec.submodule_search_locations:
+        for d in spec.submodule_search_locations:
+            exe = Path(d) / ("pnnx.exe" if os.name == "nt" else "pnnx")
+            if exe.is_file():
+                return str(exe)
+    exe = shutil.which("pnnx")
+    if exe:
+        return exe
+    raise ZooError("pnnx is not installed (pip package 'pnnx'); cannot convert to ncnn")
+
+
+def _tail(text: str, n: int = 12) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+def _onnx_io(onnx_path: Path) -> tuple[str, list[int], list[str]]:
+    import onnx  # heavy: only conversion reads the ONNX graph
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - onnx raises several types
+        raise ZooError(f"cannot read ONNX file {onnx_path}: {e}") from e
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ZooError(f"{onnx_path}: expected exactly one input, found {[i.name for i in inputs]}")
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[0] != 1 or min(dims) <= 0:
+        raise ZooError(f"{onnx_path}: input must be fixed (1,3,H,W), got {dims}")
+    outputs = [o.name for o in model.graph.output]
+    return inputs[0].name, dims, outputs
+
+
+def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) -> dict:
+    """Convert a fixed-shape UltraFace ONNX file to ``<out_dir>/<stem>.param/.bin`` with pnnx.
+
+    pnnx runs in a scratch directory; only the two ncnn files are written (atomically)
+    into ``out_dir``.  ``fp16`` selects pnnx's fp16 weight storage (``fp16=1``) or fp32
+    (``fp16=0``).  Returns ``{"param", "bin", "input_blob", "output_blobs": {"scores": blob,
+    "boxes": blob}, "input_shape": [1,3,H,W], "weights": "fp32"|"fp16", "seconds"}``; the
+    input shape is also written into the .param's Input layer (``0=W 1=H 2=3``) so that
+    :class:`NcnnNet` refuses other sizes.  Raises ZooError with pnnx's last lines when it
+    fails or times out, and when the result does not look like the expected network.
+    The ONNX file must be self-contained (no external-data files).
+    """
+    onnx_path = Path(onnx_path)
+    out_dir = Path(out_dir)
+    if not onnx_path.is_file():
+        raise ZooError(f"ONNX file not found: {onnx_path}")
+    if not stem or "/" in stem or os.sep in stem:
+        raise ZooError(f"invalid output stem {stem!r}")
+    _in_name, in_dims, onnx_outputs = _onnx_io(onnx_path)
+    if "scores" not in onnx_outputs or "boxes" not in onnx_outputs:
+        raise ZooError(f"{onnx_path}: outputs must include 'scores' and 'boxes', found {onnx_outputs}")
+    exe = _pnnx_executable()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="zoo_pnnx_") as tmp:
+        tmpd = Path(tmp)
+        src = tmpd / "model.onnx"
+        shutil.copyfile(onnx_path, src)
+        files = {k: tmpd / v for k, v in {
+            "ncnnparam": "model.ncnn.param", "ncnnbin": "model.ncnn.bin", "ncnnpy": "model_ncnn.py",
+            "pnnxparam": "model.pnnx.param", "pnnxbin": "model.pnnx.bin", "pnnxpy": "model_pnnx.py",
+            "pnnxonnx": "model.pnnx.onnx"}.items()}
+        cmd = [exe, str(src), f"fp16={1 if fp16 else 0}"] + [f"{k}={v}" for k, v in files.items()]
+        try:
+            proc = subprocess.run(cmd, cwd=tmpd, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise ZooError(f"pnnx timed out after {timeout:g} s converting {onnx_path}") from e
+        except OSError as e:
+            raise ZooError(f"cannot run pnnx ({exe}): {e}") from e
+        log = (proc.stdout or "") + "\n" + (proc.stderr or "")
+        pp, bp = files["ncnnparam"], files["ncnnbin"]
+        if proc.returncode != 0 or not pp.is_file() or not bp.is_file() or pp.stat().st_size == 0:
+            raise ZooError(f"pnnx failed (exit code {proc.returncode}) converting {onnx_path}:\n{_tail(log)}")
+        layers, _, convs = load_pair(pp, bp)
+        dtypes = {c.dtype for c in convs.values()}
+        want = "fp16" if fp16 else "fp32"
+        if dtypes != {want}:
+            raise ZooError(f"pnnx wrote {sorted(dtypes)} weights, expected {want}")
+        ins = input_blobs(layers)
+        outs = output_blobs(layers)
+        if len(ins) != 1 or len(outs) != 2:
+            raise ZooError(f"converted graph has inputs {ins} and outputs {outs}; expected 1 and 2")
+        roles = _identify_outputs(pp, bp, ins[0], outs, in_dims, onnx_outputs)
+        # record the fixed input shape on the Input layer (0=w 1=h 2=c): pnnx bakes the
+        # sizes into Reshape layers, and ncnn silently computes garbage for any other
+        # size, so NcnnNet reads this back and refuses other shapes.
+        for ly in layers:
+            if ly.type == "Input" and ly.get(0) is None:
+                ly.set(0, in_dims[3])
+                ly.set(1, in_dims[2])
+                ly.set(2, in_dims[1])
+        final_param = out_dir / f"{stem}.param"
+        final_bin = out_dir / f"{stem}.bin"
+        atomic_write_bytes(final_bin, bp.read_bytes())
+        atomic_write_text(final_param, param_text(layers))
+    return {
+        "param": str(final_param),
+        "bin": str(final_bin),
+        "input_blob": ins[0],
+        "input_shape": list(in_dims),
+        "output_blobs": roles,
+        "weights": want,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _identify_outputs(param, binf, in_blob, outs, in_dims, onnx_outputs) -> dict[str, str]:
+    """Map 'scores'/'boxes' to ncnn blob names by the last dim (K vs 4), else by graph order."""
+    x = np.zeros((1, *in_dims[1:]), np.float32)
+    with NcnnNet(param, binf, input_blob=in_blob, output_blobs=outs) as net:
+        res = net.infer(x)
+    last = {b: res[b].shape[-1] for b in outs}
+    shapes = {b: res[b].shape for b in outs}
+    if any(len(s) != 3 or s[1] != shapes[outs[0]][1] for s in shapes.values()):
+        raise ZooError(f"unexpected output shapes {shapes}; expected (1,P,K) and (1,P,4)")
+    fours = [b for b in outs if last[b] == 4]
+    if len(fours) == 1:
+        boxes = fours[0]
+        scores = next(b for b in outs if b != boxes)
+    elif len(fours) == 2:
+        # K == 4: pnnx numbers its outputs out0, out1, ... in the ONNX graph-output order
+        ordered = sorted(outs, key=lambda s: (len(s), s))
+        rel = [n for n in onnx_outputs if n in ("scores", "boxes")]
+        mapping = dict(zip(rel, ordered))
+        scores, boxes = mapping["scores"], mapping["boxes"]
+    else:
+        raise ZooError(f"no output with last dimension 4 among {shapes}")
+    return {"scores": scores, "boxes": boxes}

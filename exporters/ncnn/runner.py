@@ -1,0 +1,134 @@
+"""`NcnnNet`: one ncnn network on the CPU, loaded on ``__enter__`` and released on ``__exit__``."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from exporters.ncnn.param import input_blobs, int8_layers, output_blobs, read_param
+from zoo.core.errors import ZooError
+
+
+class NcnnNet:
+    """``with NcnnNet(param, bin, int8=True) as net: outs = net.infer(x)`` with x (N,3,H,W) float32.
+
+    ``outs`` maps each output blob name to an array with the batch dim restored.
+    ``input_shape`` (C,H,W) -- or, by default, the ``0=w 1=h 2=c`` of the Input layer that
+    :func:`exporters.ncnn.convert.onnx_to_ncnn` records -- makes ``infer`` refuse other sizes
+    (ncnn would not).  fp16 storage/arithmetic are off unless ``fp16=True``; int8 inference is
+    on only with ``int8=True`` (a file holding int8 weights refuses to load without it, since
+    ncnn would otherwise read the int8 bytes as float).  The constructor only records its
+    arguments; the files are checked and loaded on ``__enter__``.
+    """
+
+    def __init__(self, param_path, bin_path, *, threads: int = 1, fp16: bool = False, int8: bool = False,
+                 input_blob: str = "in0", output_blobs: Iterable[str] | None = None,
+                 input_shape: Sequence[int] | None = None, lightmode: bool = True):
+        self.param_path, self.bin_path = str(param_path), str(bin_path)
+        self.threads, self.fp16, self.int8 = int(threads), bool(fp16), bool(int8)
+        self.input_blob = input_blob
+        self.output_blobs = list(output_blobs) if output_blobs is not None else None
+        self.input_shape = tuple(int(v) for v in input_shape)[-3:] if input_shape is not None else None
+        self.lightmode = bool(lightmode)
+        self._net = None
+
+    def __enter__(self) -> "NcnnNet":
+        if self._net is None:
+            self._check_files()
+            self._net = self._load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        net, self._net = self._net, None
+        if net is not None:
+            net.clear()
+
+    def _check_files(self) -> None:
+        """Validate the pair against the arguments; fill in the input shape and output blobs."""
+        for p in (self.param_path, self.bin_path):
+            if not os.path.isfile(p):
+                raise ZooError(f"ncnn file not found: {p}")
+        layers = read_param(self.param_path)
+        quantized = int8_layers(layers)
+        if quantized and not self.int8:
+            raise ZooError(f"{self.param_path} holds int8 layers ({len(quantized)}); load it with int8=True")
+        blobs = {b for ly in layers for b in ly.bottoms + ly.tops}
+        if self.input_blob not in blobs:
+            raise ZooError(f"input blob {self.input_blob!r} not in {self.param_path}; inputs are {input_blobs(layers)}")
+        if self.input_shape is None:
+            # (C,H,W) from the Input layer's 2=c 1=h 0=w when the file records it
+            src = next((ly for ly in layers if ly.type == "Input" and self.input_blob in ly.tops), None)
+            if src is not None and src.geti(0) > 0 and src.geti(1) > 0 and src.geti(2) > 0:
+                self.input_shape = (src.geti(2), src.geti(1), src.geti(0))
+        if self.output_blobs is None:
+            self.output_blobs = output_blobs(layers)
+        missing = [b for b in self.output_blobs if b not in blobs]
+        if missing or not self.output_blobs:
+            raise ZooError(f"output blobs {missing or self.output_blobs} not in {self.param_path}; "
+                           f"outputs are {output_blobs(layers)}")
+
+    def _load(self):
+        try:
+            import ncnn  # optional runtime: imported when used
+        except ImportError as e:
+            raise ZooError("the 'ncnn' Python package is not installed") from e
+        net = ncnn.Net()
+        o = net.opt
+        o.use_vulkan_compute = False
+        o.num_threads = self.threads
+        o.lightmode = self.lightmode
+        o.use_fp16_packed = self.fp16
+        o.use_fp16_storage = self.fp16
+        o.use_fp16_arithmetic = self.fp16
+        o.use_bf16_storage = False
+        o.use_int8_inference = self.int8
+        o.use_int8_packed = self.int8
+        o.use_int8_storage = self.int8
+        o.use_int8_arithmetic = self.int8
+        rc = net.load_param(self.param_path)
+        if rc != 0:
+            net.clear()
+            raise ZooError(f"ncnn load_param failed ({rc}) for {self.param_path}")
+        rc = net.load_model(self.bin_path)
+        if rc != 0:
+            net.clear()
+            raise ZooError(f"ncnn load_model failed ({rc}) for {self.bin_path}")
+        self._mat = ncnn.Mat
+        return net
+
+    def infer(self, x: np.ndarray, blobs: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Run every sample of x (N,C,H,W) float32; returns {blob: (N, *blob_shape)}.
+
+        ``blobs`` defaults to the output blobs; intermediate blob names work too.
+        """
+        if self._net is None:
+            raise ZooError("NcnnNet.infer called outside `with NcnnNet(...) as net:`")
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[0] < 1:
+            raise ZooError(f"ncnn input must be (N,C,H,W), got shape {x.shape}")
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ZooError(f"this ncnn model takes input (N,{','.join(map(str, self.input_shape))}), "
+                           f"got {tuple(x.shape)}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        names = list(blobs) if blobs is not None else self.output_blobs
+        per: dict[str, list[np.ndarray]] = {b: [] for b in names}
+        for i in range(x.shape[0]):
+            # batch_index picks one (C,H,W) sample out of the 4-D array (pnnx's own recipe);
+            # a plain 3-D array does not map correctly in this ncnn build.
+            mat = self._mat(x[i:i + 1], batch_index=0).clone()
+            ex = self._net.create_extractor()
+            try:
+                rc = ex.input(self.input_blob, mat)
+                if rc != 0:
+                    raise ZooError(f"ncnn rejected input blob {self.input_blob!r} ({rc})")
+                for b in names:
+                    rc, m = ex.extract(b)
+                    if rc != 0:
+                        raise ZooError(f"ncnn extract of blob {b!r} failed ({rc}); input shape {x.shape[1:]}")
+                    if m.empty():
+                        raise ZooError(f"ncnn produced an empty blob {b!r}")
+                    per[b].append(np.array(m.numpy(), dtype=np.float32, copy=True))
+            finally:
+                ex.clear()
+        return {b: np.stack(v) for b, v in per.items()}

@@ -1,0 +1,72 @@
+"""ONNX target: torch.onnx (TorchScript exporter), onnxsim, BatchNorm folded, metadata inside.
+
+Why the TorchScript exporter (``dynamo=False``): it writes one self-contained
+file in ~1 s, folds BatchNorm into the convolutions in eval mode, and needs no
+onnxscript; the dynamo exporter takes ~15 s here and writes external data by
+default, which every downstream converter would then have to chase.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporters.base import ExportRequest, ExportResult, Target
+from exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
+from exporters.onnx.quantize import to_int8
+from exporters.onnx.runner import OnnxRuntimeRunner, OpenCVRunner
+from zoo.core.errors import ZooError
+from zoo.core.fsutil import atomic_write_bytes
+from zoo.core.images import load_batch
+from zoo.core.meta import ArtifactMeta
+from zoo.core.runtime import Runner
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    description = "ONNX (onnxruntime, OpenCV DNN)"
+    suffixes = (".onnx",)
+    source = "torch"
+    precisions = ("fp32", "fp16", "int8")
+    heads = ("decoded", "raw", "nms")  # nms: end-to-end graph whose output is final detections (--nms)
+    layout = "NCHW"
+    extra = None
+    requires = ("onnx", "onnxsim", "onnxruntime")
+    packages = ("torch", "onnx", "onnxsim", "onnxruntime")
+    timeout = 300.0
+    embeds_metadata = True
+
+    def default_head(self, precision: str) -> str:
+        # int8: the raw head, like the other targets (the decoded graph carries the priors in float)
+        return "raw" if precision == "int8" else "decoded"
+
+    def export(self, req: ExportRequest) -> ExportResult:
+        import onnx  # heavy
+
+        if req.meta.head == "nms":
+            if req.meta.precision != "fp32":
+                raise ZooError("the end-to-end NMS graph is exported in fp32 only")
+            model = add_nms(build_onnx(req.state_dict, req.meta.with_(head="decoded")), req.meta.num_classes)
+        else:
+            model = build_onnx(req.state_dict, req.meta)
+        if req.meta.precision == "fp16":
+            model = to_fp16(model)
+        elif req.meta.precision == "int8":
+            calib, _, _ = load_batch(req.calib, *req.meta.input_size)
+            model = to_int8(model, calib)
+        embed_metadata(model, req.meta)
+        onnx.checker.check_model(model)
+        rel = Path(req.stem + ".onnx")
+        atomic_write_bytes(req.out_dir / rel, model.SerializeToString())
+        tools = self.tool_versions()
+        tools["opset"] = str(OPSET)
+        return ExportResult(primary=rel, files=[rel], meta=req.meta, tools=tools)
+
+    runtimes = ("onnxruntime", "opencv")
+
+    def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
+        # OpenCV DNN has no NonMaxSuppression layer
+        return runtime in self.runtimes and not (runtime == "opencv" and head == "nms")
+
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
+        if runtime == "opencv":
+            return OpenCVRunner(meta, primary, threads=threads)
+        return OnnxRuntimeRunner(meta, primary, threads=threads)

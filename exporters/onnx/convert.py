@@ -1,0 +1,145 @@
+"""ONNX conversion: torch.onnx (TorchScript exporter), onnxsim, BatchNorm folded, metadata inside.
+
+Why the TorchScript exporter (``dynamo=False``): it writes one self-contained
+file in ~1 s, folds BatchNorm into the convolutions in eval mode, and needs no
+onnxscript; the dynamo exporter takes ~15 s here and writes external data by
+default, which every downstream converter would then have to chase.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from zoo.core.errors import ZooError
+from zoo.core.meta import ArtifactMeta
+
+OPSET = 13
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("scores", "boxes")
+
+
+def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
+    """Our fp32 ONNX model (batch 1) for ``meta.head``, simplified, metadata embedded."""
+    import onnx  # heavy: deferred so `zoo list` stays fast
+    import torch  # heavy
+
+    from zoo.core.model.nets import UltraFace, load_state_dict_strict  # heavy: torch
+
+    w, h = meta.input_size
+    net = UltraFace(meta.arch, meta.num_classes, w, h, head=meta.head)
+    load_state_dict_strict(net, state_dict)
+    net.eval()
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 3, h, w),),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            do_constant_folding=True,
+            training=torch.onnx.TrainingMode.EVAL,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxsim  # heavy
+
+        model, ok = onnxsim.simplify(model)
+        if not ok:
+            raise ZooError("onnxsim could not validate the simplified ONNX graph")
+    leftover = [n.name for n in model.graph.node if n.op_type == "BatchNormalization"]
+    if leftover:
+        raise ZooError(f"BatchNorm was not folded into the convolutions: {leftover[:3]}")
+    embed_metadata(model, meta)
+    return model
+
+
+def add_nms(model, num_classes: int, score_threshold: float = 0.7, iou_threshold: float = 0.3, max_per_class: int = 200):
+    """End-to-end graph: a decoded graph plus ONNX NonMaxSuppression; one output ``detections``
+    (M, 6) = x1, y1, x2, y2 (normalised), score, class id (1..K-1), per class by decreasing score."""
+    import onnx  # heavy
+    from onnx import TensorProto, helper, numpy_helper  # heavy
+
+    g = model.graph
+    consts = {
+        "nms_max": np.array([max_per_class], np.int64), "nms_iou": np.array([iou_threshold], np.float32),
+        "nms_score": np.array([score_threshold], np.float32), "nms_one": np.array([1], np.int64),
+        "nms_k": np.array([num_classes], np.int64), "nms_ax1": np.array([1], np.int64), "nms_ax0": np.array([0], np.int64),
+        "nms_c1": np.array(1, np.int64), "nms_c2": np.array(2, np.int64),
+    }
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    n = helper.make_node
+    g.node.extend([
+        n("Transpose", ["scores"], ["nms_t"], perm=[0, 2, 1], name="nms_transpose"),
+        n("Slice", ["nms_t", "nms_one", "nms_k", "nms_ax1"], ["nms_fg"], name="nms_foreground"),
+        n("NonMaxSuppression", ["boxes", "nms_fg", "nms_max", "nms_iou", "nms_score"], ["nms_sel"], name="nms"),
+        n("Gather", ["nms_sel", "nms_c1"], ["nms_cls0"], axis=1, name="nms_class"),
+        n("Gather", ["nms_sel", "nms_c2"], ["nms_idx"], axis=1, name="nms_index"),
+        n("Squeeze", ["boxes", "nms_ax0"], ["nms_boxes2d"], name="nms_squeeze"),
+        n("Gather", ["nms_boxes2d", "nms_idx"], ["nms_box"], axis=0, name="nms_gather_boxes"),
+        n("GatherND", ["nms_fg", "nms_sel"], ["nms_score_v"], name="nms_gather_scores"),
+        n("Add", ["nms_cls0", "nms_one"], ["nms_cls"], name="nms_class_id"),
+        n("Cast", ["nms_cls"], ["nms_cls_f"], to=TensorProto.FLOAT, name="nms_class_float"),
+        n("Unsqueeze", ["nms_score_v", "nms_ax1"], ["nms_score_c"], name="nms_score_col"),
+        n("Unsqueeze", ["nms_cls_f", "nms_ax1"], ["nms_cls_c"], name="nms_class_col"),
+        n("Concat", ["nms_box", "nms_score_c", "nms_cls_c"], ["detections"], axis=1, name="nms_detections"),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["M", 6]))
+    onnx.checker.check_model(model)
+    return model
+
+
+def embed_metadata(model, meta: ArtifactMeta) -> None:
+    del model.metadata_props[:]
+    d = meta.to_dict()
+    props = {
+        "zoo.core.meta": meta.to_json(),
+        "model_id": meta.model_id,
+        "arch": meta.arch,
+        "input_size": f"{meta.input_size[0]}x{meta.input_size[1]}",
+        "labels": ",".join(meta.labels),
+        "mean": str(meta.mean),
+        "std": str(meta.std),
+        "head": meta.head,
+        "variances": json.dumps(d["variances"]),
+        "prior_count": str(meta.prior_count),
+        "checkpoint_sha256": meta.checkpoint_sha256,
+        "zoo_version": meta.zoo_version,
+    }
+    for k in sorted(props):
+        p = model.metadata_props.add()
+        p.key, p.value = k, props[k]
+    model.producer_name = "ultraface-zoo"
+    model.doc_string = f"UltraFace {meta.arch} {meta.model_id} ({meta.head} head), exported by ultraface-zoo"
+
+
+def to_fp16(model):
+    """float16 weights and arithmetic, float32 inputs and outputs."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # heavy
+
+    return topo_sort(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False))
+
+
+def topo_sort(model):
+    """Reorder graph nodes so each comes after the producers of its inputs (the fp16 pass leaves IO casts out of order)."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        progressed = False
+        for n in list(pending):
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+                pending.remove(n)
+                progressed = True
+        if not progressed:
+            raise ZooError(f"ONNX graph has a cycle or a dangling input near node {pending[0].name!r}")
+    del g.node[:]
+    g.node.extend(ordered)
+    return model

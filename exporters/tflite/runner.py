@@ -1,0 +1,185 @@
+"""The two runtimes of this package: LiteRT for ``.tflite`` files, TensorFlow for SavedModels.
+
+Both follow the runner lifecycle: the constructor only stores its arguments, the model is
+loaded on ``__enter__`` and released on ``__exit__``; ``infer`` takes NHWC float32 batches.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY
+from zoo.core.errors import ZooError
+
+
+def signature_io(it: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(name, tensor details) of inputs and outputs, named by the signature when there is one."""
+    in_details = it.get_input_details()
+    out_details = it.get_output_details()
+    by_index_in = {d["index"]: d for d in in_details}
+    by_index_out = {d["index"]: d for d in out_details}
+    sigs = it._get_full_signature_list() if hasattr(it, "_get_full_signature_list") else None
+    if sigs:
+        sig = sigs.get(SIGNATURE_KEY) or next(iter(sigs.values()))
+        ins = [(n, by_index_in[i]) for n, i in sig.get("inputs", {}).items() if i in by_index_in]
+        outs = [(n, by_index_out[i]) for n, i in sig.get("outputs", {}).items() if i in by_index_out]
+        if len(ins) == len(in_details) and len(outs) == len(out_details):
+            return ins, outs
+    return [(d["name"], d) for d in in_details], [(d["name"], d) for d in out_details]
+
+
+class TfliteNet:
+    """Runs an UltraFace ``.tflite`` with LiteRT (``ai_edge_litert``)::
+
+        with TfliteNet(path, threads=2) as net:
+            out = net.infer(x)
+
+    ``infer(x)`` takes ``(N, H, W, 3)`` float32 preprocessed NHWC images and
+    returns ``{"scores": (N, P, K), "boxes": (N, P, 4)}`` float32; a model
+    with batch 1 is run once per image.  Int8/uint8 inputs are quantized with
+    the input tensor's scale/zero point, quantized outputs dequantized with
+    their own.  Outputs are told apart by shape (last dim K vs 4); only when
+    K == 4 do names (signature or tensor names) and then order decide.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int = 1):
+        self.path, self.threads = Path(path), threads
+        self._it = None
+
+    def __enter__(self) -> "TfliteNet":
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
+        except ImportError as exc:
+            raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
+        threads, p = self.threads, self.path
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ZooError(f"threads must be a positive integer, got {threads!r}")
+        if not p.is_file():
+            raise ZooError(f"no such TFLite file: {p}")
+        try:
+            it = Interpreter(model_path=str(p), num_threads=threads)
+            it.allocate_tensors()
+        except Exception as exc:
+            raise ZooError(f"cannot load TFLite model {p}: {exc}") from None
+        ins, outs = signature_io(it)
+        if len(ins) != 1:
+            raise ZooError(f"{p}: expected 1 input, found {len(ins)}")
+        self._in = ins[0][1]
+        shape = tuple(int(s) for s in self._in["shape"])
+        if len(shape) != 4 or shape[3] != 3:
+            raise ZooError(f"{p}: input shape {shape} is not NHWC (N, H, W, 3)")
+        self.input_shape = shape
+        self._scores, self._boxes = self._pick_outputs(outs)
+        self._it = it
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._it = None
+
+    def _pick_outputs(self, outs: list[tuple[str, dict]]) -> tuple[dict, dict]:
+        if len(outs) != 2:
+            raise ZooError(f"{self.path}: expected 2 outputs (scores, boxes), found {len(outs)}")
+        for _, d in outs:
+            if len(d["shape"]) != 3:
+                raise ZooError(f"{self.path}: output shape {tuple(d['shape'])} is not (N, P, C)")
+        if outs[0][1]["shape"][1] != outs[1][1]["shape"][1]:
+            raise ZooError(f"{self.path}: outputs disagree on the number of priors")
+        last = [int(d["shape"][-1]) for _, d in outs]
+        if last.count(4) == 1:
+            boxes = outs[last.index(4)][1]
+            scores = outs[1 - last.index(4)][1]
+            return scores, boxes
+        if last.count(4) == 0:
+            raise ZooError(f"{self.path}: no output with 4 box coordinates (shapes {last})")
+        # K == 4: names first, order (scores, boxes) last.
+        names = [n.lower() for n, _ in outs]
+        for i in (0, 1):
+            other = names[1 - i]
+            if "box" in names[i] and "box" not in other:
+                return outs[1 - i][1], outs[i][1]
+            if "score" in names[i] and "score" not in other:
+                return outs[i][1], outs[1 - i][1]
+        return outs[0][1], outs[1][1]
+
+    def _run_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        it = self._it
+        d = self._in
+        dtype = np.dtype(d["dtype"])
+        if np.issubdtype(dtype, np.integer):
+            scale, zp = d["quantization"]
+            if not scale:
+                raise ZooError(f"{self.path}: integer input without quantization parameters")
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+        else:
+            x = x.astype(dtype, copy=False)
+        try:
+            it.set_tensor(d["index"], np.ascontiguousarray(x))
+            it.invoke()
+            res = []
+            for o in (self._scores, self._boxes):
+                y = it.get_tensor(o["index"])
+                if np.issubdtype(y.dtype, np.integer):
+                    scale, zp = o["quantization"]
+                    y = (y.astype(np.float32) - zp) * np.float32(scale)
+                res.append(y.astype(np.float32, copy=True))
+        except ZooError:
+            raise
+        except Exception as exc:
+            raise ZooError(f"LiteRT inference failed on {self.path}: {exc}") from None
+        return res[0], res[1]
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self._it is None:
+            raise ZooError("TfliteNet.infer called outside `with TfliteNet(...) as net:`")
+        x = np.asarray(x)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape[1:]:
+            raise ZooError(f"input must have shape (N, {', '.join(map(str, self.input_shape[1:]))}), got {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ZooError(f"input must be float32 preprocessed images, got {x.dtype}")
+        x = x.astype(np.float32, copy=False)
+        n, mb = x.shape[0], self.input_shape[0]
+        if n == mb:
+            chunks = [x]
+        elif mb == 1:
+            chunks = [x[i:i + 1] for i in range(n)]
+        else:
+            raise ZooError(f"model batch is {mb}; cannot run a batch of {n}")
+        scores, boxes = zip(*(self._run_one(c) for c in chunks))
+        return {"scores": np.concatenate(scores, axis=0), "boxes": np.concatenate(boxes, axis=0)}
+
+
+class SavedModelNet:
+    """Runs a SavedModel folder's ``serving_default`` signature in TensorFlow, one image at a time."""
+
+    def __init__(self, folder: Path, threads: int = 1):
+        self.folder, self.threads = Path(folder), threads
+        self.fn = None
+
+    def __enter__(self) -> "SavedModelNet":
+        import tensorflow as tf  # heavy: imported when used
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised in this process
+        try:
+            self.fn = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY]
+        except Exception as e:  # noqa: BLE001 - TF raises many types
+            raise ZooError(f"TensorFlow cannot load the SavedModel {self.folder}: {str(e).splitlines()[0][:200]}") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.fn = None
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import tensorflow as tf  # heavy: already loaded by __enter__
+
+        if self.fn is None:
+            raise ZooError("SavedModelNet.infer called outside `with SavedModelNet(...) as net:`")
+        outs = [self.fn(**{INPUT_NAME: tf.constant(x[i : i + 1])}) for i in range(x.shape[0])]
+        return {k: np.concatenate([o[k].numpy() for o in outs], 0) for k in outs[0]}

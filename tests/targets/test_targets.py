@@ -1,0 +1,73 @@
+"""The target matrix, driven by the registries: every target x every model id x every precision.
+
+A new target (one module + one registry line) is exported, run in its own runtime and
+parity-checked here without new test code; its own test file adds what is specific to it.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import IMAGES, zoo
+from exporters import get_target, target_names
+from zoo.core.model.specs import MODELS
+
+MATRIX_TARGETS = [t for t in target_names()]
+
+
+def available_target(name: str):
+    t = get_target(name)
+    if not t.available():
+        pytest.skip(f"{name} runtime not installed: {', '.join(t.missing())} (pip install 'ultraface-zoo[{t.extra}]')")
+    return t
+
+
+def model_bytes(a: dict) -> int:
+    """Bytes of the files a runtime loads (sidecar metadata excluded)."""
+    return sum(f["bytes"] for f in a["files"] if not f["path"].endswith(".json"))
+
+
+@pytest.mark.parametrize("target", MATRIX_TARGETS)
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_every_precision_passes_parity(model_id, target, export_dir):
+    t = available_target(target)
+    folder, manifest, cp = export_dir(model_id, target, ",".join(t.precisions))
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    assert not manifest["failed"]
+    expected = [v for p in t.precisions for v in t.expand(p)]
+    arts = {a["precision"]: a for a in manifest["artifacts"]}
+    assert sorted(arts) == sorted(expected)
+    for a in arts.values():
+        assert a["target"] == target and a["layout"] == t.layout
+        assert a["parity"]["passed"], a["parity"]["failures"]
+        assert a["parity"]["images"] == len(list(IMAGES.glob("*.jpg")))
+        assert a["meta"]["model_id"] == model_id and a["meta"]["input_size"] == list(MODELS[model_id].input_size)
+        d = a["parity"]["detections"]
+        assert d["reference"] > 100  # the photos hold hundreds of faces: the check has teeth
+        if a["precision"] == "fp32":
+            assert d["missed"] == 0 and d["extra"] == 0 and d["min_iou"] >= 0.99
+    if "fp32" in arts:
+        for p, a in arts.items():
+            if p.startswith("int8"):
+                assert model_bytes(a) <= 0.45 * model_bytes(arts["fp32"]), (p, model_bytes(a), model_bytes(arts["fp32"]))
+
+
+@pytest.mark.parametrize("target", MATRIX_TARGETS)
+def test_check_reruns_parity_in_the_target_runtime(target, export_dir):
+    t = available_target(target)
+    folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
+    assert cp.returncode == 0
+    res = json.loads(zoo("check", folder, "--images", IMAGES, "--json", check=0).stdout)
+    assert res["passed"] and len(res["results"]) == len(manifest["artifacts"])
+
+
+@pytest.mark.parametrize("target", MATRIX_TARGETS)
+def test_detect_through_each_artifact(target, export_dir):
+    t = available_target(target)
+    folder, manifest, _ = export_dir("rfb-320", target, ",".join(t.precisions))
+    fp32 = next(a for a in manifest["artifacts"] if a["precision"] == "fp32")
+    img = sorted(IMAGES.glob("*.jpg"))[0]
+    by_model = json.loads(zoo("detect", img, "--model", "rfb-320", "--json", check=0).stdout)["results"][0]["detections"]
+    by_art = json.loads(zoo("detect", img, "--artifact", folder / fp32["primary"], "--json", check=0).stdout)["results"][0]["detections"]
+    assert len(by_art) == len(by_model) > 10

@@ -1,0 +1,130 @@
+"""The report as plain data (what `zoo report --format json` prints), gathered from manifests and bench.json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from checkpoints.loader import published
+from validation.bench.cost import cost_for_meta
+from validation.bench.items import model_files
+from validation.bench.store import BENCH_FILE, read_bench
+from zoo.core.errors import ZooError
+from zoo.core.manifest import read_manifest
+
+MIB = float(1 << 20)
+SCHEMA_VERSION = 1
+
+
+def _parity_summary(p: dict | None) -> dict:
+    if not p:
+        return {"passed": None, "note": "parity not run"}
+    d = p.get("detections") or {}
+    return {
+        "passed": bool(p.get("passed")),
+        "images": p.get("images"),
+        "matched": d.get("matched"), "reference": d.get("reference"), "missed": d.get("missed"),
+        "extra": d.get("extra"), "borderline": d.get("borderline"), "min_iou": d.get("min_iou"),
+        "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},
+        "failures": list(p.get("failures") or []),
+    }
+
+
+def result_for(a: dict, threads: int) -> dict | None:
+    """The bench row of a report artifact at a thread count, None when not measured."""
+    return next((r for r in a["bench"] if r.get("threads") == threads), None)
+
+
+def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
+    """The report of release folders: their manifest.json, and bench.json when present (or ``bench_path``).
+
+    Sizes and parity come from the manifest, latency, load time and memory from the
+    bench; the original's published figures are the labelled ``reference``.
+    """
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise ZooError("give a release folder written by `zoo export`")
+    if bench_path is not None and len(folders) != 1:
+        raise ZooError("--bench FILE goes with exactly one release folder")
+    artifacts, failed, notes, models = [], [], [], {}
+    bench_docs = []
+    for folder in folders:
+        if not folder.exists():
+            raise ZooError(f"not found: {folder}")
+        manifest = read_manifest(folder)  # its paths are confined to the folder
+        if folder.is_file():
+            folder = folder.parent
+        top = manifest.model or {}
+        bpath = Path(bench_path) if bench_path is not None else folder / BENCH_FILE
+        bench = read_bench(bpath) if bpath.is_file() or bench_path is not None else None
+        if bench is None:
+            notes.append(f"{folder.name}: no {BENCH_FILE} (run `zoo bench {folder.name}`): sizes and parity only")
+        else:
+            bench_docs.append((folder, bpath, bench))
+        by_key: dict[tuple, list[dict]] = {}
+        for r in (bench or {}).get("results", []):
+            by_key.setdefault((r.get("model"), r.get("target"), r.get("precision"), r.get("head")), []).append(r)
+        used = set()
+        for a in manifest.artifacts:
+            model = a.model or a.meta.get("model_id") or top.get("id", "?")
+            if model not in models:
+                info = manifest.models.get(model) or top
+                models[model] = {"id": model, "arch": a.meta.get("arch", info.get("arch")),
+                                 "input_size": a.meta.get("input_size", info.get("input_size")),
+                                 "macs": None, "params": None, "_meta": a.meta}
+            files = model_files(a)
+            size = sum(f.bytes for f in files)
+            sha = a.file(a.primary).sha256
+            k = (model, a.target, a.precision, a.head)
+            rows = sorted(by_key.get(k, []), key=lambda r: r.get("threads", 0))
+            used.add(k)
+            for r in rows:  # the bench already counted them: no need to build the PyTorch model
+                if r.get("macs") and models[model]["macs"] is None:
+                    models[model]["macs"], models[model]["params"] = r["macs"], r.get("params")
+            stale = any(r.get("sha256") and r["sha256"] != sha for r in rows)
+            if stale:
+                notes.append(f"{folder.name}: bench results of {model} {a.target}/{a.precision}/{a.head} are stale "
+                             f"(the file changed since `zoo bench`): re-run `zoo bench {folder.name}`")
+            artifacts.append({
+                "folder": str(folder), "model": model, "target": a.target, "precision": a.precision, "head": a.head,
+                "primary": a.primary, "files": [f.path for f in files],
+                "size_bytes": size, "size_mib": round(size / MIB, 3),
+                "parity": _parity_summary(a.parity),
+                "bench": rows, "stale": stale,
+            })
+        for f in manifest.failed:
+            row = {"folder": str(folder), **f.to_dict()}
+            row["model"] = f.model or top.get("id", "?")
+            failed.append(row)
+        for k in by_key:
+            if k not in used:
+                notes.append(f"{folder.name}: {BENCH_FILE} has results for {' '.join(map(str, k))}, "
+                             "which the manifest no longer lists (ignored)")
+    for m in models.values():
+        meta = m.pop("_meta")
+        if m["macs"] is None and meta:
+            cost = cost_for_meta(meta)
+            m["macs"], m["params"] = cost["macs"], cost["params"]
+    machine = settings = timestamp = None
+    if bench_docs:
+        first = bench_docs[0][2]
+        machine, settings, timestamp = first.get("machine"), first.get("settings"), first.get("timestamp")
+        if len({json.dumps((b.get("machine") or {}).get("cpu")) for _, _, b in bench_docs}) > 1:
+            notes.append("bench results come from different machines: compare latencies within a folder only")
+    threads = sorted({r["threads"] for a in artifacts for r in a["bench"] if "threads" in r})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "folders": [str(f) for f in folders],
+        "models": list(models.values()),
+        "bench": {
+            "present": bool(bench_docs),
+            "files": [str(p) for _, p, _ in bench_docs],
+            "timestamp": timestamp,
+            "machine": machine,
+            "settings": settings,
+            "threads": threads,
+        },
+        "artifacts": artifacts,
+        "failed": failed,
+        "reference": published(),
+        "notes": notes,
+    }

@@ -1,0 +1,62 @@
+"""`zoo check`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.common import (
+    EXIT_FAILED,
+    CheckpointOpt,
+    ImagesOpt,
+    JsonOpt,
+    JunitOpt,
+    RuntimeOpt,
+    ThreadsOpt,
+    print_json,
+    runtime_option,
+    stderr,
+)
+from zoo.core.images import builtin_images, collect
+from zoo.pipeline.check import check as run_check
+from zoo.pipeline.junit import write_junit
+
+
+def check(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `zoo export`.")],
+    images: ImagesOpt = None,
+    checkpoint: CheckpointOpt = None,
+    threads: ThreadsOpt = 1,
+    runtime: RuntimeOpt = None,
+    junit: JunitOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-verify every file's sha256, then re-run parity of every artifact against PyTorch."""
+    runtime = runtime_option(runtime)
+    img_paths = collect([images], "--images") if images is not None else builtin_images()
+    res = run_check(folder, img_paths, checkpoint, threads=threads, runtime=runtime)
+    results, problems = res["results"], res["file_problems"]
+    if junit:
+        cases = [{"name": r["artifact"], "passed": r["passed"], "failure": "; ".join(f for f in r["failures"] if f) or None} for r in results]
+        cases += [{"name": f"file {p.split(':')[0]}", "passed": False, "failure": p} for p in problems]
+        write_junit(junit, "check", cases)
+    if json_:
+        print_json(res)
+    else:
+        if runtime is not None:
+            typer.echo(f"runtime {runtime}: {len(results)} artifact(s); left out (their target has no {runtime} runtime): "
+                       f"{', '.join(res['left_out']) or 'none'}")
+        for r in results:
+            d = (r.get("parity") or {}).get("detections", {})
+            outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in (r.get("parity") or {}).get("outputs", {}).items())
+            typer.echo(f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
+                       f"extra {d.get('extra', 0)}  max|diff| {outs}")
+            for f in r["failures"]:
+                typer.echo(f"      {f}")
+    if not res["passed"]:
+        failing = [r for r in results if not r["passed"]]
+        first = failing[0] if failing else None
+        msg = f"{first['primary']}: {first['failures'][0]}" if first and first["failures"] else "; ".join(problems)
+        stderr(f"error: {len(failing)} artifact(s) failed parity or verification; first: {msg}")
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,1 @@
+"""The UltraFace model: network, priors, pre/post-processing, and the registry of model ids."""

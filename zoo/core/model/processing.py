@@ -1,0 +1,119 @@
+"""Pre- and post-processing in NumPy: the one implementation every runtime shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from zoo.core.model import priors as P
+
+MEAN = 127.0
+STD = 128.0
+
+
+def preprocess(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """BGR uint8 image (H, W, 3) -> network input (1, 3, height, width) float32.
+
+    The whole image is resized to the network size (aspect ratio not kept),
+    converted to RGB and normalised as (x - 127) / 128.
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
+    resized = cv2.resize(image_bgr, (width, height))
+    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
+    x = (rgb - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def decode(locations: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Raw offsets (..., P, 4) + priors (P, 4) (cx, cy, w, h) -> corner boxes (..., P, 4)."""
+    loc = locations.astype(np.float32)
+    centers = loc[..., :2] * P.CENTER_VARIANCE * priors[:, 2:] + priors[:, :2]
+    sizes = np.exp(loc[..., 2:] * P.SIZE_VARIANCE) * priors[:, 2:]
+    return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=-1).astype(np.float32)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one corner box (4,) against many (M, 4)."""
+    tl = np.maximum(box[:2], boxes[:, :2])
+    br = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.clip(br - tl, 0, None).prod(axis=1)
+    area_a = np.clip(box[2:] - box[:2], 0, None).prod()
+    area_b = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(axis=1)
+    return inter / (area_a + area_b - inter + 1e-5)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of corner boxes (N, 4) x (M, 4) -> (N, M)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float64)
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-12)
+
+
+def hard_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, candidate_size: int, top_k: int = -1) -> np.ndarray:
+    """Indices kept by greedy hard NMS over the ``candidate_size`` best-scoring boxes."""
+    order = np.argsort(-scores, kind="stable")[:candidate_size]
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if 0 < top_k == len(keep):
+            break
+        rest = order[1:]
+        if not rest.size:
+            break
+        order = rest[iou(boxes[i], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in original-image pixels
+    score: float
+    label: str
+    class_id: int
+
+    def to_json(self) -> dict:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 5), "label": self.label}
+
+
+def postprocess(
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    image_width: int,
+    image_height: int,
+    labels: list[str] | tuple[str, ...],
+    score_threshold: float = 0.7,
+    iou_threshold: float = 0.3,
+    candidate_size: int = 200,
+    top_k: int = -1,
+) -> list[Detection]:
+    """One image's (P, K) scores and (P, 4) normalised corner boxes -> detections.
+
+    Per non-background class: keep scores > threshold, the ``candidate_size``
+    best, hard NMS; boxes are scaled to the original image. Sorted by score.
+    """
+    if scores.ndim == 3:
+        scores, boxes = scores[0], boxes[0]
+    out: list[Detection] = []
+    for cls in range(1, scores.shape[1]):
+        s = scores[:, cls]
+        mask = s > score_threshold
+        if not mask.any():
+            continue
+        b, s = boxes[mask], s[mask]
+        kept = hard_nms(b, s, iou_threshold, candidate_size, top_k)
+        label = labels[cls] if cls < len(labels) else str(cls)
+        for i in kept:
+            x1, y1, x2, y2 = (b[i] * np.array([image_width, image_height, image_width, image_height])).tolist()
+            out.append(Detection((x1, y1, x2, y2), float(s[i]), label, cls))
+    out.sort(key=lambda d: -d.score)
+    if top_k > 0:
+        out = out[:top_k]
+    return out

@@ -1,0 +1,218 @@
+"""Build the artifacts of one model: ONNX first (others read it), each job in an isolated
+worker with a timeout, files placed atomically, up-to-date artifacts reused; `zoo export`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from checkpoints.resolve import ResolvedModel
+from exporters import get_target, target_names
+from zoo import __version__
+from zoo.core.fsutil import ensure_writable_dir, sha256_file
+from zoo.core.images import builtin_images, default_calibration
+from zoo.core.manifest import (
+    Artifact,
+    ArtifactKey,
+    Failure,
+    Manifest,
+    base_precision,
+    file_entries,
+    read_manifest_or_none,
+    verify_files,
+    write_manifest,
+)
+from zoo.core.isolation import kill_active_workers
+from zoo.pipeline.plan import Job, Plan, make_plan
+from zoo.pipeline.worker import run_worker
+
+FILE_MODE = 0o644
+
+
+def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: list[str], options: dict) -> str:
+    """What an artifact depends on: checkpoint, model facts, options, images, tool versions, our version."""
+    t = get_target(job.target)
+    facts = {
+        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head],
+        "images": [sha256_file(Path(p)) for p in images],
+        "calib": [sha256_file(Path(p)) for p in calib] if base_precision(job.precision) == "int8" else [],
+        "options": options, "tools": t.tool_versions(), "zoo": __version__,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def artifact_verifies(out: Path, art: Artifact) -> bool:
+    return not verify_files(out, art.files)
+
+
+def build_artifacts(
+    resolved: ResolvedModel,
+    plan: Plan,
+    out: Path,
+    images: list[str],
+    calib: list[str],
+    options: dict | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    timeout: float | None = None,
+    progress=None,
+    previous: list[Artifact] | None = None,
+    on_done=None,
+) -> tuple[list[Artifact], list[Failure]]:
+    """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
+
+    ``on_done(artifact_or_failure, ok)`` is called as each one lands (the caller may record it).
+    """
+    options = options or {}
+    model_id = resolved.spec.id
+    meta0 = resolved.meta()
+    say = progress or (lambda msg: None)
+    artifacts: list[Artifact] = []
+    failed: list[Failure] = []
+    done = on_done or (lambda item, ok: None)
+    for f in plan.unavailable_failures(model_id):
+        failed.append(f)
+        done(f, False)
+    prev = {a.key: a for a in (previous or [])}
+    todo: list[Job] = []
+    hashes: dict[tuple, str] = {}
+    for j in plan.jobs:
+        if j.intermediate:
+            continue
+        h = hashes[j.key] = inputs_sha256(resolved, j, images, calib, options)
+        old = prev.get(j.artifact_key(model_id))
+        if old and old.inputs_sha256 == h and artifact_verifies(out, old):
+            say(f"{model_id}: {j.label()} is up to date")
+            artifacts.append(old)
+            done(old, True)
+            continue
+        todo.append(j)
+    if not todo:
+        return artifacts, failed
+    need_heads = {get_target(j.target).source_head(j.head) for j in todo if get_target(j.target).source == "onnx"}
+    work = Path(tempfile.mkdtemp(prefix=".zoo-work-", dir=out))
+    try:
+        def job_dict(j: Job, onnx_path: str | None) -> dict:
+            t = get_target(j.target)
+            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout)
+            return {
+                "kind": "export", "target": j.target, "meta": meta.to_dict(),
+                "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256,
+                "out_dir": str(work / "out" / j.label().replace("/", "-")),
+                "stem": f"{model_id}-{j.head}-{j.precision}",
+                "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
+                "options": options, "threads": threads,
+            }
+
+        def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
+            jd = job_dict(j, onnx_path)
+            say(f"{model_id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
+            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
+            return j, jd, res
+
+        def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
+            key = j.artifact_key(model_id)
+            if not res.get("ok"):
+                failed.append(Failure(*vars(key).values(), res.get("error", "unknown error")))
+                say(f"  FAILED {model_id} {j.label()}: {res.get('error')}")
+                done(failed[-1], False)
+                return
+            src = Path(jd["out_dir"])
+            rels = []
+            for f in res["files"]:
+                dest = out / j.target / f
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(src / f, FILE_MODE)  # converters may create 0600 temporaries
+                os.replace(src / f, dest)  # same file system: atomic
+                rels.append(str(Path(j.target) / f))
+            t = get_target(j.target)
+            lineage = {"checkpoint_sha256": resolved.checkpoint_sha256}
+            if t.source == "onnx":
+                lineage["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
+            art = Artifact(*vars(key).values(), layout=t.layout, primary=str(Path(j.target) / res["primary"]),
+                           files=file_entries(out, rels), tools=res["tools"], parity=res["parity"], meta=res["meta"],
+                           lineage=lineage, inputs_sha256=hashes[j.key])
+            artifacts.append(art)
+            ok = art.parity is None or art.passed  # no parity images: nothing failed
+            say(f"  {'ok' if ok else 'PARITY FAILED'} {model_id} {j.label()} -> {art.primary}")
+            done(art, ok)
+
+        onnx_by_head: dict[str, str] = {}
+        intermediate_errors: dict[str, str] = {}
+        keys = {j.key for j in todo}
+        first = [j for j in todo if j.target == "onnx" and j.precision == "fp32" and j.head in need_heads]
+        first += [Job("onnx", "fp32", h, intermediate=True) for h in sorted(need_heads) if ("onnx", "fp32", h) not in keys]
+        rest = [j for j in todo if j not in first]
+        for j in first:
+            j, jd, res = execute(j, None)
+            if res.get("ok"):
+                onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
+            if j.intermediate:
+                if not res.get("ok"):
+                    say(f"  FAILED intermediate onnx/{j.head}: {res.get('error')}")
+                    onnx_by_head.pop(j.head, None)
+                    intermediate_errors[j.head] = res.get("error")
+                continue
+            land(j, jd, res, onnx_by_head)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futs = []
+            for j in rest:
+                t = get_target(j.target)
+                sh = t.source_head(j.head)
+                if t.source == "onnx" and sh not in onnx_by_head:
+                    why = intermediate_errors.get(sh) or "see the onnx artifact's error"
+                    land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
+                    continue
+                futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
+            try:
+                for f in futs:
+                    land(*f.result(), onnx_by_head)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                kill_active_workers()
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return artifacts, failed
+
+
+def export_model(
+    resolved: ResolvedModel,
+    targets: list[str],
+    precisions: list[str],
+    out: Path,
+    head: str | None = None,
+    images: list[Path] | None = None,
+    calib: list[Path] | None = None,
+    options: dict | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    timeout: float | None = None,
+    progress=None,
+    nms: bool = False,
+) -> Manifest:
+    """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
+    plan = make_plan(targets, precisions, head, nms)
+    out = ensure_writable_dir(Path(out))
+    images_s = [str(p) for p in (images or builtin_images())]
+    calib_s = [str(p) for p in (calib or default_calibration())]
+    artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress)
+    return write_export_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
+
+
+def write_export_manifest(out: Path, model: dict, artifacts: list[Artifact], failed: list[Failure], skipped: list[dict]) -> Manifest:
+    """Merge with an existing manifest of the same model (other artifacts stay listed), then write atomically."""
+    keep: list[Artifact] = []
+    old = read_manifest_or_none(out)
+    if old is not None and old.model == model:
+        new_keys: set[ArtifactKey] = {x.key for x in [*artifacts, *failed]}
+        keep = [a for a in old.artifacts if a.key not in new_keys and all((out / f.path).is_file() for f in a.files)]
+    manifest = Manifest(artifacts=keep + artifacts, failed=list(failed), model=model, skipped=skipped)
+    manifest.sorted(target_names())
+    write_manifest(out, manifest)
+    return manifest

@@ -1,0 +1,119 @@
+"""What to build: validate target, precision and head names, expand flavours, order the jobs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporters import get_target, target_names
+from zoo.core.errors import ZooError, nearest
+from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, sort_key
+
+
+@dataclass(frozen=True)
+class Job:
+    target: str
+    precision: str
+    head: str
+    intermediate: bool = False  # an ONNX file other targets read, not an artifact
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.target, self.precision, self.head)
+
+    def artifact_key(self, model: str) -> ArtifactKey:
+        return ArtifactKey(model, self.target, self.precision, self.head)
+
+    def label(self) -> str:
+        return f"{self.target}/{self.precision}/{self.head}"
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    skipped: list[dict] = field(default_factory=list)  # combinations a target does not offer
+    unavailable: list[Job] = field(default_factory=list)  # jobs whose target's runtime is missing
+
+    def unavailable_failures(self, model: str) -> list[Failure]:
+        return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target)) for j in self.unavailable]
+
+
+def missing_runtime_error(target: str) -> str:
+    t = get_target(target)
+    return f"missing {', '.join(t.missing())}: pip install 'ultraface-zoo[{t.extra}]'"
+
+
+def check_names(precisions: list[str], head: str | None) -> None:
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ZooError(f"unknown precision {p!r}{nearest(p, PRECISIONS)}; valid: {', '.join(PRECISIONS)}")
+    if head is not None and head not in ("decoded", "raw"):
+        raise ZooError(f"unknown head {head!r}; valid: decoded, raw")
+
+
+def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False) -> Plan:
+    """Validate names, expand target x precision, put the ONNX that others read first."""
+    check_names(precisions, head)
+    objs = [get_target(t) for t in dict.fromkeys(targets)]  # raises on unknown names
+    plan = Plan(jobs=[])
+    for t in objs:
+        if not t.available():
+            for p in precisions:
+                if p in t.precisions:
+                    plan.unavailable.append(Job(t.name, p, head or t.default_head(p)))
+            continue
+        offered = [p for p in precisions if p in t.precisions]
+        for p in precisions:
+            if p not in t.precisions:
+                plan.skipped.append({"target": t.name, "precision": p, "reason": f"{t.name} offers {', '.join(t.precisions)}"})
+        if not offered:
+            raise ZooError(f"target {t.name!r} has none of the precisions {', '.join(precisions)}; it has {', '.join(t.precisions)}")
+        for p in offered:
+            h = head or t.default_head(p)
+            if h not in t.heads:
+                raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
+            for v in t.expand(p):
+                plan.jobs.append(Job(t.name, v, h))
+    if nms:
+        if "onnx" not in [t.name for t in objs]:
+            raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")
+        plan.jobs.append(Job("onnx", "fp32", "nms"))
+    plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
+    return plan
+
+
+def plan_of(jobs: list[Job]) -> Plan:
+    """A plan of given jobs (a release shard's), with the unavailable ones set aside."""
+    plan = Plan(jobs=[])
+    for j in jobs:
+        (plan.jobs if get_target(j.target).available() else plan.unavailable).append(j)
+    plan.jobs.sort(key=lambda j: j.target != "onnx")
+    return plan
+
+
+def matrix(models: list[str], targets: list[str], precisions: list[str]) -> list[tuple[str, Job]]:
+    """Every (model, job) of a release, in manifest order; combinations a target lacks are left out."""
+    out = []
+    for m in models:
+        plan = make_plan(targets, precisions, None)
+        out += [(m, j) for j in plan.jobs + plan.unavailable]
+    order = target_names()
+    out.sort(key=lambda mj: (models.index(mj[0]), *sort_key(mj[1].artifact_key(mj[0]), order)[1:]))
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ZooError(f"bad --shard {text!r}: expected K/N, e.g. 1/2") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise ZooError(f"bad --shard {text!r}: need 1 <= K <= N")
+    return k, n
+
+
+def shard_of(entries: list, shard: tuple[int, int] | None) -> list:
+    if not shard:
+        return entries
+    k, n = shard
+    return [e for i, e in enumerate(entries) if i % n == k - 1]

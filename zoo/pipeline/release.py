@@ -1,0 +1,93 @@
+"""`zoo release`: the whole matrix (models x targets x precisions) into one folder, resumable and shardable."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from checkpoints.resolve import resolve_model
+from exporters import target_names
+from validation.report import build_report, render_markdown
+from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
+from zoo.core.images import builtin_images, default_calibration
+from zoo.core.manifest import Artifact, Failure, Manifest, file_entries, read_manifest_or_none, write_manifest
+from zoo.core.model.specs import get_spec
+from zoo.pipeline.build import artifact_verifies, build_artifacts
+from zoo.pipeline.cards import write_card
+from zoo.pipeline.golden import write_golden
+from zoo.pipeline.lock import clean_stale_work, release_lock
+from zoo.pipeline.plan import matrix, plan_of, shard_of
+
+REPORT = "REPORT.md"
+
+
+def release_manifest(spec: dict, models: dict, artifacts: list[Artifact], failed: list[Failure], files) -> Manifest:
+    m = Manifest(artifacts=list(artifacts), failed=list(failed), release=spec,
+                 models={k: models[k] for k in spec["models"] if k in models}, files=list(files))
+    return m.sorted(target_names())
+
+
+def write_report(out: Path) -> None:
+    """REPORT.md: `zoo report`'s Markdown of the release (sizes, parity; latency once `zoo bench` ran).
+
+    A derived view, not hashed in the manifest: `zoo report DIR --out DIR/REPORT.md` after
+    `zoo bench DIR` regenerates it with latencies without breaking `zoo verify`.
+    """
+    atomic_write_text(out / REPORT, render_markdown(build_report([out])))
+
+
+def release(
+    out: Path,
+    models: list[str],
+    targets: list[str],
+    precisions: list[str],
+    jobs: int = 1,
+    images: list[Path] | None = None,
+    calib: list[Path] | None = None,
+    shard: tuple[int, int] | None = None,
+    threads: int = 1,
+    timeout: float | None = None,
+    progress=None,
+) -> Manifest:
+    for m in models:
+        get_spec(m)  # unknown ids fail before anything is written
+    entries = shard_of(matrix(models, targets, precisions), shard)
+    out = ensure_writable_dir(Path(out))
+    images_s = [str(p) for p in (images or builtin_images())]
+    calib_s = [str(p) for p in (calib or default_calibration())]
+    spec = {"models": models, "targets": targets, "precisions": precisions}
+    with release_lock(out):
+        clean_stale_work(out)
+        old = read_manifest_or_none(out)
+        previous: list[Artifact] = old.artifacts if old is not None and old.release == spec else []
+        artifacts: list[Artifact] = []
+        failed: list[Failure] = []
+        model_info: dict = {}
+        mutex = threading.Lock()
+
+        def on_done(item, ok):
+            # after each artifact lands: a killed run resumes from here
+            with mutex:
+                (artifacts if isinstance(item, Artifact) else failed).append(item)
+                new = {x.key for x in [*artifacts, *failed]}
+                kept = [a for a in previous if a.key not in new and artifact_verifies(out, a)]
+                write_manifest(out, release_manifest(spec, model_info, kept + artifacts, failed, []))
+
+        extra: list[str] = []
+        resolved = {}
+        for m in models:
+            mine = [j for mm, j in entries if mm == m]
+            resolved[m] = resolve_model(m)
+            model_info[m] = resolved[m].describe()
+            extra += write_golden(out, resolved[m])
+            if not mine:
+                continue
+            build_artifacts(
+                resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
+                previous=[a for a in previous if a.model == m], on_done=on_done,
+            )
+        for m in models:
+            extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
+        manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
+        write_manifest(out, manifest)
+        write_report(out)
+    return manifest

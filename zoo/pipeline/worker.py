@@ -1,0 +1,96 @@
+"""The isolated worker: one export, one parity check or one golden-kit run per process.
+
+    python -m zoo.pipeline.worker JOB.json RESULT.json
+
+A converter that crashes, hangs or prints megabytes of logs only takes this
+process down; the parent (`run_worker`) reads RESULT.json (absent = crash) and moves on.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from checkpoints.loader import load_state_dict
+from exporters import get_target
+from exporters.base import ExportRequest, write_sidecar
+from validation.parity import ParityInput, compare
+from zoo.core.images import load_batch
+from zoo.core.isolation import run_isolated, worker_main
+from zoo.core.meta import ArtifactMeta
+from zoo.core.runtime import TorchRunner
+
+
+def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
+    """One job in its own interpreter; a crash or hang becomes an error result."""
+    return run_isolated("zoo.pipeline.worker", [], job, work, timeout, name)
+
+
+def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
+    x, names, sizes = load_batch([Path(p) for p in images], *meta.input_size)
+    return x, ParityInput(x, [Path(n).name for n in names], sizes)
+
+
+def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str]) -> dict:
+    x, data = _inputs(images, meta)
+    ref_head = "decoded" if meta.head == "nms" else meta.head
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
+        ref = ref_runner.infer(x)
+    with runner:
+        got = runner.infer(x)
+    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
+
+
+def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
+    """Run the golden images through the artifact and compare with the stored PyTorch outputs."""
+    ref = {p.stem: np.load(p) for p in sorted(Path(job["reference_dir"]).glob("*.npy"))}
+    x, data = _inputs(job["images"], meta)
+    with runner:
+        got = runner.infer(x)
+    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
+
+
+def run(job: dict) -> dict:
+    target = get_target(job["target"])
+    target.require()
+    meta = ArtifactMeta.from_dict(job["meta"])
+    threads, runtime = job.get("threads", 1), job.get("runtime")
+    if job["kind"] == "golden":
+        runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
+        return {"ok": True, "parity": _golden(runner, meta, job)}
+    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    if job["kind"] == "check":
+        runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
+        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"])}
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    req = ExportRequest(
+        meta=meta,
+        state_dict=state_dict,
+        out_dir=out_dir,
+        stem=job["stem"],
+        onnx_path=Path(job["onnx_path"]) if job.get("onnx_path") else None,
+        calib=[Path(p) for p in job.get("calib", [])],
+        options=job.get("options", {}),
+    )
+    res = target.export(req)
+    files = list(res.files)
+    if not target.embeds_metadata:
+        files.append(write_sidecar(out_dir, res.primary, res.meta))
+    parity = None
+    if job.get("images"):
+        runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
+        parity = _parity(runner, state_dict, res.meta, job["images"])
+    return {
+        "ok": True,
+        "primary": str(res.primary),
+        "files": [str(f) for f in files],
+        "meta": res.meta.to_dict(),
+        "tools": res.tools,
+        "parity": parity,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:], run))
