@@ -1,4 +1,4 @@
-"""Regenerate zoo/data/calibration/ from the built-in photos (deterministic).
+"""Regenerate zoo/core/data/calibration/ from the built-in photos (deterministic).
 
 int8 calibration needs activations like those of real inputs: group photos with many small
 faces, not only single portraits. The built-in set is three portraits, so the default
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "zoo" / "data" / "images"
-DST = ROOT / "zoo" / "data" / "calibration"
+SRC = ROOT / "zoo" / "core" / "data" / "images"
+DST = ROOT / "zoo" / "core" / "data" / "calibration"
 
 
 def main() -> None:
