@@ -1,0 +1,1 @@
+"""Core pieces of ultraface-zoo that need nothing beyond the standard library."""
