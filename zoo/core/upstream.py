@@ -21,7 +21,6 @@ import os
 import posixpath
 import re
 import sys
-import tempfile
 import time
 import tomllib
 import urllib.error
@@ -193,16 +192,17 @@ def _network_error(f: PinnedFile, url: str, reason: object, dest: Path) -> ZooEr
 
 
 def _download(f: PinnedFile, url: str, target: Path, dest: Path) -> None:
-    """Fetch ``url`` into ``target`` through a temporary name beside it, verified before the rename."""
+    """Fetch ``url`` into ``target`` through ``.NAME.part`` beside it, verified before the rename."""
+    tmp = target.with_name(f".{target.name}.part")  # a run killed mid-file leaves only this; the next overwrites it
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        out = open(tmp, "wb")
     except OSError as e:
         raise ZooError(f"cannot write into {target.parent}: {e.strerror or e}") from None
     h = hashlib.sha256()
     n = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             try:
                 resp = urllib.request.urlopen(url, timeout=TIMEOUT)
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
