@@ -82,8 +82,8 @@ def _check_path(value: object) -> str | None:
 def _entry(i: int, raw: object, where: Path) -> PinnedFile:
     if not isinstance(raw, dict):
         raise ZooError(f"pinned list {where}: entry #{i} is not a table")
-    name = raw.get("local") if isinstance(raw.get("local"), str) else f"#{i}"
-    bad = f"pinned list {where}: entry {name!r}"
+    name = repr(raw["local"]) if isinstance(raw.get("local"), str) else f"#{i}"
+    bad = f"pinned list {where}: entry {name}"
     missing = [k for k in _KEYS if k not in raw]
     if missing:
         raise ZooError(f"{bad} lacks {', '.join(missing)}")
@@ -205,13 +205,15 @@ def _download(f: PinnedFile, url: str, target: Path, dest: Path) -> None:
         with out:
             try:
                 resp = urllib.request.urlopen(url, timeout=TIMEOUT)
+            except urllib.error.HTTPError as e:
+                raise _network_error(f, url, f"HTTP {e.code} {e.reason}", dest) from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 raise _network_error(f, url, getattr(e, "reason", None) or e, dest) from None
             with resp:
                 # one byte more than pinned is enough to know the file is not the pinned one
                 while n <= f.size:
                     try:
-                        chunk = resp.read(min(_CHUNK, f.size + 1 - n))
+                        chunk = resp.read1(min(_CHUNK, f.size + 1 - n))
                     except (http.client.HTTPException, OSError) as e:
                         raise _network_error(f, url, f"after {n} of {f.size} bytes: {e or type(e).__name__}", dest) from None
                     if not chunk:
