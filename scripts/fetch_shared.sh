@@ -9,5 +9,5 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 py="$root/.venv/bin/python"
 [ -x "$py" ] || py="$(command -v python3)"
 args=(fetch)
-[ $# -gt 0 ] && args+=("$1")
+[ -n "${1:-}" ] && args+=("$1")  # "" means the default, as no argument does
 PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m zoo.core.upstream "${args[@]}"

@@ -286,13 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m zoo.core.upstream", description="Fetch the pinned files of the original repository.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fetch", help="lay out the shared test material (no-op when complete)")
-    p.add_argument("dest", nargs="?", type=Path, help=f"the shared folder (default: ${ENV_SHARED}, else ../shared)")
+    p.add_argument("dest", nargs="?", help=f"the shared folder (default: ${ENV_SHARED}, else ../shared)")
     p.add_argument("--check", action="store_true", help="verify only, download nothing (exit 1 if anything is missing or wrong)")
     p.add_argument("--list", type=Path, default=None, help="the pinned list (default: the package's)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
     try:
         args = parser.parse_args(argv)
-        dest = args.dest or default_dest()
+        dest = Path(args.dest) if args.dest else default_dest()  # "" too: never the current folder by accident
         files = load_list(args.list)
         if args.check:
             bad = [(f, why) for f in files if (why := status(f, dest)) is not None]
