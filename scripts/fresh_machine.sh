@@ -28,6 +28,7 @@ trap cleanup EXIT
 head="$(git -C "$repo" rev-parse HEAD)"
 clone="$work/machine/ultraface-zoo"
 git clone --quiet --no-checkout "$repo" "$clone"
+git -C "$clone" fetch --quiet "$repo" HEAD  # HEAD may be detached (a CI checkout): not among the cloned branches
 git -C "$clone" checkout --quiet --detach "$head"
 shared="$work/machine/shared"
 [ ! -e "$shared" ] || die "$shared exists before the fetch"
