@@ -34,10 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def _material_problem() -> str | None:
     """Why the shared material is not usable (None when every pinned file is there at its size)."""
-    from zoo.core.upstream import load_list
+    from zoo.core.upstream import load_list, status
 
     files = load_list()
-    bad = [f.local for f in files if not (SHARED / f.local).is_file() or (SHARED / f.local).stat().st_size != f.size]
+    bad = [f.local for f in files if status(f, SHARED, sha256=False)]
     if not bad:
         return None
     return (f"shared material missing or incomplete at {SHARED} ({len(bad)} of {len(files)} pinned files, "

@@ -141,14 +141,19 @@ def render_list(files: Iterable[PinnedFile], header: str = "") -> str:
     return "\n".join(lines)
 
 
-def status(f: PinnedFile, dest: Path) -> str | None:
-    """None if ``dest/f.local`` holds the pinned file, else why not ("missing", "wrong size ...", "wrong sha256 ...")."""
+def status(f: PinnedFile, dest: Path, *, sha256: bool = True) -> str | None:
+    """None if ``dest/f.local`` holds the pinned file, else why not ("missing", "wrong size ...", "wrong sha256 ...").
+
+    ``sha256=False`` checks presence and size only (a quick look, not a verification).
+    """
     p = dest / f.local
     if not p.is_file():
         return "missing"
     size = p.stat().st_size
     if size != f.size:
         return f"wrong size: {size} bytes, expected {f.size}"
+    if not sha256:
+        return None
     got = sha256_file(p)
     if got != f.sha256:
         return f"wrong sha256: {got}, expected {f.sha256}"
