@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Lay out the shared test material at $1 (default ../shared) on a machine that lacks it:
-# the four public checkpoints (sha256-verified by `zoo`) under upstream/checkpoints.
-# The reference files, photos and WIDER ground truth are not public downloads here: tests that
-# need them read ZOO_SHARED; provide that folder (e.g. from a cache) in CI.
+# Lay out the shared test material at $1 (default: $ZOO_SHARED, else ../shared): every file of the
+# pinned list zoo/core/data/test_material.toml (checkpoints, reference files, photos, WIDER FACE
+# ground truth), fetched from the original repository at the pinned commit (or $ZOO_UPSTREAM_URL),
+# sha256-verified and written atomically. A no-op, with no request made, when all is present.
+# Needs only a Python >= 3.11 (standard library): the project's .venv if there is one, else python3.
 set -euo pipefail
-dest="${1:-../shared}"
-[ -d "$dest/upstream/checkpoints" ] && exit 0
-mkdir -p "$dest/upstream/checkpoints"
-base="https://github.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB/raw/dffdddda9794a50607cba8f318507a28c1c27cab/models/pretrained"
-for f in version-RFB-320.pth version-RFB-640.pth version-slim-320.pth version-slim-640.pth; do
-  curl -fsSL -o "$dest/upstream/checkpoints/$f" "$base/$f"
-done
+root="$(cd "$(dirname "$0")/.." && pwd)"
+py="$root/.venv/bin/python"
+[ -x "$py" ] || py="$(command -v python3)"
+args=(fetch)
+[ -n "${1:-}" ] && args+=("$1")  # "" means the default, as no argument does
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m zoo.core.upstream "${args[@]}"

@@ -21,6 +21,7 @@ def test_list_json():
         assert t["available"] or t["install"].startswith("pip install")
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("model_id,ref", [("rfb-320", "version-RFB-320.onnx"), ("slim-320", "version-slim-320.onnx")])
 def test_detect_json_equals_original_onnx(model_id, ref, batch_cache):
     """Same detections as the original's ONNX file with the same post-processing (0.7 / 0.3 / 200)."""

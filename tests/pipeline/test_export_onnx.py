@@ -52,6 +52,7 @@ REFS = {
 }
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("key", list(REFS))
 def test_exported_onnx_matches_original_in_plain_onnxruntime(key, onnx_exports, batch_cache):
     folder, manifest = onnx_exports[key]

@@ -44,6 +44,7 @@ def single(boxes, keep, event="0--Test", name="img") -> ImageGT:
 
 
 # --------------------------------------------------------------------------- the official ground truth
+@pytest.mark.smoke
 def test_real_ground_truth(real_gt):
     gt = real_gt
     assert len(gt.events) == 61 and len(set(gt.events)) == 61

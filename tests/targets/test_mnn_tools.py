@@ -48,8 +48,7 @@ W, H = 320, 240
 CALIB = ("11.jpg", "16.jpg")
 INT8_METHOD = ("ADMM", "MAX_ABS")  # feature method, weight method
 
-if not (REF / "onnx" / "version-RFB-320_simplified.onnx").is_file() or not IMAGES:
-    pytest.skip(f"shared material not found under {SHARED}", allow_module_level=True)
+# missing shared material: conftest.py skips these tests (fails them under CI)
 
 
 def onnx_of(model: str) -> Path:

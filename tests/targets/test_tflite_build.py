@@ -39,8 +39,7 @@ CKPT = SHARED / "upstream" / "checkpoints"
 REF_ONNX = SHARED / "upstream" / "reference" / "onnx"
 IMAGES = sorted((SHARED / "images").glob("*.jpg"))
 
-if not IMAGES or not CKPT.is_dir():
-    pytest.skip(f"shared material not found under {SHARED}", allow_module_level=True)
+# missing shared material: conftest.py skips these tests (fails them under CI)
 
 
 # ----------------------------------------------------------------- helpers

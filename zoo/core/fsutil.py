@@ -87,18 +87,25 @@ def copy_file_atomic(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, tag: str = "tmp"):
-    """A fresh temporary name beside ``path`` for a tool that writes the file itself.
+def atomic_path(path: Path, tag: str = "tmp", fixed: str | None = None):
+    """A temporary name beside ``path`` for a tool (or a download) that writes the file itself.
 
     On a normal exit the temporary file is renamed to ``path`` (it must exist); on an
     exception it is removed, so nothing half-written is left under the final name.
+    The name is fresh, or ``fixed`` (e.g. ".NAME.part": a run killed mid-write leaves only
+    that one file, which the next run overwrites).
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{tag}.tmp", dir=path.parent)
-        os.close(fd)
-        os.unlink(name)  # the tool creates it; we only want a unique name
+        if fixed is not None:
+            name = str(path.with_name(fixed))
+            if os.path.lexists(name):
+                os.unlink(name)
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{tag}.tmp", dir=path.parent)
+            os.close(fd)
+            os.unlink(name)  # the tool creates it; we only want a unique name
     except OSError as e:
         raise _explain(e, path) from None
     tmp = Path(name)
