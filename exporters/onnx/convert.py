@@ -98,7 +98,7 @@ def embed_metadata(model, meta: ArtifactMeta) -> None:
     del model.metadata_props[:]
     d = meta.to_dict()
     props = {
-        "zoo.core.meta": meta.to_json(),
+        "zoo.meta": meta.to_json(),
         "model_id": meta.model_id,
         "arch": meta.arch,
         "input_size": f"{meta.input_size[0]}x{meta.input_size[1]}",

@@ -85,6 +85,7 @@ def test_onnx_graph_properties_and_metadata(onnx_exports):
     assert props["mean"] == "127.0" and props["std"] == "128.0"
     assert props["checkpoint_sha256"] == manifest["model"]["checkpoint_sha256"]
     assert "zoo_version" in props
+    assert json.loads(props["zoo.meta"])["model_id"] == "rfb-320"  # the key other tools read: public interface
     assert str(ROOT) not in m.SerializeToString().decode("latin-1")
 
 

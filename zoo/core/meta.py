@@ -91,8 +91,8 @@ def read_meta(primary: Path) -> ArtifactMeta:
         except Exception as e:  # noqa: BLE001 - any parse failure is a user-facing corrupt file
             raise ZooError(f"cannot read ONNX file {primary}: {str(e).splitlines()[0][:160]}") from None
         props = {p.key: p.value for p in m.metadata_props}
-        if "zoo.core.meta" in props:
-            return ArtifactMeta.from_dict(json.loads(props["zoo.core.meta"]))
+        if "zoo.meta" in props:
+            return ArtifactMeta.from_dict(json.loads(props["zoo.meta"]))
     side = sidecar_path(primary)
     if side.is_file():
         try:
