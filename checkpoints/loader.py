@@ -7,17 +7,23 @@ explicit path given by the user is loaded as it is (its sha256 is recorded).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
+import pickletools
+import re
 import sys
 import tomllib
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path, sha256_file
@@ -134,7 +140,16 @@ def _download(entry: CheckpointEntry, dest: Path) -> Path:
 
 
 def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedDict[str, object]":
-    """Load a checkpoint file safely (``weights_only=True``) into a plain state dict of tensors."""
+    """Load a checkpoint file safely (``weights_only=True``) into a plain state dict of float32 tensors.
+
+    Every way a hostile or damaged file can fail ends in one ZooError line: a file torch cannot
+    parse is "truncated or corrupt"; a zip whose entries declare more bytes than the file holds is
+    refused before torch reads it. Weights are checked after loading (`_checked`): floating weights
+    of another precision (float16, bfloat16, float64) are converted to float32, the precision the
+    model runs in; integer, bool, complex or quantized weights are refused naming the key, as are
+    NaN/Inf values (no parity is meaningful against them) and tensors that claim more elements
+    than their storage holds. ``num_batches_tracked`` counters must be integers and are kept.
+    """
     import torch  # heavy: deferred so commands that load no weights stay fast
 
     path = Path(path)
@@ -145,19 +160,32 @@ def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedD
     if expected_sha256:
         verify(path, expected_sha256)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()  # small (~1 MB); read once, so the checks and torch see the same bytes
+    except OSError as e:
+        raise ZooError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if not data:
+        raise ZooError(f"checkpoint {path} is empty (0 bytes)")
+    if data[:4] == b"PK\x03\x04":
+        _check_zip(path, data)
+    try:
+        with warnings.catch_warnings():  # torch's deprecation notes about a file's format are not the user's business
+            warnings.simplefilter("ignore")
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        detail = msg.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if "WeightsUnpickler error:" in msg else msg.strip()[:120]
-        if "Unsupported global" in msg or "GLOBAL" in msg or "not an allowed global" in msg:
+        detail = msg.split("WeightsUnpickler error:", 1)[-1].strip() if "WeightsUnpickler error:" in msg else msg.strip()
+        detail = _first_line(detail, "UnpicklingError")
+        python_objects = "Unsupported global" in msg or "GLOBAL" in msg or "not an allowed global" in msg
+        if python_objects and _pickles_complete(data):  # a cut or damaged name also reads as an odd global
             raise ZooError(
                 f"checkpoint {path} was refused by torch.load(weights_only=True): it holds Python objects "
                 f"({detail[:120]}), not a plain state dict; re-save it with torch.save(model.state_dict(), path)"
             ) from None
         raise ZooError(f"checkpoint {path} is truncated or corrupt ({detail[:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ZooError(f"checkpoint {path} is truncated or corrupt ({first[:160]})") from None
+    except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is a corrupt file, never a traceback
+        # seen on cut and damaged files: struct.error, IndexError, EOFError, RuntimeError (torch's readers),
+        # zipfile.BadZipFile, ValueError, TypeError, KeyError, OverflowError, MemoryError, UnicodeDecodeError
+        raise ZooError(f"checkpoint {path} is truncated or corrupt ({_first_line(str(e), type(e).__name__)[:160]})") from None
     if isinstance(obj, dict) and not _is_tensor_dict(obj):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(obj.get(key), dict) and _is_tensor_dict(obj[key]):
@@ -167,7 +195,78 @@ def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedD
         raise ZooError(f"checkpoint {path} is not a state dict of tensors (got {type(obj).__name__})")
     if all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
-    return OrderedDict(obj)
+    return OrderedDict((k, _checked(path, k, v)) for k, v in obj.items())
+
+
+def _first_line(text: str, default: str) -> str:
+    """The first sentence of an exception's text (torch appends paragraphs of advice), or ``default``."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", lines[0])[0] if lines else default
+
+
+def _pickles_complete(data: bytes) -> bool:
+    """Whether the checkpoint's pickles read through to their STOP opcodes (pickletools runs no code): the
+    zip's data.pkl, or the legacy file's magic, protocol, system-info and state-dict pickles."""
+    try:
+        if data[:4] == b"PK\x03\x04":
+            z = zipfile.ZipFile(io.BytesIO(data))
+            stream, count = io.BytesIO(z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))), 1
+        else:
+            stream, count = io.BytesIO(data), 4
+        for _ in range(count):
+            for _ in pickletools.genops(stream):
+                pass
+    except Exception:  # noqa: BLE001 - whatever stops the reader means the stream is incomplete
+        return False
+    return True
+
+
+def _check_zip(path: Path, data: bytes) -> None:
+    """Refuse a zip checkpoint whose central directory promises more than the file holds (or names an
+    entry twice), before torch allocates or inflates anything. A zip Python cannot parse is left to torch."""
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except Exception:  # noqa: BLE001 - not parseable here: torch.load decides (and reports it as corrupt)
+        return
+    seen = set()
+    for i in infos:
+        if i.filename in seen:
+            raise ZooError(f"checkpoint {path} is truncated or corrupt (zip entry {i.filename!r} appears twice)")
+        seen.add(i.filename)
+        if i.file_size > len(data) or i.compress_size > len(data) or i.header_offset > len(data):
+            raise ZooError(
+                f"checkpoint {path} is truncated or corrupt (zip entry {i.filename!r} declares "
+                f"{max(i.file_size, i.compress_size)} bytes, the file has {len(data)})"
+            )
+
+
+def _checked(path: Path, key: str, t):
+    """One tensor of a loaded state dict, checked and as the model wants it (see `load_state_dict`)."""
+    import torch  # heavy: loaded by load_state_dict already
+
+    where = f"checkpoint {path}: {key!r}"
+    if t.layout != torch.strided or t.is_nested or t.is_quantized or t.device.type != "cpu":
+        kind = "quantized" if t.is_quantized else f"{t.layout} on {t.device.type}"
+        raise ZooError(f"{where} is a {kind} tensor, not a dense CPU tensor of weights")
+    t = t.detach()
+    if t.numel() and t.numel() * t.element_size() > t.untyped_storage().nbytes():
+        raise ZooError(f"{where} is truncated or corrupt (shape {tuple(t.shape)} needs more than its "
+                       f"{t.untyped_storage().nbytes()}-byte storage)")
+    if key.rsplit(".", 1)[-1] == "num_batches_tracked":
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise ZooError(f"{where} holds {str(t.dtype).removeprefix('torch.')}, a BatchNorm counter must be an integer")
+        return t
+    if t.dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        raise ZooError(f"{where} holds {str(t.dtype).removeprefix('torch.')} values, not float32/float16/bfloat16/"
+                       "float64 weights; re-save the model with float weights")
+    t32 = t.to(torch.float32)  # float16/bfloat16: exact; float64: rounded to the precision the model runs in
+    finite = np.isfinite(t32.numpy())  # NumPy: far cheaper than torch for hundreds of small tensors
+    if not finite.all():
+        if t.dtype == torch.float64 and np.isfinite(t.numpy()).all():
+            raise ZooError(f"{where} holds float64 values beyond the float32 range")
+        raise ZooError(f"{where} holds {int(finite.size - finite.sum())} NaN/Inf value(s) of {t.numel()}; a "
+                       "checkpoint with non-finite weights cannot be exported or proven")
+    return t32
 
 
 def _is_tensor_dict(d: dict) -> bool:
