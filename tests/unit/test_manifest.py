@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing import fuzz
 from zoo.core.errors import ZooError
 from zoo.core.manifest import (
     Artifact,
@@ -119,7 +120,7 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
     assert confine(root, "inside/file") == root / "inside" / "file"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(300)
 @given(parts=st.lists(st.sampled_from(["a", "b", "..", ".", "", "/", "c.txt", "\\", "~"]), min_size=1, max_size=6))
 def test_confine_never_returns_a_path_outside(tmp_path, parts):
     rel = "/".join(parts)
@@ -130,7 +131,7 @@ def test_confine_never_returns_a_path_outside(tmp_path, parts):
     assert tmp_path.resolve() in p.resolve().parents or p.resolve() == tmp_path.resolve()
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@fuzz(200)
 @given(data=st.data())
 def test_any_byte_damage_to_a_manifest_is_a_clear_error_or_a_valid_manifest(tmp_path, data):
     m = _export_manifest(tmp_path)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing import fuzz
 from exporters import check_runtime_name, get_target, runtime_names, target_names
 from zoo.core.errors import ZooError
 from zoo.pipeline.plan import make_plan, matrix, parse_shard, shard_of
@@ -49,7 +50,7 @@ def test_onnx_first_and_flavours_expanded():
     assert {"target": "caffe", "precision": "int8", "reason": "caffe offers fp32"} in p.skipped
 
 
-@settings(max_examples=60, deadline=None)
+@fuzz(60)
 @given(models=st.lists(st.sampled_from(["rfb-320", "slim-320", "rfb-640"]), min_size=1, max_size=3, unique=True),
        targets=st.lists(st.sampled_from(ALL), min_size=1, max_size=4, unique=True),
        n=st.integers(1, 5))
