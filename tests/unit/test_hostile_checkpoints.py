@@ -7,7 +7,7 @@ format and in the legacy format (``_use_new_zipfile_serialization=False``, the f
 in ``struct.error`` from the weights-only unpickler.
 
 Budget: deterministic by default (CI); ZOO_FUZZ_EXAMPLES=K multiplies every example count (and widens
-the full-size legacy sweep), ZOO_FUZZ_SEED=random (or an integer) changes the examples, for a campaign.
+the full-size legacy sweep), ZOO_FUZZ_SEED=random changes the examples: tests/fuzzing.py, scripts/fuzz.sh.
 """
 from __future__ import annotations
 
@@ -25,29 +25,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from fuzzing import SCALE as FUZZ_SCALE
+from fuzzing import fuzz
 from checkpoints.loader import load_state_dict
 from checkpoints.resolve import resolve_model
 from zoo.core.errors import ZooError
 from zoo.core.model.nets import UltraFace, load_state_dict_strict
 
 CASE_SECONDS = 5.0  # the bound on one load, however hostile the file
-FUZZ_SCALE = float(os.environ.get("ZOO_FUZZ_EXAMPLES", "1") or 1)
-FUZZ_SEED = os.environ.get("ZOO_FUZZ_SEED", "").strip()
-
-
-def fuzz(n: int):
-    """Hypothesis settings: ``n`` examples times ZOO_FUZZ_EXAMPLES, derandomized unless ZOO_FUZZ_SEED is
-    set ("random": a fresh seed each run, printed on failure; an integer: that seed); no example database."""
-    def deco(f):
-        f = settings(max_examples=max(1, round(n * FUZZ_SCALE)), derandomize=not FUZZ_SEED, database=None,
-                     deadline=None, print_blob=True,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                            HealthCheck.data_too_large])(f)
-        return seed(int(FUZZ_SEED))(f) if FUZZ_SEED.lstrip("-").isdigit() else f
-    return deco
 
 
 # ---------------------------------------------------------------- material
