@@ -18,7 +18,7 @@ from zoo.cli.common import (
     runtime_option,
     stderr,
 )
-from zoo.core.images import builtin_images, collect
+from zoo.core.images import builtin_images, collect_readable
 from zoo.pipeline.check import check as run_check
 from zoo.pipeline.junit import write_junit
 
@@ -34,7 +34,7 @@ def check(
 ) -> None:
     """Re-verify every file's sha256, then re-run parity of every artifact against PyTorch."""
     runtime = runtime_option(runtime)
-    img_paths = collect([images], "--images") if images is not None else builtin_images()
+    img_paths = collect_readable(images, "--images") if images is not None else builtin_images()
     res = run_check(folder, img_paths, checkpoint, threads=threads, runtime=runtime)
     results, problems = res["results"], res["file_problems"]
     if junit:

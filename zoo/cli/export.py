@@ -21,8 +21,7 @@ from zoo.cli.common import (
     split_list,
     stderr,
 )
-from zoo.core.errors import ZooError
-from zoo.core.images import collect, read_bgr
+from zoo.core.images import collect_readable
 from zoo.core.manifest import MANIFEST, Artifact, base_precision
 from zoo.pipeline.build import export_model
 from zoo.pipeline.plan import make_plan
@@ -61,12 +60,8 @@ def export(
     """Export artifacts, prove each against PyTorch, write DIR/manifest.json."""
     targets = split_list(to, "--to")
     precisions = split_list(precision, "--precision")
-    img_paths = collect([images], "--images") if images is not None else None
-    calib_paths = collect([calib], "--calib") if calib is not None else None
-    if calib_paths is not None:
-        bad = [p for p in calib_paths if read_bgr(p) is None]
-        if bad:
-            raise ZooError(f"--calib: cannot read {len(bad)} image(s), e.g. {bad[0]}")
+    img_paths = collect_readable(images, "--images") if images is not None else None
+    calib_paths = collect_readable(calib, "--calib") if calib is not None else None
     make_plan(targets, precisions, head, nms)  # names checked before any weights are read
     rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
     manifest = export_model(

@@ -20,7 +20,7 @@ from zoo.cli.common import (
     stderr,
 )
 from zoo.core.errors import ZooError
-from zoo.core.images import collect
+from zoo.core.images import collect_readable
 from zoo.core.manifest import MANIFEST
 from zoo.core.model.specs import MODELS
 from zoo.pipeline.junit import artifact_cases, write_junit
@@ -57,8 +57,8 @@ def release(
         target_list = split_list(targets, "--targets") if targets else target_names()
         manifest = build_release(
             out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
-            images=collect([images], "--images") if images else None,
-            calib=collect([calib], "--calib") if calib else None,
+            images=collect_readable(images, "--images") if images else None,
+            calib=collect_readable(calib, "--calib") if calib else None,
             shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
         )
     if junit:
