@@ -31,6 +31,7 @@ from zoo.core.fsutil import atomic_path, sha256_file
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 ENV_DIR = "ZOO_CHECKPOINT_DIR"
 ENV_CACHE = "ZOO_CACHE_DIR"
+MAX_CHECKPOINT_BYTES = 1 << 30  # an UltraFace checkpoint is ~1 MB (a few MB with many classes): refuse before reading
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,10 @@ def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedD
     if expected_sha256:
         verify(path, expected_sha256)
     try:
+        size = path.stat().st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            raise ZooError(f"checkpoint {path} is {size >> 20} MiB, far more than any UltraFace checkpoint "
+                           f"(~1 MB); files over {MAX_CHECKPOINT_BYTES >> 20} MiB are not read")
         data = path.read_bytes()  # small (~1 MB); read once, so the checks and torch see the same bytes
     except OSError as e:
         raise ZooError(f"cannot read checkpoint {path}: {e.strerror or e}") from None

@@ -499,6 +499,14 @@ def test_missing_empty_folder_and_unreadable_paths_are_one_line(tmp_path, ckpt):
         assert isinstance(out, str) and str(p) in out, out
 
 
+def test_a_file_over_the_size_limit_is_not_read(ckpt, files, monkeypatch):
+    from checkpoints import loader
+
+    monkeypatch.setattr(loader, "MAX_CHECKPOINT_BYTES", 1000)
+    out = attempt(ckpt(files["mini", "zip"]))
+    assert isinstance(out, str) and "not read" in out, out
+
+
 # ---------------------------------------------------------------- shapes: strict loading stays one line
 
 
