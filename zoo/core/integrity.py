@@ -116,8 +116,13 @@ def verify_artifact(primary: Path) -> str:
 
 # --------------------------------------------------------------------------- outputs
 
-def output_problem(out: dict, meta: ArtifactMeta) -> str | None:
-    """Whether canonical outputs ``out`` (from any input) can come from the artifact ``meta`` describes.
+CORRUPT, MISMATCH = "corrupt", "mismatch"
+
+
+def output_problem(out: dict, meta: ArtifactMeta) -> tuple[str, str] | None:
+    """Whether canonical outputs ``out`` (from any input) can come from the artifact ``meta`` describes:
+    None, or ``(kind, what)`` with kind CORRUPT (values no model of the family gives) or MISMATCH
+    (a model, but not the one the metadata describes).
 
     Shapes are already checked by the runner (prior count, classes). Here: values are finite, score
     rows are softmaxed, and the boxes are those of the declared head — decoded corners lie around
@@ -126,19 +131,19 @@ def output_problem(out: dict, meta: ArtifactMeta) -> str | None:
     if meta.head == "nms":
         dets = out.get("detections") or []
         if any(not np.isfinite(np.asarray(d)).all() for d in dets):
-            return "its detections contain NaN/inf"
+            return CORRUPT, "its detections contain NaN/inf"
         return None
     scores, boxes = np.asarray(out["scores"], np.float32), np.asarray(out["boxes"], np.float32)
     if not (np.isfinite(scores).all() and np.isfinite(boxes).all()):
-        return "its outputs contain NaN/inf"
+        return CORRUPT, "its outputs contain NaN/inf"
     off = np.abs(scores.sum(-1) - 1.0) > 0.05
     if off.mean() > 0.01:
-        return f"its scores are not softmaxed over {meta.num_classes} classes (rows do not sum to 1)"
+        return MISMATCH, f"its scores are not softmaxed over {meta.num_classes} classes (rows do not sum to 1)"
     if meta.head == "raw":
         loc = np.asarray(out["locations"], np.float32).reshape(-1, 4)
         corner = ((loc >= -0.01) & (loc <= 1.01)).all(-1) & (loc[:, 2] >= loc[:, 0]) & (loc[:, 3] >= loc[:, 1])
         if corner.mean() > 0.5:
-            return "its box output holds decoded corners, but its metadata says the head is raw"
+            return MISMATCH, "its box output holds decoded corners, but its metadata says the head is raw"
         return None
     priors = P.generate_priors(*meta.input_size)
     b = boxes.reshape(-1, priors.shape[0], 4)
@@ -146,5 +151,5 @@ def output_problem(out: dict, meta: ArtifactMeta) -> str | None:
     ratio = np.abs(centre - priors[None, :, :2]) / np.maximum(priors[None, :, 2:], 1e-6)
     positive = ((b[..., 2:] - b[..., :2]) > 0).all(-1)
     if np.median(ratio) > 1.0 or positive.mean() < 0.5:
-        return "its box output is not decoded corners around the priors, but its metadata says the head is decoded"
+        return MISMATCH, "its box output is not decoded corners around the priors, but its metadata says the head is decoded"
     return None

@@ -216,6 +216,8 @@ def read_meta(primary: Path) -> ArtifactMeta:
         except Exception as e:  # noqa: BLE001 - any parse failure is a user-facing corrupt file
             msg = str(e).splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise ZooError(f"cannot read ONNX file {primary}: {msg}") from None
+        if not m.graph.node:
+            raise ZooError(f"{primary} is not an ONNX model (empty, or no graph)")
         props = {p.key: p.value for p in m.metadata_props}
         if "zoo.meta" in props:
             what = f"the metadata embedded in {primary}"

@@ -52,8 +52,10 @@ def probe_error(result: dict, primary: Path, runtime: str, fmt: str, files: str,
         return f"{files}: {runtime} hung opening it (killed after {timeout:g} s); {bad_file}"
     if m := re.match(r"runtime exited with code (-?\d+)", err):
         return f"{files}: {runtime} exited (code {m.group(1)}) opening it; {bad_file}"
-    if result.get("mismatch"):
+    if result.get("problem") == "mismatch":
         return f"{primary}: {err}; its metadata does not describe this file (a sidecar of another artifact?)"
+    if result.get("problem") == "corrupt":
+        return f"{files}: {err}; {bad_file}"
     if Path(primary).stem in err:
         return err
     return f"{files}: {runtime} cannot run it: {err}"

@@ -61,7 +61,10 @@ def _probe(runner, meta: ArtifactMeta, check_outputs: bool) -> dict:
     with runner:
         out = runner.infer(np.zeros((1, 3, h, w), np.float32))
     problem = output_problem(out, meta) if check_outputs else None
-    return {"ok": True} if problem is None else {"ok": False, "error": problem, "mismatch": True}
+    if problem is None:
+        return {"ok": True}
+    kind, what = problem
+    return {"ok": False, "error": what, "problem": kind}
 
 
 def run(job: dict) -> dict:
