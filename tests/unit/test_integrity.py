@@ -247,6 +247,17 @@ def test_nan_and_unsoftmaxed_outputs_are_flagged():
     assert output_problem({"detections": [np.full((2, 6), np.inf)]}, meta(head="nms"))[0] == CORRUPT
 
 
+@pytest.mark.parametrize("offset", [(150.0, 0, 0, 0), (0, 0, 80.0, 0), (0, 0, 0, -80.0)])
+def test_a_few_absurd_boxes_mean_weights_that_do_not_fit(offset):
+    """What ncnn gives for a .param with another model's .bin: mostly plausible boxes, a few absurd."""
+    rng = np.random.default_rng(1)
+    scores, loc, _ = _outputs("raw", rng, meta())
+    loc[0, 100:130] = offset
+    priors = P.generate_priors(320, 240)
+    kind, what = output_problem({"scores": scores, "boxes": decode(loc, priors), "locations": loc}, meta(head="raw"))
+    assert kind == CORRUPT and "companion file of another model" in what
+
+
 # --------------------------------------------------------------------------- the probe's lines
 
 @pytest.mark.parametrize("result,expected", [
