@@ -11,7 +11,8 @@ of the first model is attacked, the second model supplies "a companion file of a
   with its file, and `zoo verify` on a corrupt file whose manifest sha256 was updated to match.
   Every case: exit 1 (detect) or 2 (verify), one `error:` line naming the file, no traceback, no hang.
 - In process, with hypothesis: any change to any file against the integrity check, and
-  truncations/byte flips in the structural parts (start, middle, end) of every file through the
+  truncations, byte flips and digit changes (text formats stay text: counts, shapes, indices) in
+  the structural parts (start, middle, end) of every file through the
   probe (the real runtime, in an isolated worker), whose count adapts to the runtime's speed.
 - Runtimes that crash (SIGSEGV, abort) or hang opening a file, injected through ZOO_TARGET_PLUGINS.
 
@@ -121,12 +122,26 @@ def stage(folder: Path, manifest: dict, art: dict, dst: Path, with_manifest: boo
     return dst / art["primary"]
 
 
+KINDS = ("flip", "truncate", "digit")
+_DIGITS = b"0123456789"
+
+
 def mutate(path: Path, how: str, region: str, offset: int = 4, value: int = 0xFF) -> None:
-    """Truncate ``path`` at, or flip the byte at, ``offset`` into its start, middle or end."""
+    """Truncate ``path`` at, or flip the byte at, ``offset`` into its start, middle or end; or
+    ("digit") change the digit nearest there into another digit, which keeps a text file (an ncnn
+    .param, a .prototxt) valid text while changing a count, a shape or an index."""
     data = bytearray(path.read_bytes())
     n = len(data)
     base = {"start": 0, "middle": n // 2 - 32, "end": n - 64}[region]
     pos = min(max(0, base + offset), n - 1)
+    if how == "digit":
+        digits = [i for i in range(max(0, pos - 256), min(n, pos + 256)) if data[i] in _DIGITS]
+        if digits:
+            i = min(digits, key=lambda j: abs(j - pos))
+            data[i] = _DIGITS[(data[i] - 48 + 1 + value % 9) % 10]
+            path.write_bytes(bytes(data))
+            return
+        how = "flip"
     if how == "truncate":
         data = data[:pos]
     else:
@@ -243,6 +258,50 @@ def test_metadata_that_disagrees_with_its_file_is_refused(target, release, tmp_p
     assert "does not describe this file" in line
 
 
+def _param_edit(layer: str):
+    """In an ncnn .param, the ``layer``'s ``7=`` (groups) written as a second ``0=`` (one digit)."""
+    def edit(primary: Path) -> bool:
+        lines = primary.read_text().split("\n")
+        hit = [i for i, l in enumerate(lines) if l.split()[1:2] == [layer] and " 7=" in l]
+        if hit:
+            lines[hit[0]] = lines[hit[0]].replace(" 7=", " 0=", 1)
+            primary.write_text("\n".join(lines))
+        return bool(hit)
+    return edit
+
+
+def _prototxt_bottom_byte(primary: Path) -> bool:
+    """In a .prototxt, one byte of the last layer's last bottom blob name made non-UTF-8."""
+    data = bytearray(primary.read_bytes())
+    i = data.rfind(b'output_0"')
+    if i < 0:
+        return False
+    data[i + 1] = 0x9C
+    primary.write_bytes(bytes(data))
+    return True
+
+
+#: single-byte changes the fuzzing found (slim-320); before the probe, the first two killed `zoo detect`
+#: with SIGSEGV (exit 139) and the third printed faces at [-5.5e33, -inf, ...] with exit 0
+FOUND = {
+    "ncnn-dup-param-id-crash": ("ncnn", _param_edit("convdwrelu_17")),
+    "ncnn-dup-param-id-inf": ("ncnn", _param_edit("convdwrelu_0")),
+    "caffe-bottom-name-crash": ("caffe", _prototxt_bottom_byte),
+}
+
+
+@pytest.mark.parametrize("case", list(FOUND))
+def test_single_byte_changes_the_fuzzing_found_are_one_line(case, release, tmp_path):
+    name, edit = FOUND[case]
+    if name not in target_names() or not get_target(name).available():
+        pytest.skip(f"target {name} is not available")
+    folder, manifest = release
+    primary = stage(folder, manifest, artifact_of(manifest, MODELS[0], name), tmp_path, with_manifest=False)
+    if not edit(primary):
+        pytest.skip(f"{primary.name} no longer has what {case} edits")
+    assert_detect_refuses(detect(primary, "--no-verify"), primary.name)
+
+
 # --------------------------------------------------------------------------- zoo verify
 
 def test_verify_fails_a_corrupt_file_naming_it_also_when_its_hash_was_updated(target, release, tmp_path):
@@ -276,7 +335,7 @@ def test_verify_fails_a_corrupt_file_naming_it_also_when_its_hash_was_updated(ta
 
 @st.composite
 def mutations(draw, files: list[str]):
-    return (draw(st.sampled_from(files)), draw(st.sampled_from(("flip", "truncate"))), draw(st.sampled_from(REGIONS)),
+    return (draw(st.sampled_from(files)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(REGIONS)),
             draw(st.integers(0, 63)), draw(st.integers(1, 255)))
 
 

@@ -247,6 +247,17 @@ def test_nan_and_unsoftmaxed_outputs_are_flagged():
     assert output_problem({"detections": [np.full((2, 6), np.inf)]}, meta(head="nms"))[0] == CORRUPT
 
 
+def test_without_the_head_check_only_corrupt_outputs_are_flagged():
+    rng = np.random.default_rng(2)
+    scores, loc, corners = _outputs("raw", rng, meta())
+    as_raw = {"scores": scores, "boxes": decode(corners, P.generate_priors(320, 240)), "locations": corners}
+    assert output_problem(as_raw, meta(head="raw"))[0] == MISMATCH
+    assert output_problem(as_raw, meta(head="raw"), check_head=False) is None
+    bad = corners.copy()
+    bad[0, 3, 0] = np.inf
+    assert output_problem({"scores": scores, "boxes": bad}, meta(head="decoded"), check_head=False)[0] == CORRUPT
+
+
 @pytest.mark.parametrize("offset", [(150.0, 0, 0, 0), (0, 0, 80.0, 0), (0, 0, 0, -80.0)])
 def test_a_few_absurd_boxes_mean_weights_that_do_not_fit(offset):
     """What ncnn gives for a .param with another model's .bin: mostly plausible boxes, a few absurd."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import cv2
+import numpy as np
 import typer
 
 from checkpoints.resolve import ResolvedModel
@@ -45,7 +46,7 @@ def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, 
         if any(v is not None for v in (model, checkpoint, arch, labels, input_size)):
             raise ZooError("--artifact carries its own model, labels and input size: drop --model/--checkpoint/--arch/--labels/--input-size")
         runner = load_runner(artifact, threads=threads, runtime=runtime, verify=verify)
-        probe_artifact(artifact, runner.meta, runtime=runtime, threads=threads, check_outputs=verify)
+        probe_artifact(artifact, runner.meta, runtime=runtime, threads=threads, check_head=verify)
         return runner
     if runtime is not None:
         raise ZooError("--runtime chooses the runtime of an --artifact; without one, detection runs the PyTorch model")
@@ -97,7 +98,7 @@ def detect(
     json_: JsonOpt = False,
     threads: ThreadsOpt = 1,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the --artifact's files against "
-                                            "the sha256 its manifest.json or sidecar records (and its outputs against its metadata).")] = False,
+                                            "the sha256 its manifest.json or sidecar records, and its outputs against its metadata's head.")] = False,
 ) -> None:
     """Detect faces; print them, or JSON with --json; draw them with --out."""
     paths = collect(images)
@@ -115,6 +116,8 @@ def detect(
                 continue
             h, w = img.shape[:2]
             o = runner.infer(preprocess(img, *meta.input_size))
+            if not all(np.isfinite(np.asarray(v, dtype=np.float32)).all() for vs in o.values() for v in (vs if isinstance(vs, list) else [vs])):
+                raise ZooError(f"{artifact or runner.name}: {runner.name} gave NaN/inf on {p}; the file is corrupt")
             if "detections" in o:  # an end-to-end graph: thresholds and NMS are baked in
                 dets = sorted(detections_from_rows(o["detections"][0], w, h, meta.labels), key=lambda d: -d.score)
                 dets = dets[:top_k] if top_k > 0 else dets

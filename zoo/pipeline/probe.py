@@ -62,15 +62,16 @@ def probe_error(result: dict, primary: Path, runtime: str, fmt: str, files: str,
 
 
 def probe_artifact(primary: Path, meta: ArtifactMeta, runtime: str | None = None, threads: int = 1,
-                   check_outputs: bool = True, timeout: float | None = None) -> None:
+                   check_head: bool = True, timeout: float | None = None) -> None:
     """Load ``primary`` and run it once on zeros in a child process; a ZooError naming the file if
-    that crashes, hangs, fails, or (with ``check_outputs``) gives outputs its metadata does not describe."""
+    that crashes, hangs, fails, gives outputs no model of the family gives (NaN, absurd boxes) or,
+    with ``check_head``, outputs of another head than its metadata declares."""
     target = get_target(meta.target)
     target.require()
     rt = target.check_runtime(runtime)
     timeout = probe_timeout() if timeout is None else float(timeout)
     job = {"kind": "probe", "target": meta.target, "meta": meta.to_dict(), "primary": str(primary),
-           "threads": threads, "runtime": rt, "check_outputs": check_outputs}
+           "threads": threads, "runtime": rt, "check_head": check_head}
     with tempfile.TemporaryDirectory(prefix="zoo-probe-") as td:
         res = run_worker(job, Path(td), timeout, "probe")
     if not res.get("ok"):

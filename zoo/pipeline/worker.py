@@ -54,13 +54,14 @@ def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
     return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
 
 
-def _probe(runner, meta: ArtifactMeta, check_outputs: bool) -> dict:
-    """Load the artifact and run one inference on zeros; with ``check_outputs``, also check that the
-    outputs are what the metadata says (a sidecar that disagrees with its file is refused)."""
+def _probe(runner, meta: ArtifactMeta, check_head: bool) -> dict:
+    """Load the artifact, run one inference on zeros and check the outputs: finite, no absurd box
+    (weights that do not fit), and with ``check_head`` of the head the metadata declares (a sidecar
+    that disagrees with its file is refused)."""
     w, h = meta.input_size
     with runner:
         out = runner.infer(np.zeros((1, 3, h, w), np.float32))
-    problem = output_problem(out, meta) if check_outputs else None
+    problem = output_problem(out, meta, check_head=check_head)
     if problem is None:
         return {"ok": True}
     kind, what = problem
@@ -74,7 +75,7 @@ def run(job: dict) -> dict:
     threads, runtime = job.get("threads", 1), job.get("runtime")
     if job["kind"] == "probe":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
-        return _probe(runner, meta, bool(job.get("check_outputs", True)))
+        return _probe(runner, meta, bool(job.get("check_head", True)))
     if job["kind"] == "golden":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         return {"ok": True, "parity": _golden(runner, meta, job)}
