@@ -9,6 +9,7 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from zoo.core.errors import ZooError, nearest
+from zoo.core.integrity import verify_artifact
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import read_meta
 from zoo.core.runtime import Runner
@@ -69,8 +70,13 @@ def check_runtime_name(runtime: str) -> str:
     return runtime
 
 
-def load_runner(primary: Path, threads: int = 1, runtime: str | None = None) -> Runner:
-    """The runner for an artifact's primary file, from its metadata."""
+def load_runner(primary: Path, threads: int = 1, runtime: str | None = None, verify: bool = False) -> Runner:
+    """The runner for an artifact's primary file, from its metadata.
+
+    ``verify``: first check the artifact's files against the sha256 its folder's manifest.json or
+    its sidecar records (a ZooError naming the first file that differs)."""
+    if verify:
+        verify_artifact(Path(primary))
     meta = read_meta(Path(primary))
     target = get_target(meta.target)
     target.require()

@@ -3,12 +3,14 @@ subclass, plus one line in `exporters/__init__.py`; the CLI, plans, parity and t
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_write_text
+from zoo.core.integrity import sidecar_files
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
 from zoo.core.runtime import Runner
@@ -116,8 +118,15 @@ class Target:
         raise NotImplementedError
 
 
-def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta) -> Path:
-    """Write ``<primary stem>.json`` with the artifact metadata; return its relative path."""
+def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta, files=None) -> Path:
+    """Write ``<primary stem>.json`` with the artifact metadata; return its relative path.
+
+    ``files`` (relative to ``out_dir``; default: the primary alone) are recorded under ``"files"``
+    with their sha256 and size, so the artifact can be verified on use (`zoo detect --artifact`)
+    and a companion file of another model is caught. The metadata keys are those of
+    ``ArtifactMeta`` (readers ignore ``"files"``)."""
     rel = sidecar_path(primary)
-    atomic_write_text(out_dir / rel, meta.to_json() + "\n")
+    d = meta.to_dict()
+    d["files"] = sidecar_files(out_dir, primary, files if files is not None else [primary])
+    atomic_write_text(out_dir / rel, json.dumps(d, sort_keys=True, separators=(",", ":")) + "\n")
     return rel

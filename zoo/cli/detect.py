@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import cv2
+import numpy as np
 import typer
 
 from checkpoints.resolve import ResolvedModel
@@ -29,19 +31,42 @@ from zoo.core.fsutil import atomic_write_bytes, ensure_writable_dir
 from zoo.core.images import collect, read_bgr
 from zoo.core.model.processing import postprocess, preprocess
 from zoo.core.runtime import Runner, TorchRunner
+from zoo.pipeline.probe import probe_artifact
 
 
-def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None) -> Runner:
-    """A runner for --artifact, or the PyTorch reference for --model/--checkpoint."""
+def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None, verify=True) -> Runner:
+    """A runner for --artifact, or the PyTorch reference for --model/--checkpoint.
+
+    An artifact is first verified against the sha256 its folder's manifest.json or its sidecar
+    records (unless ``verify`` is off: --no-verify), then opened once in an isolated worker (a
+    probe), so a file that crashes or hangs its runtime, or that its metadata does not describe,
+    is one clear error and not a dead `zoo`."""
     runtime = runtime_option(runtime)
     if artifact is not None:
         if any(v is not None for v in (model, checkpoint, arch, labels, input_size)):
             raise ZooError("--artifact carries its own model, labels and input size: drop --model/--checkpoint/--arch/--labels/--input-size")
-        return load_runner(artifact, threads=threads, runtime=runtime)
+        runner = load_runner(artifact, threads=threads, runtime=runtime, verify=verify)
+        probe_artifact(artifact, runner.meta, runtime=runtime, threads=threads, check_head=verify)
+        return runner
     if runtime is not None:
         raise ZooError("--runtime chooses the runtime of an --artifact; without one, detection runs the PyTorch model")
     rm: ResolvedModel = resolve_from_options(model, checkpoint, arch, labels, input_size)
     return TorchRunner(rm.meta(), rm.state_dict, threads=threads)
+
+
+@contextmanager
+def _runtime_errors(runner: Runner, artifact: Path | None):
+    """``with runner:``, where a runtime's own exception (not ours) on an artifact is one clear line."""
+    try:
+        with runner:
+            yield
+    except ZooError:
+        raise
+    except Exception as e:  # noqa: BLE001 - runtimes raise many types; the user gets one line naming the file
+        if artifact is None:
+            raise
+        msg = " | ".join(l.strip() for l in str(e).splitlines() if l.strip())[:300]
+        raise ZooError(f"{artifact}: {runner.name} failed: {type(e).__name__}{': ' + msg if msg else ''}") from None
 
 
 def draw(image, detections, path: Path) -> None:
@@ -72,15 +97,17 @@ def detect(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write copies of the images with boxes drawn here.")] = None,
     json_: JsonOpt = False,
     threads: ThreadsOpt = 1,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip checking the --artifact's files against "
+                                            "the sha256 its manifest.json or sidecar records, and its outputs against its metadata's head.")] = False,
 ) -> None:
     """Detect faces; print them, or JSON with --json; draw them with --out."""
     paths = collect(images)
     if out is not None:
         ensure_writable_dir(out)
-    runner = make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime)
+    runner = make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime, verify=not no_verify)
     meta = runner.meta
     results, unreadable = [], 0
-    with runner:
+    with _runtime_errors(runner, artifact):
         for p in paths:
             img = read_bgr(p)
             if img is None:
@@ -89,6 +116,8 @@ def detect(
                 continue
             h, w = img.shape[:2]
             o = runner.infer(preprocess(img, *meta.input_size))
+            if not all(np.isfinite(np.asarray(v, dtype=np.float32)).all() for vs in o.values() for v in (vs if isinstance(vs, list) else [vs])):
+                raise ZooError(f"{artifact or runner.name}: {runner.name} gave NaN/inf on {p}; the file is corrupt")
             if "detections" in o:  # an end-to-end graph: thresholds and NMS are baked in
                 dets = sorted(detections_from_rows(o["detections"][0], w, h, meta.labels), key=lambda d: -d.score)
                 dets = dets[:top_k] if top_k > 0 else dets

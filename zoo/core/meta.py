@@ -7,6 +7,7 @@ manifest of the folder.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,8 +60,13 @@ class ArtifactMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArtifactMeta":
+        """Metadata from its JSON form (a file's, a sidecar's, a manifest's), checked field by field:
+        whatever it holds, the result is a usable description or a ZooError saying what is wrong."""
         if not isinstance(d, dict):
             raise ZooError(f"artifact metadata must be a JSON object, got {type(d).__name__}")
+        problem = meta_problem(d)
+        if problem:
+            raise ZooError(f"artifact metadata is malformed: {problem}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         try:
             return cls(**known)
@@ -69,8 +75,61 @@ class ArtifactMeta:
 
     def with_(self, **kw) -> "ArtifactMeta":
         d = self.to_dict()
+        if "input_size" in kw and "prior_count" not in kw:
+            d.pop("prior_count")  # recomputed for the new size
         d.update(kw)
         return ArtifactMeta.from_dict(d)
+
+
+HEADS = ("raw", "decoded", "nms")
+MAX_SIDE = 8192  # pixels: far above any UltraFace input; bounds the priors a hostile file can ask for
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def meta_problem(d: dict) -> str | None:
+    """What is wrong with a metadata dict (None: nothing). Missing required keys are left to the
+    constructor's message; present keys must have the types and ranges a runner relies on."""
+    for k in ("model_id", "arch", "head", "checkpoint_sha256", "target", "precision", "layout", "color", "zoo_version"):
+        if k in d and not isinstance(d[k], str):
+            return f"{k!r} must be text, got {type(d[k]).__name__}"
+    if "head" in d and d["head"] not in HEADS:
+        return f"head {str(d['head'])[:40]!r} is not one of {', '.join(HEADS)}"
+    size = d.get("input_size")
+    if "input_size" in d:
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_int(v) for v in size)):
+            return f"input_size must be [width, height] (integers), got {str(size)[:60]}"
+        if not all(1 <= v <= MAX_SIDE for v in size):
+            return f"input_size {size[0]}x{size[1]} is out of range (1..{MAX_SIDE} per side)"
+    if "labels" in d:
+        labels = d["labels"]
+        if not (isinstance(labels, (list, tuple)) and 2 <= len(labels) <= 1000 and all(isinstance(v, str) for v in labels)):
+            return "labels must be a list of 2 to 1000 names (background first)"
+    for k in ("mean", "std"):
+        if k in d and not _is_num(d[k]):
+            return f"{k!r} must be a finite number, got {str(d[k])[:40]}"
+    if "std" in d and d["std"] == 0:
+        return "'std' must not be 0"
+    if "variances" in d:
+        v = d["variances"]
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_num(x) and x > 0 for x in v)):
+            return f"variances must be two positive numbers, got {str(v)[:60]}"
+    if "prior_count" in d:
+        pc = d["prior_count"]
+        if not _is_int(pc) or pc < 0:
+            return f"prior_count must be a non-negative integer, got {str(pc)[:40]}"
+        if pc and "input_size" in d and pc != P.prior_count(*size):
+            return (f"prior_count {pc} does not match input_size {size[0]}x{size[1]} "
+                    f"(which has {P.prior_count(*size)} priors)")
+    if "io" in d and not isinstance(d["io"], dict):
+        return f"'io' must be an object, got {type(d['io']).__name__}"
+    return None
 
 
 def sidecar_path(primary: Path) -> Path:
@@ -78,32 +137,100 @@ def sidecar_path(primary: Path) -> Path:
     return primary.with_name(primary.name.rsplit(".", 1)[0] + ".json") if "." in primary.name else primary.with_name(primary.name + ".json")
 
 
+MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few hundred bytes; a bigger one is not ours
+
+
+def _loads(text: str, what: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; deep nesting recurses
+        raise ZooError(f"{what} is not valid JSON ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+
+
+def _meta_from(d, what: str) -> ArtifactMeta:
+    try:
+        return ArtifactMeta.from_dict(d)
+    except ZooError as e:
+        raise ZooError(f"{what}: {e}") from None
+
+
+def read_sidecar(side: Path) -> dict:
+    """The sidecar's JSON object (metadata keys, plus ``files``), or a ZooError naming it."""
+    try:
+        if side.stat().st_size > MAX_SIDECAR_BYTES:
+            raise ZooError(f"the metadata sidecar {side} is {side.stat().st_size} bytes: not a sidecar of ours")
+        text = side.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ZooError(f"cannot read the metadata sidecar {side}: {getattr(e, 'strerror', None) or e}") from None
+    d = _loads(text, f"the metadata sidecar {side}")
+    if not isinstance(d, dict):
+        raise ZooError(f"the metadata sidecar {side} is not a JSON object")
+    return d
+
+
+def manifest_entry(primary: Path, levels: int = 3):
+    """``(folder, Artifact)`` of the nearest manifest.json above ``primary`` (up to ``levels``
+    folders up) that lists it as an artifact's primary file, else None. A manifest that cannot be
+    read is skipped here; ``unreadable_manifests`` names them."""
+    primary = Path(primary)
+    target = primary.resolve()
+    for folder in list(primary.parents)[:levels]:
+        if not (folder / MANIFEST).is_file():
+            continue
+        try:
+            m = read_manifest(folder)
+        except ZooError:
+            continue
+        for art in m.artifacts:
+            if (folder / art.primary).resolve() == target:
+                return folder, art
+    return None
+
+
+def unreadable_manifests(primary: Path, levels: int = 3) -> list[str]:
+    """The problems of the manifest.json files above ``primary`` that cannot be read."""
+    out = []
+    for folder in list(Path(primary).parents)[:levels]:
+        if (folder / MANIFEST).is_file():
+            try:
+                read_manifest(folder)
+            except ZooError as e:
+                out.append(str(e))
+    return out
+
+
 def read_meta(primary: Path) -> ArtifactMeta:
-    """Metadata of an artifact: embedded (ONNX), sidecar JSON, or the manifest beside it."""
+    """Metadata of an artifact: embedded (ONNX), sidecar JSON, or the manifest above it.
+
+    Whatever the files hold, the result is checked metadata or a ZooError naming the file."""
     primary = Path(primary)
     if not primary.exists():
         raise ZooError(f"artifact not found: {primary}")
+    if not primary.is_file():
+        raise ZooError(f"artifact {primary} is not a file: point at an artifact's primary file (e.g. a .onnx, .param or saved_model.pb)")
     if primary.suffix == ".onnx":
         import onnx  # heavy: only for ONNX files
 
         try:
             m = onnx.load(str(primary), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - any parse failure is a user-facing corrupt file
-            raise ZooError(f"cannot read ONNX file {primary}: {str(e).splitlines()[0][:160]}") from None
+            msg = str(e).splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise ZooError(f"cannot read ONNX file {primary}: {msg}") from None
+        if not m.graph.node:
+            raise ZooError(f"{primary} is not an ONNX model (empty, or no graph)")
         props = {p.key: p.value for p in m.metadata_props}
         if "zoo.meta" in props:
-            return ArtifactMeta.from_dict(json.loads(props["zoo.meta"]))
+            what = f"the metadata embedded in {primary}"
+            return _meta_from(_loads(props["zoo.meta"], what), what)
     side = sidecar_path(primary)
     if side.is_file():
-        try:
-            return ArtifactMeta.from_dict(json.loads(side.read_text()))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-            raise ZooError(f"cannot read the metadata sidecar {side}: {e}") from None
-    for folder in (primary.parent, primary.parent.parent):
-        if (folder / MANIFEST).is_file():
-            for art in read_manifest(folder).artifacts:
-                if (folder / art.primary).resolve() == primary.resolve() and art.meta:
-                    return ArtifactMeta.from_dict(art.meta)
+        return _meta_from(read_sidecar(side), f"the metadata sidecar {side}")
+    found = manifest_entry(primary)
+    if found and found[1].meta:
+        return _meta_from(found[1].meta, f"the metadata of {found[1].primary} in {found[0] / MANIFEST}")
+    bad = unreadable_manifests(primary)
+    if bad:
+        raise ZooError(bad[0])
     raise ZooError(
         f"no metadata for {primary}: expected embedded metadata, a sidecar {side.name}, or a manifest.json beside it"
     )

@@ -1,4 +1,4 @@
-"""The isolated worker: one export, one parity check or one golden-kit run per process.
+"""The isolated worker: one export, one parity check, one golden-kit run or one probe per process.
 
     python -m zoo.pipeline.worker JOB.json RESULT.json
 
@@ -17,14 +17,17 @@ from exporters import get_target
 from exporters.base import ExportRequest, write_sidecar
 from validation.parity import ParityInput, compare
 from zoo.core.images import load_batch
+from zoo.core.integrity import output_problem
 from zoo.core.isolation import run_isolated, worker_main
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import TorchRunner
 
 
 def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
-    """One job in its own interpreter; a crash or hang becomes an error result."""
-    return run_isolated("zoo.pipeline.worker", [], job, work, timeout, name)
+    """One job in its own interpreter; a crash or hang becomes an error result
+    ("converter crashed ..." for an export, "runtime crashed ..." for the others)."""
+    what = "converter" if job.get("kind", "export") == "export" else "runtime"
+    return run_isolated("zoo.pipeline.worker", [], job, work, timeout, name, what=what)
 
 
 def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
@@ -51,11 +54,28 @@ def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
     return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
 
 
+def _probe(runner, meta: ArtifactMeta, check_head: bool) -> dict:
+    """Load the artifact, run one inference on zeros and check the outputs: finite, no absurd box
+    (weights that do not fit), and with ``check_head`` of the head the metadata declares (a sidecar
+    that disagrees with its file is refused)."""
+    w, h = meta.input_size
+    with runner:
+        out = runner.infer(np.zeros((1, 3, h, w), np.float32))
+    problem = output_problem(out, meta, check_head=check_head)
+    if problem is None:
+        return {"ok": True}
+    kind, what = problem
+    return {"ok": False, "error": what, "problem": kind}
+
+
 def run(job: dict) -> dict:
     target = get_target(job["target"])
     target.require()
     meta = ArtifactMeta.from_dict(job["meta"])
     threads, runtime = job.get("threads", 1), job.get("runtime")
+    if job["kind"] == "probe":
+        runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
+        return _probe(runner, meta, bool(job.get("check_head", True)))
     if job["kind"] == "golden":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         return {"ok": True, "parity": _golden(runner, meta, job)}
@@ -77,7 +97,7 @@ def run(job: dict) -> dict:
     res = target.export(req)
     files = list(res.files)
     if not target.embeds_metadata:
-        files.append(write_sidecar(out_dir, res.primary, res.meta))
+        files.append(write_sidecar(out_dir, res.primary, res.meta, res.files))
     parity = None
     if job.get("images"):
         runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
