@@ -153,3 +153,9 @@ def ort_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     name = s.get_inputs()[0].name
     outs = [s.run(None, {name: x[i : i + 1]}) for i in range(x.shape[0])]
     return [np.concatenate([o[j] for o in outs], 0) for j in range(len(outs[0]))]
+
+
+def pytest_report_header(config):
+    from fuzzing import EXAMPLES, SEED
+
+    return f"fuzz: seed {SEED}, examples x{EXAMPLES} (ZOO_FUZZ_SEED, ZOO_FUZZ_EXAMPLES)"

@@ -23,28 +23,25 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, note, seed, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from conftest import ROOT, assert_clean_error, zoo
 from exporters import get_target, target_names
 from exporters.base import write_sidecar
+from fuzzing import EXAMPLES, SEED, fuzz
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file
 from zoo.core.integrity import verify_artifact
 from zoo.core.meta import ArtifactMeta, read_meta, sidecar_path
 from zoo.pipeline.probe import probe_artifact
 
-EXAMPLES = max(1, int(os.environ.get("ZOO_FUZZ_EXAMPLES", "1")))
-_SEED = os.environ.get("ZOO_FUZZ_SEED", "0")
-SEED = random.SystemRandom().randrange(2**32) if _SEED == "random" else int(_SEED)
 
 MODELS = ("slim-320", "rfb-320")  # the one attacked, the one companions come from
 IMAGE = ROOT / "zoo" / "core" / "data" / "images" / "camera.jpg"
@@ -54,12 +51,6 @@ CLI_ENV = {"ZOO_PROBE_TIMEOUT": str(PROBE_TIMEOUT)}
 PROBE_BUDGET = 5.0  # seconds of probe fuzzing per target in the default run (x ZOO_FUZZ_EXAMPLES)
 REGIONS = ("start", "middle", "end")
 
-
-def fuzz(n: int):
-    def deco(fn):
-        fn = settings(max_examples=max(1, n), deadline=None, database=None, suppress_health_check=list(HealthCheck))(fn)
-        return seed(SEED)(fn)
-    return deco
 
 
 # --------------------------------------------------------------------------- material
@@ -348,7 +339,7 @@ def test_any_change_to_any_file_fails_the_integrity_check(target, release, sourc
         pytest.skip(f"{target} embeds its metadata: no sidecar, the manifest carries its hashes")
     files = [f["path"] for f in art["files"]]
 
-    @fuzz(20 * EXAMPLES)
+    @fuzz(20)
     @given(mutations(files))
     def run(mut):
         rel, how, region, offset, value = mut
@@ -383,7 +374,7 @@ def test_structural_damage_through_the_runtime_is_refused_in_one_line(target, re
     n = max(2, int(PROBE_BUDGET * EXAMPLES / max(once, 0.1)))
     outcomes: dict[str, int] = {}
 
-    @fuzz(n)
+    @fuzz(n, scale=False)  # n already holds the budget (x ZOO_FUZZ_EXAMPLES)
     @given(mutations(data_files(art)))
     def run(mut):
         rel, how, region, offset, value = mut

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from exporters.base import write_sidecar
+from fuzzing import fuzz
 from zoo.core.errors import ZooError
 from zoo.core.integrity import CORRUPT, MISMATCH, output_problem, sidecar_files, verify_artifact
 from zoo.core.manifest import Artifact, FileEntry, Manifest, write_manifest
@@ -22,18 +22,7 @@ from zoo.core.model import priors as P
 from zoo.core.model.processing import decode
 from zoo.pipeline.probe import probe_error
 
-EXAMPLES = max(1, int(os.environ.get("ZOO_FUZZ_EXAMPLES", "1")))
-_SEED = os.environ.get("ZOO_FUZZ_SEED", "0")
-SEED = random.SystemRandom().randrange(2**32) if _SEED == "random" else int(_SEED)
 
-
-def fuzz(n: int):
-    """hypothesis settings for ``n`` examples in the default budget (x ZOO_FUZZ_EXAMPLES), seeded."""
-    def deco(fn):
-        fn = settings(max_examples=n * EXAMPLES, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))(fn)
-        return seed(SEED)(fn)
-    return deco
 
 
 def meta(**kw) -> ArtifactMeta:
