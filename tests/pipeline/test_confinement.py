@@ -36,7 +36,8 @@ def hostile_copy(src: Path, dest: Path, kind: str) -> Path:
     if kind == "dotdot":
         rel, target = os.path.relpath(secret, dest), secret
     elif kind == "absolute":
-        rel, target = str(secret), secret
+        target = Path("/etc/hostname") if Path("/etc/hostname").is_file() else secret
+        rel = str(target)
     else:
         os.symlink(secret.parent, dest / "link")
         rel, target = "link/s.txt", secret
@@ -89,3 +90,16 @@ def test_detect_artifact_refuses_a_manifest_pointing_outside(release_dir, tmp_pa
     onnx.save(model, str(plain))
     img = next(Path(__file__).resolve().parents[2].joinpath("zoo", "core", "data", "images").glob("*.jpg"))
     assert_clean_error(zoo("detect", img, "--artifact", plain), "refusing it")
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_release_resume_and_export_refuse_a_hostile_manifest_in_out(release_dir, tmp_path, kind):
+    """Resuming a release (or exporting into a folder) reads the manifest already there: it is input too."""
+    bad = hostile_copy(release_dir, tmp_path / "r", kind)
+    before = (bad / "manifest.json").read_bytes()
+    needle = "refusing it" if kind != "symlink" else "outside"
+    cp = zoo("release", "--out", bad, "--models", "rfb-320", "--targets", "onnx", "--precisions", "fp32")
+    assert_clean_error(cp, needle, "remove it or choose another --out")
+    cp = zoo("export", "--model", "rfb-320", "--to", "onnx", "--out", bad)
+    assert_clean_error(cp, needle, "remove it or choose another --out")
+    assert (bad / "manifest.json").read_bytes() == before  # left as it was

@@ -354,12 +354,18 @@ def read_manifest(folder: Path) -> Manifest:
     return Manifest.from_dict(data, str(path)).confine(path.parent, str(path))
 
 
-def read_manifest_or_none(folder: Path) -> Manifest | None:
-    """An existing, valid manifest, or None (absent or unreadable: a fresh start)."""
-    try:
-        return read_manifest(folder) if manifest_path(folder).is_file() else None
-    except ZooError:
+def existing_manifest(folder: Path) -> Manifest | None:
+    """The manifest already in an output folder (to resume or merge with), or None when there is none.
+
+    A manifest that is there but refused (malformed, or naming paths outside the folder) is an
+    error, not a fresh start: the folder holds something this tool did not write.
+    """
+    if not manifest_path(folder).is_file():
         return None
+    try:
+        return read_manifest(folder)
+    except ZooError as e:
+        raise ZooError(f"{e}; the output folder's manifest cannot be resumed from: remove it or choose another --out") from None
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

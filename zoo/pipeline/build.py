@@ -22,7 +22,7 @@ from zoo.core.manifest import (
     Manifest,
     base_precision,
     file_entries,
-    read_manifest_or_none,
+    existing_manifest,
     verify_files,
     write_manifest,
 )
@@ -199,16 +199,17 @@ def export_model(
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
     plan = make_plan(targets, precisions, head, nms)
     out = ensure_writable_dir(Path(out))
+    old = existing_manifest(out)  # refused now, before any work, if it is not ours
     images_s = [str(p) for p in (images or builtin_images())]
     calib_s = [str(p) for p in (calib or default_calibration())]
     artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress)
-    return write_export_manifest(out, resolved.describe(), artifacts, failed, plan.skipped)
+    return write_export_manifest(out, resolved.describe(), artifacts, failed, plan.skipped, old)
 
 
-def write_export_manifest(out: Path, model: dict, artifacts: list[Artifact], failed: list[Failure], skipped: list[dict]) -> Manifest:
-    """Merge with an existing manifest of the same model (other artifacts stay listed), then write atomically."""
+def write_export_manifest(out: Path, model: dict, artifacts: list[Artifact], failed: list[Failure], skipped: list[dict],
+                          old: Manifest | None) -> Manifest:
+    """Merge with the folder's previous manifest of the same model (other artifacts stay listed), then write atomically."""
     keep: list[Artifact] = []
-    old = read_manifest_or_none(out)
     if old is not None and old.model == model:
         new_keys: set[ArtifactKey] = {x.key for x in [*artifacts, *failed]}
         keep = [a for a in old.artifacts if a.key not in new_keys and all((out / f.path).is_file() for f in a.files)]

@@ -9,7 +9,7 @@ from exporters import target_names
 from validation.report import build_report, render_markdown
 from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
 from zoo.core.images import builtin_images, default_calibration
-from zoo.core.manifest import Artifact, Failure, Manifest, file_entries, read_manifest_or_none, write_manifest
+from zoo.core.manifest import Artifact, Failure, Manifest, file_entries, existing_manifest, write_manifest
 from zoo.core.model.specs import get_spec
 from zoo.pipeline.build import artifact_verifies, build_artifacts
 from zoo.pipeline.cards import write_card
@@ -57,7 +57,7 @@ def release(
     spec = {"models": models, "targets": targets, "precisions": precisions}
     with release_lock(out):
         clean_stale_work(out)
-        old = read_manifest_or_none(out)
+        old = existing_manifest(out)
         previous: list[Artifact] = old.artifacts if old is not None and old.release == spec else []
         artifacts: list[Artifact] = []
         failed: list[Failure] = []
