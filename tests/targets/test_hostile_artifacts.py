@@ -156,6 +156,12 @@ def target_params():
     return [pytest.param(t, id=t) for t in target_names()]
 
 
+#: targets whose artifact has companion files (a .bin beside a .param, ...): another model's companion can be swapped in
+MULTI_FILE = [t for t in target_names() if len(get_target(t).suffixes) > 1]
+#: (target, where its files' hashes are recorded): the manifest always, a sidecar unless the metadata is embedded
+HASH_SOURCES = [(t, s) for t in target_names() for s in ("manifest", "sidecar") if s == "manifest" or not get_target(t).embeds_metadata]
+
+
 @pytest.fixture(params=target_params())
 def target(request):
     t = get_target(request.param)
@@ -205,14 +211,14 @@ def test_a_companion_of_another_model_is_refused(target, release, tmp_path):
     assert "sha256 does not match" in line
 
 
+@pytest.mark.parametrize("target", MULTI_FILE, indirect=True)
 def test_a_companion_of_another_model_without_recorded_hashes_is_refused(target, release, tmp_path):
     """An older sidecar (no "files") and no manifest: no hashes to check, so the runtime refuses the
     pair (OpenCV) or the probe's output check does (ncnn reads another model's .bin without complaint)."""
     folder, manifest = release
     art, other = artifact_of(manifest, MODELS[0], target), artifact_of(manifest, MODELS[1], target)
     swap = swap_from_other_model(folder, art, other)
-    if swap is None:
-        pytest.skip(f"no companion file of a {target} artifact differs between models: another model's primary is just another model")
+    assert swap is not None, f"{target} declares companion files, yet none differs between two models"
     primary = stage(folder, manifest, art, tmp_path, with_manifest=False)
     side = tmp_path / sidecar_rel(art)
     if side.is_file():
@@ -288,8 +294,7 @@ def test_single_byte_changes_the_fuzzing_found_are_one_line(case, release, tmp_p
         pytest.skip(f"target {name} is not available")
     folder, manifest = release
     primary = stage(folder, manifest, artifact_of(manifest, MODELS[0], name), tmp_path, with_manifest=False)
-    if not edit(primary):
-        pytest.skip(f"{primary.name} no longer has what {case} edits")
+    assert edit(primary), f"{primary.name} no longer has what {case} edits: the regression case is stale"
     assert_detect_refuses(detect(primary, "--no-verify"), primary.name)
 
 
@@ -330,13 +335,12 @@ def mutations(draw, files: list[str]):
             draw(st.integers(0, 63)), draw(st.integers(1, 255)))
 
 
-@pytest.mark.parametrize("source", ["manifest", "sidecar"])
+@pytest.mark.parametrize("target,source", HASH_SOURCES, indirect=["target"])
 def test_any_change_to_any_file_fails_the_integrity_check(target, release, source):
     folder, manifest = release
     art = artifact_of(manifest, MODELS[0], target)
     has_sidecar = sidecar_rel(art) in {f["path"] for f in art["files"]}
-    if source == "sidecar" and not has_sidecar:
-        pytest.skip(f"{target} embeds its metadata: no sidecar, the manifest carries its hashes")
+    assert has_sidecar or source == "manifest", f"{target} writes no sidecar although its metadata is not embedded"
     files = [f["path"] for f in art["files"]]
 
     @fuzz(20)

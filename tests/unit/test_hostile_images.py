@@ -8,9 +8,11 @@ ZOO_FUZZ_SEED=random changes the examples: tests/fuzzing.py, scripts/fuzz.sh.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -130,11 +132,30 @@ def test_garbage_behind_an_image_signature_never_raises(put, prefix, body):
     outcome(put(prefix + body))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_file_is_none(put):
     p = put(encode(photo(), ".jpg"))
     p.chmod(0)
-    assert read_bgr(p) is None
+    if os.geteuid() != 0:
+        assert read_bgr(p) is None
+        return
+    # root reads any file: ask as an unprivileged user, in a child process, in a folder it may enter;
+    # a readable copy beside it is the control (the same child reads it as an image)
+    d = Path(tempfile.mkdtemp(prefix="zoo-unreadable-"))
+    d.chmod(0o711)
+    locked, control = d / "locked.jpg", d / "control.jpg"
+    locked.write_bytes(p.read_bytes())
+    control.write_bytes(p.read_bytes())
+    locked.chmod(0)
+    control.chmod(0o644)
+    code = ("import os, sys; from zoo.core.images import read_bgr; os.setgid(65534); os.setuid(65534); "
+            "print(read_bgr(sys.argv[1]) is None, read_bgr(sys.argv[2]) is None)")  # imports first: the interpreter may live under /root
+    root = Path(__file__).resolve().parents[2]
+    try:
+        cp = subprocess.run([sys.executable, "-c", code, str(locked), str(control)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(root)}, cwd="/")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert cp.returncode == 0 and cp.stdout.split() == ["True", "False"], cp.stdout + cp.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- too large, from the header
