@@ -70,6 +70,23 @@ def check_runtime_name(runtime: str) -> str:
     return runtime
 
 
+def select_runtime(items: list, runtime: str | None) -> tuple[list, list]:
+    """(the artifacts ``runtime`` runs, the ones it leaves out); all of them when None.
+
+    ``items`` have ``target``, ``precision`` and ``head`` (manifest artifacts, bench items). An unknown
+    runtime, or one that runs none of them, is an error naming what exists.
+    """
+    if runtime is None:
+        return list(items), []
+    check_runtime_name(runtime)
+    keep = [a for a in items if get_target(a.target).offers_runtime(runtime, a.precision, a.head)]
+    if items and not keep:
+        raise ZooError(f"no artifact here runs in {runtime!r}: the runtimes of its targets are "
+                       f"{', '.join(sorted({r for a in items for r in get_target(a.target).runtimes}))}")
+    kept = {id(a) for a in keep}
+    return keep, [a for a in items if id(a) not in kept]
+
+
 def load_runner(primary: Path, threads: int = 1, runtime: str | None = None, verify: bool = False) -> Runner:
     """The runner for an artifact's primary file, from its metadata.
 
@@ -84,4 +101,4 @@ def load_runner(primary: Path, threads: int = 1, runtime: str | None = None, ver
 
 
 __all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "get_target", "target_names", "all_targets",
-           "runtime_names", "check_runtime_name", "load_runner"]
+           "runtime_names", "check_runtime_name", "select_runtime", "load_runner"]

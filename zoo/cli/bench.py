@@ -11,7 +11,7 @@ import typer
 
 from validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
 from validation.report import write_report
-from exporters import get_target
+from exporters import select_runtime
 from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimeOpt, print_json, runtime_option, stderr
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
@@ -69,11 +69,7 @@ def bench(
     if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
         raise ZooError("--warmup must be >= 0 and --runs, --rounds, --timeout > 0")
     runtime = runtime_option(runtime)
-    items = collect_items(paths)
-    if runtime is not None:
-        items = [it for it in items if get_target(it.target).offers_runtime(runtime, it.precision, it.head)]
-        if not items:
-            raise ZooError(f"none of the artifacts runs in {runtime!r}")
+    items, _ = select_runtime(collect_items(paths), runtime)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not json_ and max(thread_list) > cores:
         stderr(f"note: {max(thread_list)} threads > {cores} available cores: those runs measure oversubscription")

@@ -5,22 +5,9 @@ import tempfile
 from pathlib import Path
 
 from checkpoints.resolve import find_checkpoint
-from exporters import check_runtime_name, get_target
-from zoo.core.errors import ZooError
+from exporters import get_target, select_runtime
 from zoo.core.manifest import file_problem, read_manifest
 from zoo.pipeline.worker import run_worker
-
-
-def select_runtime(manifest_artifacts, runtime: str | None):
-    """The artifacts a ``--runtime`` applies to (all when None); an unknown runtime is an error."""
-    if runtime is None:
-        return list(manifest_artifacts), []
-    check_runtime_name(runtime)
-    keep = [a for a in manifest_artifacts if get_target(a.target).offers_runtime(runtime, a.precision, a.head)]
-    if manifest_artifacts and not keep:
-        raise ZooError(f"no artifact here runs in {runtime!r}: the runtimes of its targets are "
-                       f"{', '.join(sorted({r for a in manifest_artifacts for r in get_target(a.target).runtimes}))}")
-    return keep, [a for a in manifest_artifacts if a not in keep]
 
 
 def check(folder: Path, images: list[Path], checkpoint: Path | None = None, threads: int = 1,

@@ -4,10 +4,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from exporters import get_target
+from exporters import get_target, select_runtime
 from zoo.core.errors import ZooError
 from zoo.core.manifest import file_problem, read_manifest, verify_files
-from zoo.pipeline.check import select_runtime
 from zoo.pipeline.golden import GOLDEN, image_rels, reference_dir
 from zoo.pipeline.worker import run_worker
 
