@@ -12,7 +12,6 @@ byte-reproducible.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
@@ -370,16 +369,3 @@ def existing_manifest(folder: Path) -> Manifest | None:
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     atomic_write_text(Path(folder) / MANIFEST, manifest.to_json())
-
-
-def folder_of(path: Path) -> Path:
-    p = Path(path)
-    return p if p.is_dir() else p.parent
-
-
-def relpath_in(folder: Path, path: Path) -> str | None:
-    """``path`` relative to ``folder`` (posix), or None when it is not inside it."""
-    try:
-        return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
-    except ValueError:
-        return None
