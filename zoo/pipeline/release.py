@@ -64,12 +64,16 @@ def release(
         model_info: dict = {}
         mutex = threading.Lock()
 
+        # previous artifacts whose files still verify: hashed once here, not again as each artifact lands
+        # (a rebuilt one replaces only its own files, and it is dropped by key below)
+        intact = [a for a in previous if artifact_verifies(out, a)]
+
         def on_done(item, ok):
             # after each artifact lands: a killed run resumes from here
             with mutex:
                 (artifacts if isinstance(item, Artifact) else failed).append(item)
                 new = {x.key for x in [*artifacts, *failed]}
-                kept = [a for a in previous if a.key not in new and artifact_verifies(out, a)]
+                kept = [a for a in intact if a.key not in new]
                 write_manifest(out, release_manifest(spec, model_info, kept + artifacts, failed, []))
 
         extra: list[str] = []
