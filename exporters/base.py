@@ -13,6 +13,7 @@ from zoo.core.fsutil import atomic_write_text
 from zoo.core.integrity import sidecar_files
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
+from zoo.core.model.sensitivity import output_error
 from zoo.core.runtime import Runner
 
 __all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "write_sidecar"]
@@ -29,6 +30,33 @@ class ExportRequest:
     onnx_path: Path | None = None  # our fp32 ONNX of the same head, for targets whose source is "onnx"
     calib: list[Path] = field(default_factory=list)  # calibration images (int8)
     options: dict = field(default_factory=dict)  # target-specific options (e.g. {"nms": True})
+    #: int8: the model-level sensitivity analysis (zoo.core.model.sensitivity), shared by every target:
+    #: {"float_kept": [PyTorch module names to keep float], "layers": [...], ...}; empty when not run
+    sensitivity: dict = field(default_factory=dict)
+
+    @property
+    def float_kept(self) -> list[str]:
+        return list(self.sensitivity.get("float_kept", []))
+
+    def calib_split(self) -> tuple[list[Path], list[Path]]:
+        """(fit, held): the calibration images split for choosing a quantizer setting by measurement,
+        never by the parity images: every third image is held out to score the candidates."""
+        imgs = sorted(self.calib)
+        held = imgs[2::3]
+        return ([p for p in imgs if p not in held] or imgs), (held or imgs)
+
+    def quant_error(self, reference: Runner, runner: Runner, images: list[Path]) -> float:
+        """How far ``runner`` (an int8 candidate) is from ``reference`` (the fp32 file of the same
+        format, which matches PyTorch to ~1e-5; no torch in a converter's process) on ``images``:
+        face-score and box changes (zoo.core.model.sensitivity.output_error); lower is better."""
+        from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
+
+        x, _, _ = load_batch(images, *self.meta.input_size)
+        with reference:
+            ref = reference.infer(x)
+        with runner:
+            got = runner.infer(x)
+        return output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
 
 
 @dataclass

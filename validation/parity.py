@@ -62,7 +62,8 @@ def invariants(out: dict, prior_count: int, sum_tol: float) -> list[str]:
 
 def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -> dict:
     """Greedy one-to-one matching by IoU within each label."""
-    counts = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "min_iou": None, "max_score_change": 0.0}
+    counts = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0,
+              "borderline_missed": 0, "borderline_extra": 0, "min_iou": None, "max_score_change": 0.0}
     min_seen = 1.0
     for label in sorted({d.label for d in ref_dets} | {d.label for d in got_dets}):
         r = [d for d in ref_dets if d.label == label]
@@ -83,6 +84,7 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
                 counts["matched"] += 1
             elif d.score < threshold + margin:
                 counts["borderline"] += 1
+                counts["borderline_missed"] += 1
             else:
                 counts["reference"] += 1
                 counts["missed"] += 1
@@ -91,6 +93,7 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
                 continue
             if d.score < threshold + margin:
                 counts["borderline"] += 1
+                counts["borderline_extra"] += 1
             else:
                 counts["extra"] += 1
     counts["min_iou"] = round(min_seen, 6) if counts["matched"] else None
@@ -127,7 +130,8 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
         inv = invariants(got, prior_count, tier["sum_tol"])
         result["invariants"] = {"passed": not inv, "failures": inv}
         result["failures"] += [f"invariant: {f}" for f in inv]
-    totals = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "min_iou": None, "max_score_change": 0.0}
+    totals = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "borderline_missed": 0,
+              "borderline_extra": 0, "min_iou": None, "max_score_change": 0.0}
     per_image = []
     for i, (name, (w, h)) in enumerate(zip(data.names, data.sizes)):
         rd = postprocess(ref["scores"][i], ref["boxes"][i], w, h, labels, **DETECT)
@@ -137,7 +141,7 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
             gd = postprocess(got["scores"][i], got["boxes"][i], w, h, labels, **DETECT)
         c = match(rd, gd, tier["min_iou"], DETECT["score_threshold"], tier["score_margin"])
         per_image.append({"image": name, **c})
-        for k in ("reference", "matched", "missed", "extra", "borderline"):
+        for k in ("reference", "matched", "missed", "extra", "borderline", "borderline_missed", "borderline_extra"):
             totals[k] += c[k]
         totals["max_score_change"] = max(totals["max_score_change"], c["max_score_change"])
         if c["min_iou"] is not None:

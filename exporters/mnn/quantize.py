@@ -75,6 +75,7 @@ def quantize_mnn(
     height: int,
     method: str = "ADMM",
     weight_method: str = "MAX_ABS",
+    skip_ops: list[str] = (),
 ) -> None:
     """Full int8 quantization (weights and activations) with MNN's native
     calibration.
@@ -82,7 +83,8 @@ def quantize_mnn(
     Calibration images are decoded on the host (OpenCV), resized to
     ``width`` x ``height`` and fed as RGB with mean 127 and scale 1/128 -- the
     UltraFace preprocessing.  ``method`` is the feature (activation) method
-    (ADMM, KL or EMA), ``weight_method`` MAX_ABS or ADMM.  ADMM needs the
+    (ADMM, KL or EMA), ``weight_method`` MAX_ABS or ADMM; ``skip_ops`` names convolution ops
+    to keep float (MNN names a convolution converted from ONNX by the Conv node's first output).  ADMM needs the
     fp32 model's input in NC4HW4 layout (what ``onnx_to_mnn`` writes) and
     keeps all calibration images in memory as one batch; its run time grows
     about linearly with the number of images (~10 s per 320x240 image, ~45 s
@@ -131,6 +133,7 @@ def quantize_mnn(
             "used_image_num": n,
             "feature_quantize_method": method,
             "weight_quantize_method": weight_method,
+            "skip_quant_op_names": list(skip_ops),
         }
         cfg_path = Path(work) / "quant.json"
         cfg_path.write_text(json.dumps(config), encoding="utf-8")
@@ -150,3 +153,15 @@ def quantize_mnn(
         load_info(tmp)
         with MnnNet(tmp):  # one probe inference: never publish a file MNN cannot run
             pass
+
+
+def skip_ops_for(onnx_path, modules) -> list[str]:
+    """MNN op names of the convolutions exported from the PyTorch ``modules`` (MNN names an op
+    converted from ONNX by its node's first output)."""
+    import onnx  # heavy
+
+    from zoo.core.model.sensitivity import onnx_module_name  # heavy module: only int8 needs it
+
+    wanted = set(modules)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return [n.output[0] for n in model.graph.node if n.op_type == "Conv" and onnx_module_name(n.name) in wanted]

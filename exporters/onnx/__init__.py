@@ -11,7 +11,7 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
-from exporters.onnx.quantize import to_int8
+from exporters.onnx.quantize import float_kept_nodes, to_int8
 from exporters.onnx.runner import OnnxRuntimeRunner, OpenCVRunner
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
@@ -47,18 +47,22 @@ class OnnxTarget(Target):
             model = add_nms(build_onnx(req.state_dict, req.meta.with_(head="decoded")), req.meta.num_classes)
         else:
             model = build_onnx(req.state_dict, req.meta)
+        meta = req.meta
         if req.meta.precision == "fp16":
             model = to_fp16(model)
         elif req.meta.precision == "int8":
             calib, _, _ = load_batch(req.calib, *req.meta.input_size)
-            model = to_int8(model, calib)
-        embed_metadata(model, req.meta)
+            model = to_int8(model, calib, req.float_kept)
+            meta = req.meta.with_(io={"quantization": {
+                "method": "QDQ MinMax, per-channel weights", "float_kept": req.float_kept,
+                "float_nodes": float_kept_nodes(model)}})
+        embed_metadata(model, meta)
         onnx.checker.check_model(model)
         rel = Path(req.stem + ".onnx")
         atomic_write_bytes(req.out_dir / rel, model.SerializeToString())
         tools = self.tool_versions()
         tools["opset"] = str(OPSET)
-        return ExportResult(primary=rel, files=[rel], meta=req.meta, tools=tools)
+        return ExportResult(primary=rel, files=[rel], meta=meta, tools=tools)
 
     runtimes = ("onnxruntime", "opencv")
 

@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from exporters.onnx.convert import INPUT_NAME
+from zoo.core.model.sensitivity import onnx_module_name
 
 
-def to_int8(model, calib: np.ndarray):
-    """Static QDQ int8 (per-channel weights, calibrated activations) with onnxruntime's quantizer."""
+def to_int8(model, calib: np.ndarray, keep_modules: list[str] = ()):
+    """Static QDQ int8 (per-channel weights, calibrated activations) with onnxruntime's quantizer;
+    the convolutions of ``keep_modules`` (PyTorch module names, the model-level sensitivity
+    analysis) stay float, with those of `float_kept`."""
     import onnx  # heavy
     from onnxruntime.quantization import (  # heavy: imported when used
         CalibrationDataReader,
@@ -39,9 +42,15 @@ def to_int8(model, calib: np.ndarray):
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=float_kept(model),
+            nodes_to_exclude=float_kept(model) + conv_nodes(model, keep_modules),
         )
         return onnx.load(str(dst))
+
+
+def conv_nodes(model, modules) -> list[str]:
+    """The Conv nodes exported from the PyTorch ``modules`` (by torch.onnx's scope names)."""
+    wanted = set(modules)
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and onnx_module_name(n.name) in wanted]
 
 
 def float_kept(model) -> list[str]:
@@ -55,3 +64,9 @@ def float_kept(model) -> list[str]:
     inputs = {i.name for i in model.graph.input}
     return [n.name for n in model.graph.node
             if n.op_type == "Softmax" or (n.op_type == "Conv" and n.input and n.input[0] in inputs)]
+
+
+def float_kept_nodes(qmodel) -> list[str]:
+    """The Conv nodes of a QDQ model that compute in float (their weight is not dequantized)."""
+    dq_outputs = {o for n in qmodel.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return [n.name for n in qmodel.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] not in dq_outputs]

@@ -31,6 +31,7 @@ from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.worker import run_worker
 
 FILE_MODE = 0o644
+SENSITIVITY_TIMEOUT = 1800.0  # seconds: the analysis runs the PyTorch model ~60 times on the calibration images
 
 
 def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: list[str], options: dict) -> str:
@@ -106,6 +107,7 @@ def build_artifacts(
                 "stem": f"{model_id}-{j.head}-{j.precision}",
                 "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
                 "options": options, "threads": threads,
+                "sensitivity": sensitivity if base_precision(j.precision) == "int8" else {},
             }
 
         def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
@@ -141,6 +143,18 @@ def build_artifacts(
             say(f"  {'ok' if ok else 'PARITY FAILED'} {model_id} {j.label()} -> {art.primary}")
             done(art, ok)
 
+        sensitivity: dict = {}
+        sensitivity_error = None
+        if any(base_precision(j.precision) == "int8" for j in todo):
+            # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
+            say(f"{model_id}: int8 sensitivity analysis on {len(calib)} calibration image(s) ...")
+            res = run_worker({"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
+                              "checkpoint": str(resolved.checkpoint_path.resolve()),
+                              "checkpoint_sha256": resolved.checkpoint_sha256}, work / "logs", SENSITIVITY_TIMEOUT, "sensitivity")
+            if res.get("ok"):
+                sensitivity = res["sensitivity"]
+            else:
+                sensitivity_error = f"the int8 sensitivity analysis failed: {res.get('error')}"
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}
@@ -163,6 +177,9 @@ def build_artifacts(
             for j in rest:
                 t = get_target(j.target)
                 sh = t.source_head(j.head)
+                if sensitivity_error and base_precision(j.precision) == "int8":
+                    land(j, {}, {"ok": False, "error": sensitivity_error}, onnx_by_head)
+                    continue
                 if t.source == "onnx" and sh not in onnx_by_head:
                     why = intermediate_errors.get(sh) or "see the onnx artifact's error"
                     land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)

@@ -68,7 +68,24 @@ def _probe(runner, meta: ArtifactMeta, check_head: bool) -> dict:
     return {"ok": False, "error": what, "problem": kind}
 
 
+def _sensitivity(job: dict) -> dict:
+    """The model-level int8 sensitivity analysis on the calibration images (zoo.core.model.sensitivity)."""
+    from zoo.core.model import sensitivity  # heavy (torch): only this job needs it
+
+    meta = ArtifactMeta.from_dict(job["meta"])
+    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict, threads=job.get("threads", 1)) as ref:
+        model = ref.net
+    x, _, _ = load_batch([Path(p) for p in job["calib"]], *meta.input_size)
+    analysis = sensitivity.analyse(model, x)
+    analysis["float_kept"] = sensitivity.choose(analysis)
+    analysis["rule"] = {"keep_ratio": sensitivity.KEEP_RATIO, "max_float_params": sensitivity.MAX_FLOAT_PARAMS}
+    return {"ok": True, "sensitivity": analysis}
+
+
 def run(job: dict) -> dict:
+    if job["kind"] == "sensitivity":
+        return _sensitivity(job)
     target = get_target(job["target"])
     target.require()
     meta = ArtifactMeta.from_dict(job["meta"])
@@ -93,6 +110,7 @@ def run(job: dict) -> dict:
         onnx_path=Path(job["onnx_path"]) if job.get("onnx_path") else None,
         calib=[Path(p) for p in job.get("calib", [])],
         options=job.get("options", {}),
+        sensitivity=job.get("sensitivity") or {},
     )
     res = target.export(req)
     files = list(res.files)
