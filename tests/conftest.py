@@ -26,6 +26,13 @@ IMAGES = SHARED / "images"
 
 UNIT = Path(__file__).resolve().parent / "unit"
 
+#: two halves of the shared photos, balanced by faces (~145 each for every model of the family):
+#: int8 is calibrated on one and gated on the other (benchmarks/int8_heldout.py uses the same split)
+HALVES = {
+    "A": ["10.jpg", "11.jpg", "12.jpg", "13.jpg", "15.jpg", "17.jpg", "18.jpg", "5.jpg"],
+    "B": ["1.jpg", "16.jpg", "19.jpg", "2.jpg", "3.jpg", "6.jpg", "8.jpg", "9.jpg"],
+}
+
 os.environ.setdefault("ZOO_CHECKPOINT_DIR", str(CKPT_DIR))
 # never let a test download: a cache in a private temp folder
 os.environ.setdefault("ZOO_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"zoo-test-cache-{os.getpid()}"))
@@ -94,6 +101,18 @@ def image_paths() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def halves(tmp_path_factory) -> dict[str, Path]:
+    """HALVES as two folders of links to the shared photos."""
+    out = {}
+    for k, names in HALVES.items():
+        d = tmp_path_factory.mktemp(f"half-{k}")
+        for n in names:
+            (d / n).symlink_to(IMAGES / n)
+        out[k] = d
+    return out
+
+
+@pytest.fixture(scope="session")
 def batch_cache():
     """Preprocessed image batches per input size, computed once."""
     from zoo.core.images import load_batch
@@ -123,8 +142,11 @@ def resolved():
 
 
 @pytest.fixture(scope="session")
-def export_dir(tmp_path_factory):
-    """Export once per session: export_dir(model_id, targets, precisions, head=None) -> (folder, manifest)."""
+def export_dir(tmp_path_factory, halves):
+    """Export once per session: export_dir(model_id, targets, precisions, head=None) -> (folder, manifest).
+
+    int8 is calibrated on half A of the photos and every artifact is gated on half B (never the
+    calibration images); a half holds ~145 faces, hence --min-evidence 100."""
     cache = {}
 
     def get(model_id: str, targets: str, precisions: str = "fp32", head: str | None = None, extra=()):
@@ -132,7 +154,7 @@ def export_dir(tmp_path_factory):
         if key not in cache:
             out = tmp_path_factory.mktemp(f"export-{model_id}-{targets.replace(',', '_')}")
             args = ["export", "--model", model_id, "--to", targets, "--precision", precisions, "--out", out,
-                    "--images", IMAGES, "--calib", IMAGES, *extra]
+                    "--images", halves["B"], "--calib", halves["A"], "--min-evidence", "100", "--jobs", "2", *extra]
             if head:
                 args += ["--head", head]
             cp = zoo(*args)

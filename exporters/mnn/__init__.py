@@ -83,7 +83,7 @@ class MnnTarget(Target):
         return m.with_(io={
             "calibration": {"method": best, "weights": "MAX_ABS", "images": [p.name for p in used],
                             "held_out": [p.name for p in held], "held_out_error": errors},
-            "quantization": {"float_kept": req.float_kept, "float_ops": skip}})
+            "quantization": {"float_kept": req.float_kept, "float_ops": skip, "sensitivity": req.sensitivity}})
 
     def default_head(self, precision: str) -> str:
         return "raw"

@@ -55,7 +55,7 @@ class OnnxTarget(Target):
             model = to_int8(model, calib, req.float_kept)
             meta = req.meta.with_(io={"quantization": {
                 "method": "QDQ MinMax, per-channel weights", "float_kept": req.float_kept,
-                "float_nodes": float_kept_nodes(model)}})
+                "float_nodes": float_kept_nodes(model), "sensitivity": req.sensitivity}})
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
         rel = Path(req.stem + ".onnx")

@@ -127,7 +127,8 @@ def analyse(model, calib: np.ndarray) -> dict:
     if calib.ndim != 4 or calib.shape[0] < 1:
         raise ValueError(f"calibration batch must be (N, 3, H, W), got {calib.shape}")
     n = calib.shape[0]
-    pick = sorted({round(i * (n - 1) / max(MAX_IMAGES - 1, 1)) for i in range(min(n, MAX_IMAGES))})
+    k = min(n, MAX_IMAGES)
+    pick = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)})  # k images spread over the set
     x = torch.from_numpy(np.ascontiguousarray(calib[pick], dtype=np.float32))
     names = _convs_in_order(model, x)
     ranges = _input_ranges(model, x, names)

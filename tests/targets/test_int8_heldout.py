@@ -1,0 +1,59 @@
+"""int8 that holds on photos it was not calibrated on: every int8 artifact of rfb-320 and slim-320,
+on every target, calibrated on one half of the shared photos and gated on the other half.
+
+The matrix (test_targets.py) exports every model with ``--calib`` half A and ``--images`` half B;
+this file adds the swap (calibrate on B, gate on A), so each photo is once calibration and once
+gate. A half holds ~145 PyTorch faces, hence ``--min-evidence 100`` (the default 250 needs all 16).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import HALVES, zoo
+from exporters import get_target, target_names
+
+INT8_TARGETS = [t for t in target_names() if "int8" in get_target(t).precisions]
+
+
+@pytest.fixture(scope="session")
+def swapped(tmp_path_factory, halves):
+    cache = {}
+
+    def get(model_id: str):
+        if model_id not in cache:
+            out = tmp_path_factory.mktemp(f"heldout-{model_id}")
+            avail = [t for t in INT8_TARGETS if get_target(t).available()]
+            cp = zoo("export", "--model", model_id, "--to", ",".join(avail), "--precision", "int8", "--out", out,
+                     "--calib", halves["B"], "--images", halves["A"], "--min-evidence", "100", "--jobs", "2")
+            manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else None
+            cache[model_id] = (avail, manifest, cp)
+        return cache[model_id]
+
+    return get
+
+
+@pytest.mark.parametrize("model_id", ["rfb-320", "slim-320"])
+def test_int8_keeps_the_faces_of_photos_it_was_not_calibrated_on(model_id, swapped):
+    avail, manifest, cp = swapped(model_id)
+    missing = sorted(set(INT8_TARGETS) - set(avail))
+    if missing:
+        pytest.skip(f"runtimes not installed for {', '.join(missing)}")
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    assert not manifest["failed"]
+    arts = [a for a in manifest["artifacts"] if a["precision"].startswith("int8")]
+    expected = sorted(v for t in avail for v in get_target(t).expand("int8"))
+    assert sorted(a["precision"] for a in arts) == expected
+    gate = set(HALVES["A"])
+    for a in arts:
+        p = a["parity"]
+        d, ev = p["detections"], p["evidence"]
+        label = f"{a['target']}/{a['precision']}"
+        assert p["passed"], (label, p["failures"])
+        assert d["recall"] >= 0.99 and d["extra_rate"] <= 0.01, (label, d)
+        assert ev["faces"] >= 100 and ev["strong"], (label, ev)
+        assert {g["name"] for g in ev["gate"]} == gate
+        if a["precision"] != "int8-weight":  # weight-only int8 calibrates nothing
+            assert {c["name"] for c in ev.get("calibration", [])} == set(HALVES["B"]), label
+        assert not ev.get("overlap"), (label, ev.get("overlap"))

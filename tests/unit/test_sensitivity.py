@@ -1,0 +1,67 @@
+"""The model-level int8 sensitivity analysis (zoo/core/model/sensitivity.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoo.core.model import sensitivity as S
+
+
+@pytest.mark.parametrize("node,module", [
+    ("/base_net.0/base_net.0.0/Conv", "base_net.0.0"),
+    ("/base_net.7/branch0/branch0.0/conv/Conv", "base_net.7.branch0.0.conv"),
+    ("/base_net.7/ConvLinear/conv/Conv", "base_net.7.ConvLinear.conv"),
+    ("/extras.0/extras.0.2/extras.0.2.0/Conv", "extras.0.2.0"),
+    ("/classification_headers.3/Conv", "classification_headers.3"),
+])
+def test_onnx_node_names_map_to_the_pytorch_modules(node, module):
+    assert S.onnx_module_name(node) == module
+
+
+def test_names_not_of_the_exported_form_map_to_nothing():
+    assert S.onnx_module_name("Conv_12") is None
+    assert S.onnx_module_name("") is None
+
+
+def _analysis(errors, params):
+    return {"layers": [{"module": f"m{i}", "params": p, "error": e} for i, (e, p) in enumerate(zip(errors, params))]}
+
+
+def test_choose_keeps_the_most_sensitive_within_ratio_and_budget():
+    a = _analysis([1.0, 0.5, 0.2, 0.05], [10, 10, 10, 10])
+    assert S.choose(a, keep_ratio=0.1, max_float_params=1.0) == ["m0", "m1", "m2"]
+    assert S.choose(a, keep_ratio=0.4, max_float_params=1.0) == ["m0", "m1"]
+    # budget: 25% of 40 weights = 10: only the worst one fits
+    assert S.choose(a, keep_ratio=0.1, max_float_params=0.25) == ["m0"]
+    # a layer over the budget is passed over, a smaller one after it still fits
+    b = _analysis([1.0, 0.9, 0.8], [5, 100, 5])
+    assert S.choose(b, keep_ratio=0.1, max_float_params=0.1) == ["m0", "m2"]
+    assert S.choose(_analysis([0.0, 0.0], [1, 1])) == []
+    assert S.choose({"layers": []}) == []
+
+
+def test_output_error_is_zero_for_equal_outputs_and_grows_with_the_change():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, (2, 50, 1)).astype(np.float32)
+    scores = np.concatenate([1 - p, p], -1)
+    loc = rng.normal(size=(2, 50, 4)).astype(np.float32)
+    assert S.output_error((scores, loc), (scores, loc)) == 0.0
+    small = S.output_error((scores, loc), (scores, loc + 0.01))
+    big = S.output_error((scores, loc), (scores, loc + 0.1))
+    assert 0 < small < big
+
+
+def test_analysis_of_a_real_network_names_every_convolution_in_execution_order():
+    torch = pytest.importorskip("torch")
+    from zoo.core.model.nets import UltraFace
+
+    torch.manual_seed(0)
+    net = UltraFace("slim", 2, 160, 120, head="raw").eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 120, 160)).astype(np.float32)
+    a = S.analyse(net, x)
+    convs = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted(l["module"] for l in a["layers"]) == sorted(convs)
+    assert a["layers"][0]["module"] == "base_net.0.0"  # the stem runs first
+    assert all(l["error"] >= 0 for l in a["layers"]) and a["all_int8_error"] > 0
+    assert a["images"] == 3
+
