@@ -10,10 +10,11 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
-from exporters.mnn.quantize import pick_calibration, quantize_mnn, skip_ops_for
+from exporters.mnn.quantize import pick_calibration, skip_ops_for
 from exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import copy_file_atomic
+from zoo.core.isolation import run_isolated
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner
 
@@ -61,6 +62,7 @@ class MnnTarget(Target):
         m = req.meta
         fit, held = req.calib_split()
         errors: dict[str, float] = {}
+        failures: dict[str, str] = {}
         with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
             fp32 = Path(td) / "fp32.mnn"
             onnx_to_mnn(req.onnx_path, fp32, biz_code=biz)
@@ -68,21 +70,23 @@ class MnnTarget(Target):
             for method in CALIB_METHODS:
                 cand = Path(td) / f"{method}.mnn"
                 images = pick_calibration(fit) if method == "ADMM" else fit
-                try:
-                    quantize_mnn(fp32, cand, calib_images=[str(p) for p in images], width=m.input_size[0],
-                                 height=m.input_size[1], method=method, weight_method="MAX_ABS", skip_ops=skip)
-                    errors[method] = req.quant_error(self.runner(fp32, m.with_(precision="fp32")), self.runner(cand, m), held)
-                except ZooError as e:
-                    errors[method] = float("inf")
-                    last_error = e
+                job = {"src": str(fp32), "dst": str(cand), "images": [str(p) for p in images], "width": m.input_size[0],
+                       "height": m.input_size[1], "method": method, "weight_method": "MAX_ABS", "skip_ops": skip}
+                res = run_isolated("exporters.mnn.quantize", [], job, Path(td) / "logs", self.timeout / 3, f"quant-{method}")
+                if not res.get("ok"):
+                    failures[method] = res.get("error", "unknown error")
+                    continue
+                errors[method] = req.quant_error(self.runner(fp32, m.with_(precision="fp32")), self.runner(cand, m), held)
+            if not errors:
+                raise ZooError("MNN int8 quantization failed with every method: "
+                               + "; ".join(f"{k}: {v}" for k, v in failures.items()))
             best = min(errors, key=errors.get)
-            if errors[best] == float("inf"):
-                raise last_error
             copy_file_atomic(Path(td) / f"{best}.mnn", req.out_dir / rel)
         used = pick_calibration(fit) if best == "ADMM" else fit
         return m.with_(io={
             "calibration": {"method": best, "weights": "MAX_ABS", "images": [p.name for p in used],
-                            "held_out": [p.name for p in held], "held_out_error": errors},
+                            "held_out": [p.name for p in held], "held_out_error": errors,
+                            "failed": failures},
             "quantization": {"float_kept": req.float_kept, "float_ops": skip, "sensitivity": req.sensitivity}})
 
     def default_head(self, precision: str) -> str:

@@ -165,3 +165,19 @@ def skip_ops_for(onnx_path, modules) -> list[str]:
     wanted = set(modules)
     model = onnx.load(str(onnx_path), load_external_data=False)
     return [n.output[0] for n in model.graph.node if n.op_type == "Conv" and onnx_module_name(n.name) in wanted]
+
+
+def _quantize_job(job: dict) -> dict:
+    """One candidate of `MnnTarget._int8`, in a process of its own (zoo.core.isolation): MNN's
+    quantizer crashed (SIGSEGV) when a second method ran in the process of the first."""
+    quantize_mnn(job["src"], job["dst"], calib_images=job["images"], width=job["width"], height=job["height"],
+                 method=job["method"], weight_method=job["weight_method"], skip_ops=job["skip_ops"])
+    return {"ok": True}
+
+
+if __name__ == "__main__":
+    import sys
+
+    from zoo.core.isolation import worker_main
+
+    sys.exit(worker_main(sys.argv[1:], _quantize_job))
