@@ -42,6 +42,8 @@ DETECT = {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 200}
 SIZE_BUCKETS = ("<16", "16-64", ">64")  # face height in pixels at the original image's scale
 MIN_EVIDENCE = 250  # reference faces behind a strong verdict (the CLI's --min-evidence)
 EVIDENCE_RULED = ("fp16", "int8")  # precisions whose verdict rests on detections only (fp32: every tensor too)
+# what a recorded verdict depends on besides the artifact: an artifact proven under other rules is rebuilt
+RULES = {"tiers": TIERS, "detect": DETECT, "size_buckets": SIZE_BUCKETS, "evidence": 1}
 
 
 def size_bucket(box) -> str:
