@@ -1,12 +1,14 @@
 """The manifest of public checkpoints, and their safe, verified resolution and loading.
 
 Resolution order for a manifest entry: the folder in ``ZOO_CHECKPOINT_DIR`` >
-the user cache > a download into the cache (atomic, sha256 verified). An
-explicit path given by the user is loaded as it is (its sha256 is recorded).
+the user cache > a download into the cache by the one pinned fetcher
+(zoo.core.upstream: atomic, size and sha256 verified; the checkpoint's path in the
+original repository, ``models/pretrained/<name>``, under ``ZOO_UPSTREAM_URL`` when
+set, so a mirror serves checkpoints, photos and test material alike). An explicit
+path given by the user is loaded as it is (its sha256 is recorded).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -14,8 +16,6 @@ import pickletools
 import re
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.core import upstream
 from zoo.core.errors import ZooError
-from zoo.core.fsutil import atomic_path, sha256_file
+from zoo.core.fsutil import sha256_file
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 ENV_DIR = "ZOO_CHECKPOINT_DIR"
@@ -41,11 +42,19 @@ class CheckpointEntry:
     train_size: tuple[int, int]
     sha256: str
     bytes: int
-    url: str
+    url: str  # the public URL (the original repository at the pinned commit), recorded in cards and `zoo list`
     licence: str
     labels: tuple[str, ...]
     params: int
     widerface_ap: dict = field(default_factory=dict, hash=False, compare=False)
+    remote: str = ""  # its path in the original repository, fetched under upstream.base_url()
+
+    def pinned(self) -> upstream.PinnedFile:
+        """The checkpoint as a file of the pinned fetcher (its local name: the file name in the cache)."""
+        return upstream.PinnedFile(self.name, self.remote or f"{REMOTE_DIR}/{self.name}", self.sha256, self.bytes)
+
+
+REMOTE_DIR = "models/pretrained"  # where the original repository holds its checkpoints
 
 
 @lru_cache(maxsize=1)
@@ -54,17 +63,19 @@ def manifest() -> dict[str, CheckpointEntry]:
     d = data["defaults"]
     out: dict[str, CheckpointEntry] = {}
     for c in data["checkpoint"]:
+        remote = f"{d.get('remote_dir', REMOTE_DIR)}/{c['name']}"
         out[c["name"]] = CheckpointEntry(
             name=c["name"],
             arch=c["arch"],
             train_size=tuple(c["train_size"]),
             sha256=c["sha256"],
             bytes=int(c["bytes"]),
-            url=c.get("url", d["url_base"] + c["name"]),
+            url=upstream.file_url(remote, upstream.DEFAULT_BASE_URL),  # public, whatever mirror serves the download
             licence=c.get("licence", d["licence"]),
             labels=tuple(c.get("labels", d["labels"])),
             params=int(c["params"]),
             widerface_ap=dict(c.get("widerface_ap", {})),
+            remote=remote,
         )
     return out
 
@@ -103,40 +114,17 @@ def resolve(entry: CheckpointEntry, download: bool = True) -> Path:
 
 
 def _download(entry: CheckpointEntry, dest: Path) -> Path:
+    """Fetch the checkpoint into the cache through the pinned fetcher (renamed into place once verified)."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ZooError(f"cannot create the checkpoint cache {dest.parent}: {e.strerror}; set {ENV_CACHE} to a writable folder") from None
-    with atomic_path(dest, "part") as tmp:  # renamed into place only once the sha256 matches
-        h = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(entry.url, timeout=30)
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise ZooError(
-                    f"cannot download {entry.name} from {entry.url} ({reason}); offline? put the checkpoint "
-                    f"files in a folder and set {ENV_DIR}=/path/to/that/folder"
-                ) from None
-            total = int(resp.headers.get("Content-Length") or entry.bytes)
-            bar = None
-            if sys.stderr.isatty():
-                from tqdm import tqdm  # optional nicety: only on a terminal
-
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=entry.name, file=sys.stderr)
-            with resp:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    h.update(chunk)
-                    if bar:
-                        bar.update(len(chunk))
-            if bar:
-                bar.close()
-        if h.hexdigest() != entry.sha256:
-            raise ZooError(
-                f"sha256 mismatch for downloaded {entry.name}: expected {entry.sha256}, got {h.hexdigest()}; "
-                "nothing was saved, retry or use ZOO_CHECKPOINT_DIR"
-            )
+    f = entry.pinned()
+    if sys.stderr.isatty():  # a note on a terminal only: the download is ~1 MB
+        print(f"downloading {entry.name} ({entry.bytes} bytes) from {upstream.file_url(f.remote)}", file=sys.stderr, flush=True)
+    upstream.fetch([f], dest.parent, hint=(
+        f"offline? put the checkpoint files in a folder and set {ENV_DIR}=/path/to/that/folder, "
+        f"or set {upstream.ENV_URL} to a mirror of the original repository"))
     return dest
 
 

@@ -82,7 +82,7 @@ kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""  # tes
 # 4. the unit tier and the smoke tests of the rest, on the fetched material only
 cd "$clone"
 export ZOO_SHARED="$shared" PYTHONPATH="$clone"
-unset ZOO_CHECKPOINT_DIR ZOO_UPSTREAM_URL
+unset ZOO_CHECKPOINT_DIR ZOO_UPSTREAM_URL ZOO_IMAGES_DIR
 "$zpy" -m pytest -q -p no:cacheprovider tests/unit
 "$zpy" -m pytest -q -p no:cacheprovider -m smoke tests
 echo "fresh machine: OK"

@@ -34,8 +34,10 @@ HALVES = {
 }
 
 os.environ.setdefault("ZOO_CHECKPOINT_DIR", str(CKPT_DIR))
-# never let a test download: a cache in a private temp folder
+# never let a test download: a cache in a private temp folder, and the default parity photos
+# (the 16 pinned ones, zoo.core.parity_set) from the shared material, offline
 os.environ.setdefault("ZOO_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"zoo-test-cache-{os.getpid()}"))
+os.environ.setdefault("ZOO_IMAGES_DIR", str(IMAGES))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

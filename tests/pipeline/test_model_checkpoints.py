@@ -54,7 +54,7 @@ def test_manifest_schema_recomputed():
     from zoo.core.model.specs import MODELS
 
     raw = tomllib.loads(MANIFEST_PATH.read_text())
-    assert "dffdddda9794a50607cba8f318507a28c1c27cab" in raw["defaults"]["url_base"]
+    assert raw["defaults"]["remote_dir"] == "models/pretrained"
     entries = manifest()
     assert {s.checkpoint for s in MODELS.values()} == set(entries)
     for e in entries.values():
@@ -63,6 +63,7 @@ def test_manifest_schema_recomputed():
         assert hashlib.sha256(data).hexdigest() == e.sha256
         assert len(data) == e.bytes
         assert e.url.endswith("/models/pretrained/" + e.name) and e.url.startswith("https://")
+        assert "/raw/dffdddda9794a50607cba8f318507a28c1c27cab/" in e.url  # the public URL, at the pinned commit
         assert e.licence == "MIT"
         sd = load_state_dict(path, e.sha256)
         assert infer_arch(sd) == e.arch
@@ -76,41 +77,39 @@ def test_manifest_schema_recomputed():
 
 
 def test_resolution_order_env_then_cache_then_download(tmp_path, monkeypatch):
-    """ZOO_CHECKPOINT_DIR > cache > download from the manifest URL (served here on loopback)."""
+    """ZOO_CHECKPOINT_DIR > cache > download through the pinned fetcher from ZOO_UPSTREAM_URL (a loopback mirror)."""
     import functools
     import http.server
     import threading
-    from dataclasses import replace
 
     from checkpoints import loader
 
     entry = loader.manifest()["version-slim-320.pth"]
     serve_dir = tmp_path / "www"
-    serve_dir.mkdir()
-    (serve_dir / entry.name).write_bytes((CKPT_DIR / entry.name).read_bytes())
+    (serve_dir / "models" / "pretrained").mkdir(parents=True)  # the original repository's layout
+    (serve_dir / "models" / "pretrained" / entry.name).write_bytes((CKPT_DIR / entry.name).read_bytes())
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(serve_dir))
     handler.log_message = lambda *a: None
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        local = replace(entry, url=f"http://127.0.0.1:{srv.server_address[1]}/{entry.name}")
+        monkeypatch.setenv("ZOO_UPSTREAM_URL", f"http://127.0.0.1:{srv.server_address[1]}")
         monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
         monkeypatch.setenv("ZOO_CHECKPOINT_DIR", str(tmp_path / "empty"))
-        got = loader.resolve(local)  # downloads
+        got = loader.resolve(entry)  # downloads
         assert got == tmp_path / "cache" / "checkpoints" / entry.name
         assert loader.sha256_file(got) == entry.sha256
         assert not [p for p in got.parent.iterdir() if p.name.endswith(".part")]
         srv.shutdown()
-        assert loader.resolve(local) == got  # cache hit: the server is gone
+        assert loader.resolve(entry) == got  # cache hit: the server is gone
         monkeypatch.setenv("ZOO_CHECKPOINT_DIR", str(CKPT_DIR))
-        assert loader.resolve(local) == CKPT_DIR / entry.name  # env folder wins
+        assert loader.resolve(entry) == CKPT_DIR / entry.name  # env folder wins
     finally:
         srv.server_close()
 
 
 def test_download_offline_and_bad_sha_errors(tmp_path, monkeypatch):
     import socket
-    from dataclasses import replace
 
     from checkpoints import loader
     from zoo.core.errors import ZooError
@@ -120,8 +119,9 @@ def test_download_offline_and_bad_sha_errors(tmp_path, monkeypatch):
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZOO_UPSTREAM_URL", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("ZOO_CHECKPOINT_DIR", raising=False)
-    entry = replace(loader.manifest()["version-RFB-320.pth"], url=f"http://127.0.0.1:{port}/x.pth")
+    entry = loader.manifest()["version-RFB-320.pth"]
     with pytest.raises(ZooError, match="ZOO_CHECKPOINT_DIR"):
         loader.resolve(entry)
     assert not list((tmp_path / "cache" / "checkpoints").glob("*"))

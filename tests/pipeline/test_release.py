@@ -70,6 +70,8 @@ def test_release_layout_and_manifest(small_release):
     assert combos == {(mid, t) for mid in ("rfb-320", "slim-320") for t in small_release["targets"]}
     for x in m["artifacts"]:
         assert x["parity"]["passed"]
+        ev = x["parity"]["evidence"]  # the default parity set: the 16 pinned photos (ZOO_IMAGES_DIR in the tests)
+        assert ev["images"] == 16 and ev["faces"] >= 250 and ev["strong"]
         assert x["lineage"]["checkpoint_sha256"] == m["models"][x["model"]]["checkpoint_sha256"]
         if x["target"] != "onnx" and x["target"] != "tflite":
             assert len(x["lineage"]["onnx_sha256"]) == 64
@@ -102,6 +104,10 @@ def test_verify_passes_then_names_a_flipped_byte(small_release, tmp_path):
     a = small_release["a"]
     cp = zoo("verify", a, "--junit", tmp_path / "v.xml", check=0)
     assert "FAIL" not in cp.stdout
+    # the evidence the golden kit gave (the 3 golden photos): reported, never a weak-evidence exit
+    lines = [l for l in cp.stdout.splitlines() if l.startswith("PASS") and not l.startswith("PASS  file ")]
+    assert lines and all("evidence 3 img 3 faces (<16px 0, 16-64px 0, >64px 3)" in l for l in lines)
+    assert "weak evidence" not in cp.stdout
     assert ET.parse(tmp_path / "v.xml").getroot().get("failures") == "0"
     copy = tmp_path / "copy"
     shutil.copytree(a, copy)

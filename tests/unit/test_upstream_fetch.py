@@ -2,24 +2,20 @@
 
 A small made-up material set is laid out in tmp_path as the original repository
 (its files at their `remote` paths) with a pinned list of its own, and served by
-http.server on 127.0.0.1; the server counts every request. Nothing here needs
-../shared.
+http.server on 127.0.0.1 (tests/unit/mirror.py); the server counts every request.
+Nothing here needs ../shared.
 """
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tomllib
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mirror import Server, free_port
 from zoo.core import upstream
 from zoo.core.upstream import PinnedFile, fetch, load_list, render_list
 from zoo.core.errors import ZooError
@@ -67,51 +64,6 @@ def material(tmp_path) -> Material:
     return Material(files, www, list_path, data)
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        path = urllib.parse.unquote(self.path.lstrip("/"))
-        with srv.lock:
-            srv.requests.append(path)
-        cut = srv.cut.get(path)
-        if cut is None:
-            return super().do_GET()
-        # announce the whole file, send `cut` bytes, then stall (if asked) and drop the connection
-        data = (Path(self.directory) / path).read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[:cut])
-        self.wfile.flush()
-        srv.stall.wait(10)
-        self.close_connection = True
-
-
-class Server:
-    def __init__(self, root: Path):
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root))
-        )
-        self.httpd.daemon_threads = True
-        self.httpd.requests, self.httpd.cut, self.httpd.lock = [], {}, threading.Lock()
-        self.httpd.stall = threading.Event()
-        self.httpd.stall.set()  # no stall unless a test clears it
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def requests(self) -> list[str]:
-        return list(self.httpd.requests)
-
-    def close(self):
-        self.httpd.stall.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server(material):
     s = Server(material.www)
@@ -124,14 +76,6 @@ def assert_complete(dest: Path, material: Material, only=None, parts=()):
     for local in only if only is not None else material.data:
         assert (dest / local).read_bytes() == material.data[local], local
     assert sorted(dest.rglob("*.part")) == sorted(parts), "a temporary file was left behind"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
@@ -317,6 +261,7 @@ def test_the_project_list_is_valid_and_agrees_with_the_checkpoint_manifest():
         assert (f.sha256, f.size) == (entry.sha256, entry.bytes), name
         assert f.local == f"upstream/checkpoints/{name}"
         assert entry.url == f"{upstream.DEFAULT_BASE_URL}/{f.remote}", "one base URL for every upstream file"
+        assert entry.pinned().remote == f.remote and entry.remote == f.remote
     assert tomllib.loads(upstream.LIST_PATH.read_text())["commit"] == upstream.PINNED_COMMIT
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from checkpoints.loader import published
 from validation.bench.cost import cost_for_meta
+from validation.parity import SIZE_BUCKETS
 from validation.bench.items import model_files
 from validation.bench.store import BENCH_FILE, read_bench
 from zoo.core.errors import ZooError
@@ -13,6 +14,22 @@ from zoo.core.manifest import read_manifest
 
 MIB = float(1 << 20)
 SCHEMA_VERSION = 1
+
+
+def _by_size(d: dict) -> dict | None:
+    """Matched, missed and extra faces per size bucket, None when the manifest predates them (or is damaged)."""
+    by = d.get("by_size")
+    if not isinstance(by, dict) or not all(isinstance(by.get(b), dict) for b in SIZE_BUCKETS):
+        return None
+    return {b: {k: by[b].get(k) for k in ("reference", "matched", "missed", "extra")} for b in SIZE_BUCKETS}
+
+
+def _evidence(p: dict) -> dict | None:
+    ev = p.get("evidence")
+    if not isinstance(ev, dict):
+        return None
+    return {"images": ev.get("images"), "faces": ev.get("faces"), "by_size": ev.get("by_size"),
+            "strong": ev.get("strong"), "min_faces": ev.get("min_faces"), "overlap": ev.get("overlap")}
 
 
 def _parity_summary(p: dict | None) -> dict:
@@ -24,6 +41,9 @@ def _parity_summary(p: dict | None) -> dict:
         "images": p.get("images"),
         "matched": d.get("matched"), "reference": d.get("reference"), "missed": d.get("missed"),
         "extra": d.get("extra"), "borderline": d.get("borderline"), "min_iou": d.get("min_iou"),
+        "max_score_change": d.get("max_score_change"),
+        "by_size": _by_size(d),
+        "evidence": _evidence(p),
         "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},
         "failures": list(p.get("failures") or []),
     }

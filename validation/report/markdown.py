@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from validation.parity import SIZE_BUCKETS
 from validation.report.collect import result_for
 
 
@@ -35,6 +36,42 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
     out = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
+
+
+def _bucket_cell(by: dict | None, bucket: str) -> str:
+    c = (by or {}).get(bucket)
+    if not c or c.get("matched") is None:
+        return "—"
+    return f"{c['matched']} / {c['missed']} / {c['extra']}"
+
+
+def _fidelity(arts: list[dict]) -> list[str]:
+    """Where each artifact loses faces: matched / missed / extra per face height, min IoU, max score change."""
+    L = ["### Fidelity", ""]
+    L.append("Faces of PyTorch's detections matched / missed by the artifact, and its extra detections, by face "
+             "height in pixels at the photo's scale (an extra one by its own height); the evidence (reference faces "
+             "on how many photos) behind each verdict; the lowest IoU of a matched face and the largest change of "
+             "a matched face's score. — : not recorded (a manifest written before these counts).")
+    L.append("")
+    rows = []
+    for a in arts:
+        p = a["parity"]
+        if p.get("passed") is None:
+            continue
+        ev = p.get("evidence") or {}
+        faces = f"{ev['faces']} faces / {ev['images']} img" if ev.get("faces") is not None and ev.get("images") is not None else "—"
+        if ev.get("strong") is False:
+            faces += " (weak)" if a["precision"].split("-")[0] in ("fp16", "int8") else ""
+        total = (f"{p['matched']} / {p.get('missed', '—')} / {p.get('extra', '—')}"
+                 if p.get("matched") is not None else "—")
+        rows.append([a["model"], a["target"], a["precision"], a["head"], faces, total,
+                     *[_bucket_cell(p.get("by_size"), b) for b in SIZE_BUCKETS],
+                     _f(p.get("min_iou"), 4), _g(p.get("max_score_change"))])
+    L += _table(["model", "target", "precision", "head", "evidence", "all: matched / missed / extra",
+                 *[f"{b} px" for b in SIZE_BUCKETS], "min IoU", "max score change"], rows,
+                ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r"])
+    L.append("")
+    return L
 
 
 def render_markdown(rep: dict) -> str:
@@ -158,6 +195,7 @@ def render_markdown(rep: dict) -> str:
     L += _table(["model", "target", "precision", "head", "parity", "detections matched", "extra",
                  "max abs diff scores", "boxes"], rows, ["l", "l", "l", "l", "l", "r", "r", "r", "r"])
     L.append("")
+    L += _fidelity(arts)
 
     # -- accuracy, published
     L.append("### Accuracy (published)")

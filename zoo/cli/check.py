@@ -6,19 +6,25 @@ from typing import Annotated
 
 import typer
 
+from validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
+    AllowWeakOpt,
     CheckpointOpt,
     ImagesOpt,
     JsonOpt,
     JunitOpt,
+    MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    evidence_text,
+    exit_on_weak_evidence,
+    parity_images,
     print_json,
     runtime_option,
     stderr,
 )
-from zoo.core.images import builtin_images, collect_readable
+from zoo.core.manifest import read_manifest
 from zoo.pipeline.check import check as run_check
 from zoo.pipeline.junit import write_junit
 
@@ -30,12 +36,18 @@ def check(
     threads: ThreadsOpt = 1,
     runtime: RuntimeOpt = None,
     junit: JunitOpt = None,
+    min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
+    allow_weak_evidence: AllowWeakOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Re-verify every file's sha256, then re-run parity of every artifact against PyTorch."""
     runtime = runtime_option(runtime)
-    img_paths = collect_readable(images, "--images") if images is not None else builtin_images()
-    res = run_check(folder, img_paths, checkpoint, threads=threads, runtime=runtime)
+    if images is not None:
+        img_paths = parity_images(images)
+    else:
+        read_manifest(folder)  # a folder that is not an export is refused before the photos are looked for
+        img_paths = parity_images(None)
+    res = run_check(folder, img_paths, checkpoint, threads=threads, runtime=runtime, min_evidence=min_evidence)
     results, problems = res["results"], res["file_problems"]
     if junit:
         cases = [{"name": r["artifact"], "passed": r["passed"], "failure": "; ".join(f for f in r["failures"] if f) or None} for r in results]
@@ -50,8 +62,11 @@ def check(
         for r in results:
             d = (r.get("parity") or {}).get("detections", {})
             outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in (r.get("parity") or {}).get("outputs", {}).items())
-            typer.echo(f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
-                       f"extra {d.get('extra', 0)}  max|diff| {outs}")
+            line = (f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
+                    f"extra {d.get('extra', 0)}  max|diff| {outs}")
+            if r.get("parity"):
+                line += f"  {evidence_text(r['parity'], min_evidence)}"
+            typer.echo(line)
             for f in r["failures"]:
                 typer.echo(f"      {f}")
     if not res["passed"]:
@@ -60,3 +75,4 @@ def check(
         msg = f"{first['primary']}: {first['failures'][0]}" if first and first["failures"] else "; ".join(problems)
         stderr(f"error: {len(failing)} artifact(s) failed parity or verification; first: {msg}")
         raise typer.Exit(EXIT_FAILED)
+    exit_on_weak_evidence([r.get("parity") for r in results], min_evidence, allow_weak_evidence)

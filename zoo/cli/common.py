@@ -10,8 +10,11 @@ import typer
 
 from checkpoints.resolve import ResolvedModel, resolve_model
 from exporters import check_runtime_name
+from validation.parity import MIN_EVIDENCE, SIZE_BUCKETS, weak_evidence
 from zoo.core.errors import ZooError
+from zoo.core.images import collect_readable
 from zoo.core.model.specs import parse_input_size, parse_labels
+from zoo.core.parity_set import ENV_IMAGES, default_images
 
 #: exit codes (documented in README.md)
 EXIT_OK, EXIT_USER, EXIT_FAILED = 0, 1, 2
@@ -23,7 +26,12 @@ LabelsOpt = Annotated[Optional[str], typer.Option("--labels", help="Comma-separa
 InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="Network input WxH, e.g. 640x480.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Runtime threads.")]
-ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Parity images (default: the built-in set).")]
+ImagesOpt = Annotated[Optional[Path], typer.Option(
+    "--images", help="Parity images (default: the 16 pinned photos, from ZOO_IMAGES_DIR or the cache; built-in photos offline).")]
+MinEvidenceOpt = Annotated[int, typer.Option(
+    "--min-evidence", min=1, help="Reference faces an fp16/int8 verdict needs to be strong evidence.")]
+AllowWeakOpt = Annotated[bool, typer.Option(
+    "--allow-weak-evidence", help="Do not fail (exit 2) when an fp16/int8 verdict rests on fewer than --min-evidence faces.")]
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")]
 RuntimeOpt = Annotated[Optional[str], typer.Option(
     "--runtime", help="Run artifacts in this runtime (see `zoo list`; e.g. opencv for ONNX); default: each target's own.")]
@@ -47,6 +55,43 @@ def split_list(text: str | None, what: str) -> list[str]:
     if not items:
         raise ZooError(f"{what} is empty")
     return items
+
+
+def parity_images(images: Path | None) -> list[Path]:
+    """--images, else the default parity set (the pinned photos; a warning and the built-in photos offline)."""
+    return collect_readable(images, "--images") if images is not None else default_images(stderr)
+
+
+def evidence_text(parity: dict | None, min_evidence: int = MIN_EVIDENCE, judge: bool = True) -> str:
+    """What a verdict rests on, for its PASS/FAIL line: ``evidence 16 img 285 faces (<16px 31, ...)``, then
+    ``weak evidence (...)`` for an fp16/int8 verdict on fewer than ``min_evidence`` faces (with ``judge``)
+    and the overlap of calibration and gate when there is one."""
+    ev = (parity or {}).get("evidence")
+    if not ev:
+        return "evidence not recorded"
+    by = ev.get("by_size") or {}
+    sizes = ", ".join(f"{b}px {by.get(b, 0)}" for b in SIZE_BUCKETS)
+    text = f"evidence {ev.get('images', 0)} img {ev.get('faces', 0)} faces ({sizes})"
+    if judge and weak_evidence(parity, min_evidence):
+        text += f"  weak evidence ({ev.get('faces', 0)} faces < {min_evidence})"
+    n = len(ev.get("overlap") or [])
+    if n:
+        text += f"  calibration overlaps the gate: {n} image{'s' if n != 1 else ''}"
+    return text
+
+
+def exit_on_weak_evidence(parities: list[dict | None], min_evidence: int, allow: bool) -> None:
+    """Exit 2 with one line when an fp16/int8 verdict rests on fewer than ``min_evidence`` reference faces,
+    unless ``allow`` (--allow-weak-evidence). fp32 verdicts are gated on every output tensor: never weak."""
+    weak = [p for p in parities if weak_evidence(p, min_evidence)]
+    if not weak or allow:
+        return
+    faces = sorted({(p.get("evidence") or {}).get("faces", 0) for p in weak})
+    on = f"{faces[0]}" if len(faces) == 1 else f"{faces[0]} to {faces[-1]}"
+    stderr(f"error: weak evidence: {len(weak)} fp16/int8 artifact(s) proven on only {on} reference faces "
+           f"(fewer than --min-evidence {min_evidence}); give --images with more faces, set {ENV_IMAGES} to a copy "
+           "of the pinned photos (or let them be fetched into the cache), or pass --allow-weak-evidence")
+    raise typer.Exit(EXIT_FAILED)
 
 
 def print_json(obj) -> None:

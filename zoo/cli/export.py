@@ -6,16 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
+from validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
+    AllowWeakOpt,
     ArchOpt,
     CheckpointOpt,
     ImagesOpt,
     InputSizeOpt,
     JsonOpt,
     LabelsOpt,
+    MinEvidenceOpt,
     ModelOpt,
     ThreadsOpt,
+    evidence_text,
+    exit_on_weak_evidence,
+    parity_images,
     print_json,
     resolve_from_options,
     split_list,
@@ -27,13 +33,14 @@ from zoo.pipeline.build import export_model
 from zoo.pipeline.plan import make_plan
 
 
-def parity_line(a: Artifact) -> str:
+def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE) -> str:
     p = a.parity or {}
     d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
     status = "PASS" if a.passed else "FAIL"
     line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} "
-            f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}")
+            f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}  "
+            f"{evidence_text(p, min_evidence)}")
     if not a.passed:
         line += "\n      " + "\n      ".join(p.get("failures", []))
     return line
@@ -55,6 +62,8 @@ def export(
     threads: ThreadsOpt = 1,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
+    min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
+    allow_weak_evidence: AllowWeakOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Export artifacts, prove each against PyTorch, write DIR/manifest.json."""
@@ -64,9 +73,12 @@ def export(
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
     make_plan(targets, precisions, head, nms)  # names checked before any weights are read
     rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
+    if img_paths is None:
+        img_paths = parity_images(None)  # the pinned photos (fetched on first use)
     manifest = export_model(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
+        min_evidence=min_evidence,
     )
     requested = {(t, p) for t in targets for p in precisions}
     mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested]
@@ -74,7 +86,7 @@ def export(
         print_json(manifest.to_dict())
     else:
         for a in mine:
-            typer.echo(parity_line(a))
+            typer.echo(parity_line(a, min_evidence))
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {f.error}")
         typer.echo(f"manifest: {Path(out) / MANIFEST}")
@@ -83,3 +95,4 @@ def export(
         names = ", ".join(f"{a.target}/{a.precision}" for a in bad)
         stderr(f"error: {len(bad)} artifact(s) failed: {names}")
         raise typer.Exit(EXIT_FAILED)
+    exit_on_weak_evidence([a.parity for a in mine], min_evidence, allow_weak_evidence)

@@ -7,13 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from exporters import target_names
+from validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.cli.common import (
     EXIT_FAILED,
+    AllowWeakOpt,
     ImagesOpt,
     JsonOpt,
     JunitOpt,
+    MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    evidence_text,
+    exit_on_weak_evidence,
     print_json,
     runtime_option,
     split_list,
@@ -44,6 +49,8 @@ def release(
     threads: ThreadsOpt = 1,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
     junit: JunitOpt = None,
+    min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
+    allow_weak_evidence: AllowWeakOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Build the whole matrix with parity, model cards, golden kit and REPORT.md; resumable."""
@@ -57,9 +64,9 @@ def release(
         target_list = split_list(targets, "--targets") if targets else target_names()
         manifest = build_release(
             out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
-            images=collect_readable(images, "--images") if images else None,
+            images=collect_readable(images, "--images") if images else None,  # default: the pinned photos
             calib=collect_readable(calib, "--calib") if calib else None,
-            shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
+            shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress, min_evidence=min_evidence,
         )
     if junit:
         write_junit(junit, "release", artifact_cases(manifest))
@@ -68,12 +75,19 @@ def release(
     else:
         ok = sum(1 for a in manifest.artifacts if a.passed)
         typer.echo(f"{ok}/{len(manifest.artifacts)} artifacts passed parity; {len(manifest.failed)} failed; manifest: {Path(out) / MANIFEST}")
+        for a in manifest.artifacts:
+            if not a.passed:
+                typer.echo(f"FAIL  {a.model} {a.target}/{a.precision}/{a.head}: {'; '.join((a.parity or {}).get('failures') or [])}"
+                           f"  {evidence_text(a.parity, min_evidence)}")
+            elif weak_evidence(a.parity, min_evidence) or ((a.parity or {}).get("evidence") or {}).get("overlap"):
+                typer.echo(f"PASS  {a.model} {a.target}/{a.precision}/{a.head}  {evidence_text(a.parity, min_evidence)}")
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.model} {f.target}/{f.precision}/{f.head}: {f.error}")
     bad = manifest.failed or [a for a in manifest.artifacts if not a.passed]
     if bad:
         stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a.model} {a.target}/{a.precision}" for a in bad[:5]))
         raise typer.Exit(EXIT_FAILED)
+    exit_on_weak_evidence([a.parity for a in manifest.artifacts], min_evidence, allow_weak_evidence)
 
 
 def verify(
@@ -92,7 +106,9 @@ def verify(
     else:
         for c in res["cases"]:
             if not c["passed"] or not c["name"].startswith("file "):
-                typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else ""))
+                # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
+                ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""
+                typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else "") + ev)
     if not res["passed"]:
         first = next(c for c in res["cases"] if not c["passed"])
         stderr(f"error: verification failed: {first['failure']}")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from zoo.core.errors import ZooError
+from zoo.core.fsutil import sha256_file
 from zoo.core.model.processing import preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -49,6 +50,11 @@ def default_calibration() -> list[Path]:
     """The built-in photos plus mosaics of them (many small faces, like real group photos);
     see scripts/make_calibration.py."""
     return sorted(builtin_images() + [p for p in CALIBRATION_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES])
+
+
+def image_records(paths) -> list[dict]:
+    """``[{"name", "sha256"}]`` of image files: how a parity result records its gate and calibration sets."""
+    return [{"name": Path(p).name, "sha256": sha256_file(Path(p))} for p in paths]
 
 
 def collect(paths, what: str = "image") -> list[Path]:

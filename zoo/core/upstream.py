@@ -1,4 +1,5 @@
-"""The one pinned fetcher for files of the original UltraFace repository.
+"""The one pinned fetcher for files of the original UltraFace repository: the test material,
+the default parity photos (zoo.core.parity_set) and the checkpoints (checkpoints.loader).
 
 Standard library only: it runs under a bare ``python3`` with ``PYTHONPATH`` at
 the repository root, before any dependency is installed.
@@ -185,18 +186,17 @@ class FetchReport:
         return s + f"; {len(self.present)} already present"
 
 
-def _url(base: str, remote: str) -> str:
-    return base.rstrip("/") + "/" + urllib.parse.quote(remote)
+def file_url(remote: str, base: str | None = None) -> str:
+    """The URL of a file of the original repository (its path there) under ``base`` (default: ``base_url()``)."""
+    return (base or base_url()).rstrip("/") + "/" + urllib.parse.quote(remote)
 
 
-def _network_error(f: PinnedFile, url: str, reason: object, dest: Path) -> ZooError:
-    return ZooError(
-        f"cannot download {f.remote} from {url} ({reason}); offline? set {ENV_URL} to a mirror of the "
-        f"original repository or provide the folder {dest} ({ENV_SHARED})"
-    )
+def _network_error(f: PinnedFile, url: str, reason: object, dest: Path, hint: str | None) -> ZooError:
+    what = hint or f"offline? set {ENV_URL} to a mirror of the original repository or provide the folder {dest} ({ENV_SHARED})"
+    return ZooError(f"cannot download {f.remote} from {url} ({reason}); {what}")
 
 
-def _download(f: PinnedFile, url: str, target: Path, dest: Path) -> None:
+def _download(f: PinnedFile, url: str, target: Path, dest: Path, hint: str | None = None) -> None:
     """Fetch ``url`` into ``target`` through ``.NAME.part`` beside it, verified before the rename."""
     h = hashlib.sha256()
     n = 0
@@ -205,16 +205,16 @@ def _download(f: PinnedFile, url: str, target: Path, dest: Path) -> None:
         try:
             resp = urllib.request.urlopen(url, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:
-            raise _network_error(f, url, f"HTTP {e.code} {e.reason}", dest) from None
+            raise _network_error(f, url, f"HTTP {e.code} {e.reason}", dest, hint) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            raise _network_error(f, url, getattr(e, "reason", None) or e, dest) from None
+            raise _network_error(f, url, getattr(e, "reason", None) or e, dest, hint) from None
         with resp:
             # one byte more than pinned is enough to know the file is not the pinned one
             while n <= f.size:
                 try:
                     chunk = resp.read1(min(_CHUNK, f.size + 1 - n))
                 except (http.client.HTTPException, OSError) as e:
-                    raise _network_error(f, url, f"after {n} of {f.size} bytes: {e or type(e).__name__}", dest) from None
+                    raise _network_error(f, url, f"after {n} of {f.size} bytes: {e or type(e).__name__}", dest, hint) from None
                 if not chunk:
                     break
                 try:
@@ -244,11 +244,14 @@ def fetch(
     base: str | None = None,
     *,
     progress: Callable[[str, PinnedFile], None] | None = None,
+    hint: str | None = None,
 ) -> FetchReport:
     """Lay out every pinned file under ``dest``, downloading only what is missing or wrong.
 
     ``progress(event, file)`` is called with "present", "fetch" (a download starts) or
-    "replace" (a download starts over a file with the wrong content).
+    "replace" (a download starts over a file with the wrong content). ``hint`` is what a
+    failed download's error tells the user to do (default: set the mirror or provide the
+    shared folder); the photos and the checkpoints each have their own.
     """
     dest = Path(dest)
     base = base or base_url()
@@ -264,7 +267,7 @@ def fetch(
             continue
         if progress:
             progress("fetch" if why == "missing" else "replace", f)
-        _download(f, _url(base, f.remote), dest / f.local, dest)
+        _download(f, file_url(f.remote, base), dest / f.local, dest, hint)
         report.fetched.append(f.local)
         report.bytes_fetched += f.size
         if why != "missing":

@@ -8,13 +8,16 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from checkpoints.resolve import ResolvedModel
 from exporters import get_target, target_names
+from validation.parity import MIN_EVIDENCE, RULES, grade
 from zoo import __version__
 from zoo.core.fsutil import ensure_writable_dir, sha256_file
-from zoo.core.images import builtin_images, default_calibration
+from zoo.core.images import default_calibration
+from zoo.core.parity_set import default_images
 from zoo.core.manifest import (
     Artifact,
     ArtifactKey,
@@ -41,7 +44,7 @@ def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: l
         "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head],
         "images": [sha256_file(Path(p)) for p in images],
         "calib": [sha256_file(Path(p)) for p in calib] if base_precision(job.precision) == "int8" else [],
-        "options": options, "tools": t.tool_versions(), "zoo": __version__,
+        "options": options, "tools": t.tool_versions(), "zoo": __version__, "parity": RULES,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -63,10 +66,12 @@ def build_artifacts(
     progress=None,
     previous: list[Artifact] | None = None,
     on_done=None,
+    min_evidence: int = MIN_EVIDENCE,
 ) -> tuple[list[Artifact], list[Failure]]:
     """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
 
     ``on_done(artifact_or_failure, ok)`` is called as each one lands (the caller may record it).
+    ``min_evidence``: the reference faces behind a strong verdict, recorded in each parity result.
     """
     options = options or {}
     model_id = resolved.spec.id
@@ -88,6 +93,7 @@ def build_artifacts(
         old = prev.get(j.artifact_key(model_id))
         if old and old.inputs_sha256 == h and artifact_verifies(out, old):
             say(f"{model_id}: {j.label()} is up to date")
+            old = replace(old, parity=grade(old.parity, min_evidence))  # its evidence, against this run's --min-evidence
             artifacts.append(old)
             done(old, True)
             continue
@@ -106,7 +112,7 @@ def build_artifacts(
                 "out_dir": str(work / "out" / j.label().replace("/", "-")),
                 "stem": f"{model_id}-{j.head}-{j.precision}",
                 "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
-                "options": options, "threads": threads,
+                "options": options, "threads": threads, "min_evidence": min_evidence,
                 "sensitivity": sensitivity if base_precision(j.precision) == "int8" else {},
             }
 
@@ -212,14 +218,17 @@ def export_model(
     timeout: float | None = None,
     progress=None,
     nms: bool = False,
+    min_evidence: int = MIN_EVIDENCE,
 ) -> Manifest:
-    """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``."""
+    """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``
+    (parity on ``images``, default: the pinned photos of zoo.core.parity_set)."""
     plan = make_plan(targets, precisions, head, nms)
     out = ensure_writable_dir(Path(out))
     old = existing_manifest(out)  # refused now, before any work, if it is not ours
-    images_s = [str(p) for p in (images or builtin_images())]
+    images_s = [str(p) for p in (images or default_images())]
     calib_s = [str(p) for p in (calib or default_calibration())]
-    artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress)
+    artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress,
+                                        min_evidence=min_evidence)
     return write_export_manifest(out, resolved.describe(), artifacts, failed, plan.skipped, old)
 
 

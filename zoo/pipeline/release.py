@@ -6,11 +6,13 @@ from pathlib import Path
 
 from checkpoints.resolve import resolve_model
 from exporters import target_names
+from validation.parity import MIN_EVIDENCE
 from validation.report import build_report, render_markdown
 from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
-from zoo.core.images import builtin_images, default_calibration
+from zoo.core.images import default_calibration
 from zoo.core.manifest import Artifact, Failure, Manifest, file_entries, existing_manifest, write_manifest
 from zoo.core.model.specs import get_spec
+from zoo.core.parity_set import default_images
 from zoo.pipeline.build import artifact_verifies, build_artifacts
 from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
@@ -47,12 +49,13 @@ def release(
     threads: int = 1,
     timeout: float | None = None,
     progress=None,
+    min_evidence: int = MIN_EVIDENCE,
 ) -> Manifest:
     for m in models:
         get_spec(m)  # unknown ids fail before anything is written
     entries = shard_of(matrix(models, targets, precisions), shard)
     out = ensure_writable_dir(Path(out))
-    images_s = [str(p) for p in (images or builtin_images())]
+    images_s = [str(p) for p in (images or default_images())]  # the pinned photos (zoo.core.parity_set)
     calib_s = [str(p) for p in (calib or default_calibration())]
     spec = {"models": models, "targets": targets, "precisions": precisions}
     with release_lock(out):
@@ -87,7 +90,7 @@ def release(
                 continue
             build_artifacts(
                 resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
-                previous=[a for a in previous if a.model == m], on_done=on_done,
+                previous=[a for a in previous if a.model == m], on_done=on_done, min_evidence=min_evidence,
             )
         for m in models:
             extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))

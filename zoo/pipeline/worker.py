@@ -15,10 +15,11 @@ import numpy as np
 from checkpoints.loader import load_state_dict
 from exporters import get_target
 from exporters.base import ExportRequest, write_sidecar
-from validation.parity import ParityInput, compare
-from zoo.core.images import load_batch
+from validation.parity import MIN_EVIDENCE, ParityInput, compare
+from zoo.core.images import image_records, load_batch
 from zoo.core.integrity import output_problem
 from zoo.core.isolation import run_isolated, worker_main
+from zoo.core.manifest import base_precision
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import TorchRunner
 
@@ -32,17 +33,23 @@ def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
 
 def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
     x, names, sizes = load_batch([Path(p) for p in images], *meta.input_size)
-    return x, ParityInput(x, [Path(n).name for n in names], sizes)
+    return x, ParityInput(x, [Path(n).name for n in names], sizes, [r["sha256"] for r in image_records(names)])
 
 
-def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str]) -> dict:
+def _evidence_args(job: dict, calibration: list[dict] | None) -> dict:
+    """compare()'s evidence arguments: the job's --min-evidence, and for int8 the calibration set by sha256."""
+    int8 = base_precision(job["meta"]["precision"]) == "int8"
+    return {"min_evidence": job.get("min_evidence", MIN_EVIDENCE), "calibration": calibration if int8 else None}
+
+
+def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict) -> dict:
     x, data = _inputs(images, meta)
     ref_head = "decoded" if meta.head == "nms" else meta.head
     with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
         ref = ref_runner.infer(x)
     with runner:
         got = runner.infer(x)
-    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
+    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **evidence)
 
 
 def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
@@ -51,7 +58,7 @@ def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
     x, data = _inputs(job["images"], meta)
     with runner:
         got = runner.infer(x)
-    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision)
+    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **_evidence_args(job, None))
 
 
 def _probe(runner, meta: ArtifactMeta, check_head: bool) -> dict:
@@ -102,7 +109,9 @@ def run(job: dict) -> dict:
     state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
     if job["kind"] == "check":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
-        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"])}
+        # the calibration recorded in the manifest, compared with these parity images
+        evidence = _evidence_args(job, job.get("calibration"))
+        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"], evidence)}
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     req = ExportRequest(
@@ -122,7 +131,8 @@ def run(job: dict) -> dict:
     parity = None
     if job.get("images"):
         runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
-        parity = _parity(runner, state_dict, res.meta, job["images"])
+        calib = image_records(job.get("calib", [])) if base_precision(res.meta.precision) == "int8" else None
+        parity = _parity(runner, state_dict, res.meta, job["images"], _evidence_args(job, calib))
     return {
         "ok": True,
         "primary": str(res.primary),
