@@ -24,6 +24,14 @@ def _by_size(d: dict) -> dict | None:
     return {b: {k: by[b].get(k) for k in ("reference", "matched", "missed", "extra")} for b in SIZE_BUCKETS}
 
 
+def _strict(d: dict) -> dict | None:
+    """Matched, missed and extra with no score margin at all (None before these counts were recorded)."""
+    st = d.get("strict")
+    if not isinstance(st, dict):
+        return None
+    return {k: st.get(k) for k in ("matched", "missed", "extra")}
+
+
 def _evidence(p: dict) -> dict | None:
     ev = p.get("evidence")
     if not isinstance(ev, dict):
@@ -42,6 +50,7 @@ def _parity_summary(p: dict | None) -> dict:
         "matched": d.get("matched"), "reference": d.get("reference"), "missed": d.get("missed"),
         "extra": d.get("extra"), "borderline": d.get("borderline"), "min_iou": d.get("min_iou"),
         "max_score_change": d.get("max_score_change"),
+        "strict": _strict(d),
         "by_size": _by_size(d),
         "evidence": _evidence(p),
         "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},

@@ -51,7 +51,9 @@ def _fidelity(arts: list[dict]) -> list[str]:
     L.append("Faces of PyTorch's detections matched / missed by the artifact, and its extra detections, by face "
              "height in pixels at the photo's scale (an extra one by its own height); the evidence (reference faces "
              "on how many photos) behind each verdict; the lowest IoU of a matched face and the largest change of "
-             "a matched face's score. — : not recorded (a manifest written before these counts).")
+             "a matched face's score. A face counts as kept when the artifact finds it with a score down to the "
+             "threshold minus the tier's margin (0.05 for int8); \"strict\" counts with no margin at all. — : not "
+             "recorded (a manifest written before these counts).")
     L.append("")
     rows = []
     for a in arts:
@@ -64,12 +66,14 @@ def _fidelity(arts: list[dict]) -> list[str]:
             faces += " (weak)" if a["precision"].split("-")[0] in ("fp16", "int8") else ""
         total = (f"{p['matched']} / {p.get('missed', '—')} / {p.get('extra', '—')}"
                  if p.get("matched") is not None else "—")
-        rows.append([a["model"], a["target"], a["precision"], a["head"], faces, total,
+        st = p.get("strict")
+        strict = f"{st['matched']} / {st['missed']} / {st['extra']}" if st and st.get("matched") is not None else "—"
+        rows.append([a["model"], a["target"], a["precision"], a["head"], faces, total, strict,
                      *[_bucket_cell(p.get("by_size"), b) for b in SIZE_BUCKETS],
                      _f(p.get("min_iou"), 4), _g(p.get("max_score_change"))])
-    L += _table(["model", "target", "precision", "head", "evidence", "all: matched / missed / extra",
+    L += _table(["model", "target", "precision", "head", "evidence", "all: matched / missed / extra", "strict",
                  *[f"{b} px" for b in SIZE_BUCKETS], "min IoU", "max score change"], rows,
-                ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r"])
+                ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r"])
     L.append("")
     return L
 
