@@ -183,8 +183,10 @@ def test_report_shows_the_fidelity_table_and_renders_older_manifests(default_fp1
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == f"{ev['faces']} faces / 16 img"
     assert cells[5] == f"{det['matched']} / {det['missed']} / {det['extra']}"
-    assert cells[6:9] == [f"{c['matched']} / {c['missed']} / {c['extra']}" for c in det["by_size"].values()]
-    assert cells[9] == f"{det['min_iou']:.4f}"
+    st = det["strict"]
+    assert cells[6] == f"{st['matched']} / {st['missed']} / {st['extra']}"
+    assert cells[7:10] == [f"{c['matched']} / {c['missed']} / {c['extra']}" for c in det["by_size"].values()]
+    assert cells[10] == f"{det['min_iou']:.4f}"
     rep = json.loads(zoo("report", out, "--format", "json", check=0).stdout)
     assert rep["artifacts"][0]["parity"]["by_size"] == det["by_size"]
     assert rep["artifacts"][0]["parity"]["max_score_change"] == det["max_score_change"]
@@ -195,11 +197,12 @@ def test_report_shows_the_fidelity_table_and_renders_older_manifests(default_fp1
     m = _manifest(old)
     m["artifacts"][0]["parity"].pop("evidence")
     m["artifacts"][0]["parity"]["detections"].pop("by_size")
+    m["artifacts"][0]["parity"]["detections"].pop("strict")
     (old / "manifest.json").write_text(json.dumps(m))
     md = zoo("report", old, check=0).stdout
     (row,) = [l for l in md.splitlines() if l.startswith("| rfb-320 | onnx | fp16 | decoded |") and " / " in l]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4] == "—" and cells[6:9] == ["—", "—", "—"]
+    assert cells[4] == "—" and cells[6:10] == ["—", "—", "—", "—"]
     assert cells[5] == f"{det['matched']} / {det['missed']} / {det['extra']}"  # what it did record still shows
     csv_text = zoo("report", old, "--format", "csv", check=0).stdout
     assert "lt16_matched" in csv_text.splitlines()[0]

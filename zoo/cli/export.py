@@ -27,9 +27,10 @@ from zoo.cli.common import (
     split_list,
     stderr,
 )
+from zoo.core.errors import ZooError
 from zoo.core.images import collect_readable
 from zoo.core.manifest import MANIFEST, Artifact, base_precision
-from zoo.pipeline.build import export_model
+from zoo.pipeline.build import KEEP_FLOAT, export_model
 from zoo.pipeline.plan import make_plan
 
 
@@ -62,11 +63,16 @@ def export(
     threads: ThreadsOpt = 1,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
+    keep_float: Annotated[str, typer.Option(
+        "--keep-float", help="int8: auto (the sensitive layers the model-level analysis finds stay float) or none "
+                             "(every layer int8, to measure what the float layers buy).")] = "auto",
     min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
     allow_weak_evidence: AllowWeakOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Export artifacts, prove each against PyTorch, write DIR/manifest.json."""
+    if keep_float not in KEEP_FLOAT:
+        raise ZooError(f"--keep-float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
     targets = split_list(to, "--to")
     precisions = split_list(precision, "--precision")
     img_paths = collect_readable(images, "--images") if images is not None else None
@@ -78,6 +84,7 @@ def export(
     manifest = export_model(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
+        options={"keep_float": keep_float} if keep_float != "auto" else None,
         min_evidence=min_evidence,
     )
     requested = {(t, p) for t in targets for p in precisions}

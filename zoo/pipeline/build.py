@@ -16,6 +16,7 @@ from exporters import get_target, target_names
 from validation.parity import MIN_EVIDENCE, RULES, grade
 from zoo import __version__
 from zoo.core.fsutil import ensure_writable_dir, sha256_file
+from zoo.core.model.sensitivity import KEEP_RATIO, MAX_FLOAT_PARAMS
 from zoo.core.images import default_calibration
 from zoo.core.parity_set import default_images
 from zoo.core.manifest import (
@@ -34,6 +35,8 @@ from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.worker import run_worker
 
 FILE_MODE = 0o644
+#: --keep-float: "auto" runs the model-level sensitivity analysis for int8, "none" keeps no layer float
+KEEP_FLOAT = ("auto", "none")
 SENSITIVITY_TIMEOUT = 1800.0  # seconds: the analysis runs the PyTorch model ~60 times on the calibration images
 
 
@@ -45,6 +48,7 @@ def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: l
         "images": [sha256_file(Path(p)) for p in images],
         "calib": [sha256_file(Path(p)) for p in calib] if base_precision(job.precision) == "int8" else [],
         "options": options, "tools": t.tool_versions(), "zoo": __version__, "parity": RULES,
+        "int8": {"keep_ratio": KEEP_RATIO, "max_float_params": MAX_FLOAT_PARAMS} if base_precision(job.precision) == "int8" else {},
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -151,7 +155,7 @@ def build_artifacts(
 
         sensitivity: dict = {}
         sensitivity_error = None
-        if any(base_precision(j.precision) == "int8" for j in todo):
+        if options.get("keep_float", "auto") == "auto" and any(base_precision(j.precision) == "int8" for j in todo):
             # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
             say(f"{model_id}: int8 sensitivity analysis on {len(calib)} calibration image(s) ...")
             res = run_worker({"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
