@@ -7,8 +7,9 @@
 #   MODELS=rfb-320 THREADS=1 RUNS=20 bash benchmarks/run.sh
 #
 # Settings (environment): MODELS, TARGETS (default: every target `zoo list` reports
-# available), PRECISIONS, THREADS, WARMUP, RUNS, ROUNDS, OUT, IMAGES (parity and
-# calibration photos; default: the shared photos if present, else the built-in ones),
+# available), PRECISIONS, THREADS, WARMUP, RUNS, ROUNDS, OUT, IMAGES (parity
+# photos; default: the shared photos if present, else the pinned ones; int8 is calibrated on the
+# default calibration material, never on the parity photos),
 # ZOO (the zoo command; default: `python -m zoo` of this checkout).
 # Exit status: 0 when everything exported, passed parity and was measured; 2 otherwise
 # (the report is still written, and lists what failed).
@@ -43,7 +44,7 @@ echo "models: $MODELS  targets: $TARGETS  precisions: $PRECISIONS  threads: $THR
 
 status=0
 img_args=()
-if [[ -n "${IMAGES:-}" ]]; then img_args=(--images "$IMAGES" --calib "$IMAGES"); fi
+if [[ -n "${IMAGES:-}" ]]; then img_args=(--images "$IMAGES"); fi
 folders=()
 IFS=',' read -r -a model_list <<<"$MODELS"
 t0=$SECONDS

@@ -36,6 +36,6 @@ def test_export_makes_no_connection_and_runs_no_pip(target, tmp_path):
     log = tmp_path / "events.log"
     precisions = ",".join(p for p in t.precisions)
     cp = zoo("export", "--model", "slim-320", "--to", target, "--precision", precisions, "--out", tmp_path / "out",
-             "--images", IMAGES, "--calib", IMAGES, env=audited_env(log))
+             "--images", IMAGES, env=audited_env(log))  # int8: the default calibration material
     assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
     assert not log.exists() or not log.read_text(), log.read_text()
