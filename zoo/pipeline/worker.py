@@ -7,6 +7,7 @@ process down; the parent (`run_worker`) reads RESULT.json (absent = crash) and m
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def _sensitivity(job: dict) -> dict:
 
     meta = ArtifactMeta.from_dict(job["meta"])
     state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
-    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict, threads=job.get("threads", 1)) as ref:
+    # the analysis runs alone, before the int8 conversions start: every core is its own
+    cores = max(job.get("threads", 1), os.cpu_count() or 1)
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict, threads=cores) as ref:
         model = ref.net
     x, _, _ = load_batch([Path(p) for p in job["calib"]], *meta.input_size)
     analysis = sensitivity.analyse(model, x)

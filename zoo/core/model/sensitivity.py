@@ -30,7 +30,7 @@ KEEP_RATIO = 0.1
 #: at most this fraction of the convolution weights stays float
 MAX_FLOAT_PARAMS = 0.10
 #: images the analysis runs on (spread over the calibration set)
-MAX_IMAGES = 12
+MAX_IMAGES = 8
 
 
 def _fake_act(a, lo: float, hi: float):
