@@ -45,6 +45,23 @@ def export(model: str, targets: str, calib: Path | None, images: Path, out: Path
     return json.loads((out / "manifest.json").read_text())
 
 
+def recheck(out: Path, images: Path) -> dict:
+    """Parity of the int8 artifacts already in ``out`` re-run by this checkout's `zoo check` on
+    ``images``: exports made by an older version counted with today's rules."""
+    cmd = [sys.executable, "-m", "zoo", "check", str(out), "--images", str(images), "--min-evidence", "1", "--json"]
+    cp = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        res = json.loads(cp.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"{' '.join(cmd)} failed: {cp.stderr[-2000:]}") from None
+    m = json.loads((out / "manifest.json").read_text())
+    by_label = {r["artifact"]: r for r in res["results"]}
+    for a in m["artifacts"]:
+        r = by_label.get(f"{a['target']}/{a['precision']}/{a['head']}")
+        a["parity"] = (r or {}).get("parity") or {"passed": False, "failures": (r or {}).get("failures", ["not checked"])}
+    return m
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="rfb-320,slim-320")
@@ -54,6 +71,8 @@ def main() -> None:
     ap.add_argument("--default", action="store_true", help="also the default calibration, gated on the whole folder")
     ap.add_argument("--splits", default="A,B", help="which halves calibrate (A: gate on B; B: gate on A)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument("--recheck", action="store_true",
+                    help="export nothing: re-run parity of the int8 artifacts already in --out with this checkout's `zoo check`")
     ap.add_argument("zoo_args", nargs="*", help="more `zoo export` options, after --")
     a = ap.parse_args()
     images = a.images or Path(os.environ.get("ZOO_IMAGES_DIR") or Path(os.environ.get("ZOO_SHARED", "../shared")) / "images")
@@ -66,26 +85,35 @@ def main() -> None:
         if a.default:
             runs.append(("default->all", None, images))
         for name, calib, gate in runs:
-            m = export(model, a.targets, calib, gate, work / f"{model}-{name.replace('->', '-')}", a.zoo_args)
+            folder = work / f"{model}-{name.replace('->', '-')}"
+            if a.recheck:
+                if not (folder / "manifest.json").is_file():
+                    continue
+                m = recheck(folder, gate)
+            else:
+                m = export(model, a.targets, calib, gate, folder, a.zoo_args)
             for art in m["artifacts"]:
                 d = (art.get("parity") or {}).get("detections") or {}
                 if not art["precision"].startswith("int8") or not d:
                     continue
+                st = d.get("strict") or {}
                 rows.append({"model": model, "split": name, "target": art["target"], "precision": art["precision"],
                              "matched": d["matched"], "reference": d["reference"], "extra": d["extra"],
+                             "strict_matched": st.get("matched"), "strict_extra": st.get("extra"),
                              "recall": d["matched"] / max(d["reference"], 1), "extra_rate": d["extra"] / max(d["reference"], 1),
                              "passed": art["parity"]["passed"], "bytes": sum(f["bytes"] for f in art["files"])})
             for f in m.get("failed", []):
                 rows.append({"model": model, "split": name, "target": f["target"], "precision": f["precision"], "error": f["error"]})
             print(f"{model} {name}: done", file=sys.stderr, flush=True)
-    print("| model | calib->gate | artifact | kept / faces | extra |")
-    print("|---|---|---|---|---|")
+    print("| model | calib->gate | artifact | kept / faces | extra | strict kept / extra | PASS |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | FAILED: {r['error'][:80]} | |")
+            print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | FAILED: {r['error'][:80]} | | | |")
             continue
         print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | {r['matched']}/{r['reference']} "
-              f"({100 * r['recall']:.1f}%) | {r['extra']} ({100 * r['extra_rate']:.1f}%) |")
+              f"({100 * r['recall']:.1f}%) | {r['extra']} ({100 * r['extra_rate']:.1f}%) | "
+              f"{r['strict_matched']} / {r['strict_extra']} | {'yes' if r['passed'] else 'NO'} |")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
 
