@@ -60,9 +60,14 @@ class TfliteTarget(Target):
             x, _, _ = load_batch(req.calib, *req.meta.input_size)
             calib = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         rel = Path(req.stem + ".tflite")
-        info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib, int8_io=req.meta.precision == "int8-io")
+        kept = req.float_kept if base == "int8" else []
+        info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib, int8_io=req.meta.precision == "int8-io",
+                       float_modules=kept)
         shutil.rmtree(sm_dir, ignore_errors=True)
         io = {"inputs": info["inputs"], "outputs": info["outputs"], "int8_io": info["int8_io"]}
+        if base == "int8":
+            # the sensitivity analysis' convolutions stay float (their TFLite names: float_ops)
+            io["quantization"] = {"float_kept": kept, "float_ops": info["float_ops"], "sensitivity": req.sensitivity}
         meta = req.meta.with_(io=io)
         return ExportResult(primary=rel, files=[rel], meta=meta, tools=self.tool_versions())
 

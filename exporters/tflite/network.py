@@ -80,7 +80,7 @@ class _Conv:
     pad: int
     dilation: int
     relu: bool
-    module: str = ""  # the PyTorch module path of the convolution ("base_net.7.branch0.1.conv")
+    module: str  # the PyTorch module path of the convolution ("base_net.7.branch0.1.conv")
 
     @property
     def cout(self) -> int:
