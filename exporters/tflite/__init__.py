@@ -7,7 +7,7 @@ model definition stays ours (``network.py`` maps the checkpoint keys).
 
     network.py      checkpoint -> tf.Module (raw or decoded head)
     saved_model.py  tf.Module -> SavedModel folder, deterministic fingerprint
-    convert.py      SavedModel -> .tflite (fp32, fp16, int8), describe
+    convert.py      SavedModel -> .tflite (fp32, fp16, int8 with chosen convolutions kept float), describe
     runner.py       TfliteNet (LiteRT), SavedModelNet (TensorFlow)
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ class TfliteTarget(Target):
     runtimes = ("litert",)
 
     def expand(self, precision: str) -> list[str]:
-        # full-integer int8 in two IO flavours: float input/output, and int8 input/output
+        # int8 (the sensitivity analysis' convolutions kept float) in two IO flavours: float input/output,
+        # and int8 input/output
         return ["int8", "int8-io"] if precision == "int8" else [precision]
 
     def export(self, req: ExportRequest) -> ExportResult:
