@@ -7,7 +7,7 @@ model definition stays ours (``network.py`` maps the checkpoint keys).
 
     network.py      checkpoint -> tf.Module (raw or decoded head)
     saved_model.py  tf.Module -> SavedModel folder, deterministic fingerprint
-    convert.py      SavedModel -> .tflite (fp32, fp16, int8), describe
+    convert.py      SavedModel -> .tflite (fp32, fp16, int8 with chosen convolutions kept float), describe
     runner.py       TfliteNet (LiteRT), SavedModelNet (TensorFlow)
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ class TfliteTarget(Target):
     runtimes = ("litert",)
 
     def expand(self, precision: str) -> list[str]:
-        # full-integer int8 in two IO flavours: float input/output, and int8 input/output
+        # int8 (the sensitivity analysis' convolutions kept float) in two IO flavours: float input/output,
+        # and int8 input/output
         return ["int8", "int8-io"] if precision == "int8" else [precision]
 
     def export(self, req: ExportRequest) -> ExportResult:
@@ -60,9 +61,14 @@ class TfliteTarget(Target):
             x, _, _ = load_batch(req.calib, *req.meta.input_size)
             calib = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         rel = Path(req.stem + ".tflite")
-        info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib, int8_io=req.meta.precision == "int8-io")
+        kept = req.float_kept if base == "int8" else []
+        info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib, int8_io=req.meta.precision == "int8-io",
+                       float_modules=kept)
         shutil.rmtree(sm_dir, ignore_errors=True)
         io = {"inputs": info["inputs"], "outputs": info["outputs"], "int8_io": info["int8_io"]}
+        if base == "int8":
+            # the sensitivity analysis' convolutions stay float (their TFLite names: float_ops)
+            io["quantization"] = {"float_kept": kept, "float_ops": info["float_ops"], "sensitivity": req.sensitivity}
         meta = req.meta.with_(io=io)
         return ExportResult(primary=rel, files=[rel], meta=meta, tools=self.tool_versions())
 

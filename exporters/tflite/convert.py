@@ -5,15 +5,18 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY
+from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
 from exporters.tflite.runner import signature_io
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.manifest import PRECISIONS
+
+#: the TFLite ops of a convolution
+_TFLITE_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def _saved_model_input_shape(tf: Any, saved_model_dir: Path) -> tuple[int, ...]:
@@ -32,19 +35,23 @@ def _saved_model_input_shape(tf: Any, saved_model_dir: Path) -> tuple[int, ...]:
 
 
 def convert(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, *, precision: str,
-            calib: np.ndarray | None = None, int8_io: bool = False) -> dict:
+            calib: np.ndarray | None = None, int8_io: bool = False, float_modules: Sequence[str] = ()) -> dict:
     """Converts a SavedModel from :func:`save_saved_model` to a ``.tflite`` file.
 
     ``precision``: ``"fp32"``; ``"fp16"`` (float16 weights, float compute);
     ``"int8"`` (full-integer quantization calibrated on ``calib``, an
     ``(N, H, W, 3)`` float32 array of preprocessed images; ``int8_io=True``
     makes the input/output tensors int8, otherwise they stay float32).
+    ``float_modules`` (int8 only): PyTorch module paths of convolutions that stay float
+    (float weights and kernel, a dequantize before and a quantize after); every other op is int8.
+    Empty: TFLiteConverter's own full-integer conversion, untouched.
     Deterministic (same inputs -> identical bytes), offline.  The file is
     written atomically.  Returns a manifest dict::
 
         {"precision", "int8_io", "size", "sha256",
          "inputs":  [{"name", "shape", "dtype", "scale", "zero_point"}],
-         "outputs": [{"name", "shape", "dtype", "scale", "zero_point"}, ...]}
+         "outputs": [{"name", "shape", "dtype", "scale", "zero_point"}, ...],
+         "float_ops": [output tensor names of the convolutions computing in float]}  # int8 only
 
     (``scale``/``zero_point`` are 0.0/0 for float tensors, as TFLite stores them.)
     """
@@ -52,6 +59,9 @@ def convert(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
         raise ZooError(f"unknown precision {precision!r} (expected one of {', '.join(PRECISIONS)})")
     if int8_io and precision != "int8":
         raise ZooError("int8_io=True requires precision='int8'")
+    float_modules = list(dict.fromkeys(float_modules))
+    if float_modules and precision != "int8":
+        raise ZooError("float_modules (layers kept float) requires precision='int8'")
     sm = Path(saved_model_dir)
     if not (sm / "saved_model.pb").is_file():
         raise ZooError(f"{sm} is not a SavedModel folder (no saved_model.pb)")
@@ -85,21 +95,84 @@ def convert(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
+        if float_modules:
+            # float kernels for the kept convolutions next to the int8 ones
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        elif int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     try:
         with warnings.catch_warnings():
             # int8 calibration goes through TF's own (deprecated) interpreter: not ours to fix.
             warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-            data = converter.convert()
+            if float_modules:
+                data = _selective_int8(tf, converter, float_modules, int8_io)
+            else:
+                data = converter.convert()
+    except ZooError:
+        raise
     except Exception as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise ZooError(f"TFLite conversion ({precision}) failed: {lines[-1]}") from None
+    kept = float_ops(data) if precision == "int8" else []
+    lost = sorted(set(float_modules) - {conv_module(n) for n in kept})
+    if lost:
+        raise ZooError(f"TFLite int8: the converter quantized {lost[0]!r}, which was to stay float")
     atomic_write_bytes(out, data)
     info = describe(out)
     info.update({"precision": precision, "int8_io": bool(int8_io)})
+    if precision == "int8":
+        info["float_ops"] = kept
     return info
+
+
+def _selective_int8(tf: Any, converter: Any, float_modules: list[str], int8_io: bool) -> bytes:
+    """Full-integer int8 except the convolutions of ``float_modules``, the way
+    ``tf.lite.experimental.QuantizationDebugger`` does selective quantization (its
+    ``denylisted_nodes``, then ``get_nondebug_quantized_model``), without building its debug model:
+    the converter only calibrates (a float model carrying the activation ranges), and the MLIR
+    quantizer then quantizes every op but those whose output tensors are denylisted, with
+    int8 or float32 input and output.  A denylisted op reads a DEQUANTIZE and feeds a QUANTIZE."""
+    from tensorflow.lite.python.convert import mlir_quantize  # heavy: part of tensorflow
+
+    converter._experimental_calibrate_only = True  # what QuantizationDebugger sets
+    calibrated = converter.convert()
+    names = _conv_outputs(calibrated)
+    unknown = [m for m in float_modules if m not in names]
+    if unknown:
+        raise ZooError(f"TFLite int8: no convolution {unknown[0]!r} to keep float "
+                       f"(the network's are named like {next(iter(names), '?')!r})")
+    io_type = tf.int8 if int8_io else tf.float32
+    return mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
+                         denylisted_nodes=[names[m] for m in float_modules])
+
+
+def _conv_ops(data: bytes) -> list[tuple[str, dict]]:
+    """(output tensor name, weight tensor details) of each convolution of a ``.tflite``, in op order."""
+    from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
+
+    try:
+        it = Interpreter(model_content=bytes(data))
+    except Exception as exc:
+        raise ZooError(f"cannot load the converted model: {exc}") from None
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    return [(tensors[op["outputs"][0]]["name"], tensors[op["inputs"][1]])
+            for op in it._get_ops_details() if op["op_name"] in _TFLITE_CONVS]
+
+
+def _conv_outputs(data: bytes) -> dict[str, str]:
+    """PyTorch module path -> output tensor name of each convolution (see ``network.conv_module``)."""
+    out: dict[str, str] = {}
+    for name, _ in _conv_ops(data):
+        module = conv_module(name)
+        if module is not None:
+            out.setdefault(module, name)
+    return out
+
+
+def float_ops(data: bytes) -> list[str]:
+    """Output tensor names of the convolutions of a ``.tflite`` (its bytes) whose weights are float32."""
+    return [name for name, w in _conv_ops(data) if np.dtype(w["dtype"]) == np.float32]
 
 
 def _tensor_info(name: str, d: dict) -> dict:

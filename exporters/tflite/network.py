@@ -80,6 +80,7 @@ class _Conv:
     pad: int
     dilation: int
     relu: bool
+    module: str  # the PyTorch module path of the convolution ("base_net.7.branch0.1.conv")
 
     @property
     def cout(self) -> int:
@@ -113,7 +114,7 @@ def _conv(w: _Weights, prefix: str, cin: int, *, k: int, stride: int = 1, pad: i
     else:  # (O, I, kh, kw) -> (kh, kw, I, O)
         kernel = weight.transpose(2, 3, 1, 0)
     return _Conv(kernel=kernel.astype(np.float32), bias=b.astype(np.float32), depthwise=depthwise,
-                 stride=stride, pad=pad, dilation=dilation, relu=relu)
+                 stride=stride, pad=pad, dilation=dilation, relu=relu, module=prefix)
 
 
 @dataclass
@@ -218,9 +219,32 @@ def _make_plan(state_dict: Mapping[str, Any], arch: str, num_classes: int) -> _P
 # TensorFlow graph
 # --------------------------------------------------------------------------
 
+#: the TF ops that compute a convolution (tf.nn.conv2d, tf.nn.depthwise_conv2d)
+_CONV_OPS = ("Conv2D", "depthwise")
+
+
+def conv_module(tensor_name: str) -> str | None:
+    """The PyTorch module path of the convolution whose TFLite output tensor is ``tensor_name``.
+
+    Each convolution's ops run in a name scope of its module path, and the converter names a
+    fused op by the locations it fused, joined by ';' ("base_net.1.0/Relu;base_net.1.0/BiasAdd;
+    base_net.1.0/depthwise;..."): the part naming the conv op gives the scope. None for a tensor
+    of no convolution."""
+    for part in tensor_name.split(";"):
+        scope, _, op = part.rpartition("/")
+        if scope and op in _CONV_OPS:
+            return scope
+    return None
+
 
 def _apply_conv(tf: Any, x: Any, cv: _Conv) -> Any:
-    """Conv in NHWC reproducing PyTorch's symmetric padding exactly."""
+    """Conv in NHWC reproducing PyTorch's symmetric padding exactly, its ops in a name scope of
+    the PyTorch module's path (so the .tflite names it: see :func:`conv_module`)."""
+    with tf.name_scope(cv.module):
+        return _conv_body(tf, x, cv)
+
+
+def _conv_body(tf: Any, x: Any, cv: _Conv) -> Any:
     k = int(cv.kernel.shape[0])
     eff = cv.dilation * (k - 1) + 1
     h, w = int(x.shape[1]), int(x.shape[2])

@@ -342,6 +342,89 @@ def test_int8_io_params(rfb320):
     assert op_counts(rfb320["files"]["int8"])["TRANSPOSE"] == 0
 
 
+# ----------------------------------------------------------------- selective int8 (layers kept float)
+
+#: a stem conv, a depthwise, an RFB branch conv and a head conv (the kinds the sensitivity analysis picks)
+KEEP = ["base_net.0.0", "base_net.1.0", "base_net.7.branch0.1.conv", "regression_headers.0.2"]
+
+
+def conv_weight_dtypes(path: Path) -> dict[str, str]:
+    """PyTorch module path (the name scope that starts the op's output name) -> weight dtype, per convolution."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    t = {d["index"]: d for d in it.get_tensor_details()}
+    out = {}
+    for op in it._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            module = t[op["outputs"][0]]["name"].split("/")[0]
+            assert module not in out, module
+            out[module] = np.dtype(t[op["inputs"][1]]["dtype"]).name
+    return out
+
+
+def torch_conv_modules(arch: str) -> set[str]:
+    from zoo.core.model.nets import UltraFace
+
+    net = UltraFace(arch, 2, 320, 240, head="raw")
+    return {n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+@pytest.mark.parametrize("int8_io", [False, True], ids=["int8", "int8io"])
+def test_int8_keeps_the_named_convolutions_float(work, rfb320, tmp_path, int8_io):
+    from exporters.tflite.network import conv_module
+
+    out = tmp_path / "sel.tflite"
+    info = convert(rfb320["sm"], out, precision="int8", calib=np.load(work / "calib.npy"), int8_io=int8_io,
+                   float_modules=KEEP)
+    dtypes = conv_weight_dtypes(out)
+    assert set(dtypes) == torch_conv_modules("rfb")  # every convolution named by its PyTorch module
+    assert {m for m, d in dtypes.items() if d == "float32"} == set(KEEP)
+    assert {d for m, d in dtypes.items() if m not in KEEP} == {"int8"}
+    assert sorted(conv_module(n) for n in info["float_ops"]) == sorted(KEEP)
+    io_dtype = "int8" if int8_io else "float32"
+    assert [t["dtype"] for t in info["inputs"] + info["outputs"]] == [io_dtype] * 3
+    if int8_io:
+        assert all(t["scale"] > 0 for t in info["inputs"] + info["outputs"])
+    # still a detector, and still small
+    x = images(320, 240)
+    ref = detections(run(rfb320["files"]["fp32"], x), 320, 240)
+    got = detections(run(out, x), 320, 240)
+    n_ref = sum(map(len, ref))
+    matched = sum(match_count(r, g) for r, g in zip(ref, got))
+    assert matched >= 0.97 * n_ref and sum(map(len, got)) - matched <= 0.03 * n_ref, (matched, n_ref)
+    assert info["size"] <= 0.45 * rfb320["infos"]["fp32"]["size"]
+    if int8_io:  # deterministic: the same inputs give the same bytes
+        again = tmp_path / "again.tflite"
+        convert(rfb320["sm"], again, precision="int8", calib=np.load(work / "calib.npy"), int8_io=True,
+                float_modules=list(reversed(KEEP)))
+        assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.filterwarnings(r"ignore:(?s).*tf\.lite\.Interpreter is deprecated:UserWarning")  # TF's calibrator
+def test_int8_with_nothing_kept_float_is_the_plain_full_integer_conversion(work, rfb320):
+    """An empty float_modules changes nothing: TFLiteConverter's own full-integer int8, byte for byte."""
+    calib = np.load(work / "calib.npy")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(rfb320["sm"]), signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ({"input": calib[i:i + 1]} for i in range(len(calib)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    assert bytes(converter.convert()) == rfb320["files"]["int8io"].read_bytes()
+    assert rfb320["infos"]["int8io"]["float_ops"] == [] and rfb320["infos"]["int8"]["float_ops"] == []
+    assert set(conv_weight_dtypes(rfb320["files"]["int8"]).values()) == {"int8"}
+
+
+def test_int8_float_modules_errors(work, rfb320, tmp_path):
+    with pytest.raises(ZooError, match="requires precision='int8'"):
+        convert(rfb320["sm"], tmp_path / "x.tflite", precision="fp32", float_modules=["base_net.0.0"])
+    with pytest.raises(ZooError, match="base_net.99.0"):
+        convert(rfb320["sm"], tmp_path / "x.tflite", precision="int8", calib=np.load(work / "calib.npy")[:2],
+                float_modules=["base_net.99.0"])
+    assert not (tmp_path / "x.tflite").exists()
+
+
 # ----------------------------------------------------------------- determinism and offline
 
 _GUARD = textwrap.dedent("""

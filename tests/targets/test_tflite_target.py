@@ -67,3 +67,32 @@ def test_against_the_original_tflite(tflite_rfb, batch_cache):
         a, b = ref.infer(xh), ours.infer(xh)
     assert np.abs(a["scores"] - b["scores"]).max() < 2e-3
     assert np.abs(a["boxes"] - b["boxes"]).max() < 5e-3
+
+
+def conv_weight_dtypes(path) -> dict[str, str]:
+    """Module path (the name scope that starts a convolution's output name) -> its weight dtype."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    t = {d["index"]: d for d in it.get_tensor_details()}
+    return {t[op["outputs"][0]]["name"].split("/")[0]: np.dtype(t[op["inputs"][1]]["dtype"]).name
+            for op in it._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")}
+
+
+@pytest.mark.parametrize("flavour", ["int8", "int8-io"])
+def test_int8_keeps_the_sensitivity_analysis_layers_float(tflite_rfb, flavour):
+    """The layers the model-level analysis keeps float (as ONNX and MNN do) compute in float in the
+    .tflite (float32 weights), every other convolution in int8; the file stays <= 45% of fp32."""
+    folder, arts = tflite_rfb
+    a = arts[flavour]
+    q = a["meta"]["io"]["quantization"]
+    kept = q["float_kept"]
+    assert kept and kept == q["sensitivity"]["float_kept"]
+    path = folder / a["primary"]
+    dtypes = conv_weight_dtypes(path)
+    assert len(dtypes) == 52 and set(kept) <= set(dtypes)
+    assert {m for m, d in dtypes.items() if d == "float32"} == set(kept)
+    assert {d for m, d in dtypes.items() if m not in kept} == {"int8"}
+    assert sorted(n.split("/")[0] for n in q["float_ops"]) == sorted(kept)
+    assert path.stat().st_size <= 0.45 * (folder / arts["fp32"]["primary"]).stat().st_size
+    assert a["meta"]["io"]["int8_io"] is (flavour == "int8-io")
