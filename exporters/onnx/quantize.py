@@ -10,10 +10,16 @@ from exporters.onnx.convert import INPUT_NAME
 from zoo.core.model.sensitivity import onnx_module_name
 
 
-def to_int8(model, calib: np.ndarray, keep_modules: list[str] = ()):
+#: activation calibration methods tried (each scored on held-out calibration images; see OnnxTarget)
+CALIB_METHODS = ("MinMax", "Percentile")
+PERCENTILE = 99.999
+
+
+def to_int8(model, calib: np.ndarray, keep_modules: list[str] = (), method: str = "MinMax"):
     """Static QDQ int8 (per-channel weights, calibrated activations) with onnxruntime's quantizer;
     the convolutions of ``keep_modules`` (PyTorch module names, the model-level sensitivity
-    analysis) stay float, with those of `float_kept`."""
+    analysis) stay float, with those of `float_kept`. ``method``: MinMax, or Percentile
+    (activation ranges at the PERCENTILE-th percentile of |x|)."""
     import onnx  # heavy
     from onnxruntime.quantization import (  # heavy: imported when used
         CalibrationDataReader,
@@ -41,8 +47,9 @@ def to_int8(model, calib: np.ndarray, keep_modules: list[str] = ()):
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=getattr(CalibrationMethod, method),
             nodes_to_exclude=float_kept(model) + conv_nodes(model, keep_modules),
+            extra_options={"CalibPercentile": PERCENTILE} if method == "Percentile" else {},
         )
         return onnx.load(str(dst))
 
