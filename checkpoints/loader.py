@@ -27,11 +27,10 @@ import numpy as np
 
 from zoo.core import upstream
 from zoo.core.errors import ZooError
-from zoo.core.fsutil import sha256_file
+from zoo.core.fsutil import ENV_CACHE, sha256_file, user_cache
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 ENV_DIR = "ZOO_CHECKPOINT_DIR"
-ENV_CACHE = "ZOO_CACHE_DIR"
 MAX_CHECKPOINT_BYTES = 1 << 30  # an UltraFace checkpoint is ~1 MB (a few MB with many classes): refuse before reading
 
 
@@ -81,10 +80,7 @@ def manifest() -> dict[str, CheckpointEntry]:
 
 
 def cache_dir() -> Path:
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser() / "checkpoints"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ultraface-zoo" / "checkpoints"
+    return user_cache("checkpoints")
 
 
 def verify(path: Path, expected_sha256: str) -> None:

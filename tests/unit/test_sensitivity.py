@@ -65,3 +65,63 @@ def test_analysis_of_a_real_network_names_every_convolution_in_execution_order()
     assert all(l["error"] >= 0 for l in a["layers"]) and a["all_int8_error"] > 0
     assert a["images"] == 3
 
+
+
+# ---- the cached analysis (zoo/pipeline/analysis.py): our own file, read back as input ----
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fuzzing import fuzz  # noqa: E402
+from zoo.pipeline.analysis import read_cached, valid_analysis  # noqa: E402
+
+KEY = "k" * 64
+GOOD = {"key": KEY, "layers": [{"module": "base_net.0.0", "params": 432, "error": 0.001},
+                               {"module": "base_net.1.0", "params": 144, "error": 0.003}],
+        "float_kept": ["base_net.1.0"], "images": 8, "all_int8_error": 0.005}
+
+
+def test_a_well_formed_analysis_for_its_key_is_reused(tmp_path):
+    import json
+
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(GOOD))
+    assert read_cached(p, KEY) == GOOD
+    assert read_cached(p, "x" * 64) is None  # another checkpoint, calibration set or rule
+    assert read_cached(tmp_path / "missing.json", KEY) is None
+
+
+@pytest.mark.parametrize("bad", [
+    {**GOOD, "key": None},
+    {**GOOD, "layers": []},
+    {**GOOD, "layers": "base_net"},
+    {**GOOD, "float_kept": ["not.a.layer"]},
+    {**GOOD, "float_kept": "base_net.1.0"},
+    {**GOOD, "layers": [{"module": "m", "params": True, "error": 0.1}]},
+    {**GOOD, "layers": [{"module": "m", "params": 3, "error": float("nan")}], "float_kept": []},
+    {**GOOD, "layers": [{"module": "m", "params": 3, "error": -1.0}], "float_kept": []},
+    {**GOOD, "layers": [{"module": "", "params": 3, "error": 0.1}], "float_kept": []},
+    [GOOD],
+])
+def test_a_malformed_analysis_is_never_trusted(bad):
+    assert not valid_analysis(bad, KEY)
+
+
+@fuzz(200)
+@given(data=st.data())
+def test_a_damaged_cache_file_is_ignored_never_raised(tmp_path_factory, data):
+    import json
+
+    raw = bytearray(json.dumps(GOOD).encode())
+    kind = data.draw(st.sampled_from(["truncate", "flip", "garbage"]))
+    if kind == "truncate":
+        raw = raw[:data.draw(st.integers(0, len(raw) - 1))]
+    elif kind == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= data.draw(st.integers(1, 255))
+    else:
+        raw = bytearray(data.draw(st.binary(max_size=300)))
+    p = tmp_path_factory.mktemp("cache") / "a.json"
+    p.write_bytes(bytes(raw))
+    got = read_cached(p, KEY)
+    assert got is None or valid_analysis(got, KEY)  # a flip inside a number may still be a valid analysis

@@ -53,6 +53,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+ENV_CACHE = "ZOO_CACHE_DIR"
+
+
+def user_cache(sub: str) -> Path:
+    """A folder of the user cache: ``$ZOO_CACHE_DIR/SUB``, else ``${XDG_CACHE_HOME:-~/.cache}/ultraface-zoo/SUB``
+    (checkpoints, the pinned photos, int8 sensitivity analyses). Not created here."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser() / sub
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ultraface-zoo" / sub
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

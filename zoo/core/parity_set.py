@@ -23,10 +23,10 @@ from pathlib import Path, PurePosixPath
 
 from zoo.core import upstream
 from zoo.core.errors import ZooError
+from zoo.core.fsutil import user_cache
 from zoo.core.images import builtin_images
 
 ENV_IMAGES = "ZOO_IMAGES_DIR"
-ENV_CACHE = "ZOO_CACHE_DIR"
 FOLDER = "images"  # the photos' folder in the pinned list (and in the shared material)
 
 
@@ -45,10 +45,7 @@ def pinned_photos(files: list[upstream.PinnedFile] | None = None) -> list[upstre
 
 def cache_dir() -> Path:
     """Where fetched photos are kept: ``$ZOO_CACHE_DIR/images``, else the user cache."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser() / FOLDER
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ultraface-zoo" / FOLDER
+    return user_cache(FOLDER)
 
 
 @dataclass(frozen=True)

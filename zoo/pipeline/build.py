@@ -31,13 +31,13 @@ from zoo.core.manifest import (
     write_manifest,
 )
 from zoo.core.isolation import kill_active_workers
+from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.worker import run_worker
 
 FILE_MODE = 0o644
 #: --keep-float: "auto" runs the model-level sensitivity analysis for int8, "none" keeps no layer float
 KEEP_FLOAT = ("auto", "none")
-SENSITIVITY_TIMEOUT = 1800.0  # seconds: the analysis runs the PyTorch model ~60 times on the calibration images
 
 
 def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: list[str], options: dict) -> str:
@@ -157,14 +157,11 @@ def build_artifacts(
         sensitivity_error = None
         if options.get("keep_float", "auto") == "auto" and any(base_precision(j.precision) == "int8" for j in todo):
             # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
-            say(f"{model_id}: int8 sensitivity analysis on {len(calib)} calibration image(s) ...")
-            res = run_worker({"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
-                              "checkpoint": str(resolved.checkpoint_path.resolve()),
-                              "checkpoint_sha256": resolved.checkpoint_sha256}, work / "logs", SENSITIVITY_TIMEOUT, "sensitivity")
-            if res.get("ok"):
-                sensitivity = res["sensitivity"]
-            else:
-                sensitivity_error = f"the int8 sensitivity analysis failed: {res.get('error')}"
+            sensitivity, sensitivity_error = analyse_sensitivity(
+                {"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
+                 "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256},
+                work / "logs", lambda msg: say(f"{model_id}: {msg}"))
+            sensitivity = sensitivity or {}
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}
