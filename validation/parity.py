@@ -40,7 +40,11 @@ TIERS = {
     "int8": {"atol": None, "rtol": None, "min_iou": 0.5,
              "min_recall": 0.99, "max_extra": 0.01, "sum_tol": 0.1, "score_margin": 0.05},
 }
-DETECT = {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 200}
+#: the post-processing of both sides. No pre-NMS cut (the original's candidate_size=200, which
+#: `zoo detect` keeps): in a crowd, the 200 best boxes end inside a band of near-equal scores, so any
+#: perturbation reshuffles which faces survive the cut -- rfb-640's weight-only int8 on a photo with
+#: 82 faces lost 1 face and gained 3, all scored >= 0.92, through the cut alone, and none without it.
+DETECT = {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 1_000_000}
 SIZE_BUCKETS = ("<16", "16-64", ">64")  # face height in pixels at the original image's scale
 MIN_EVIDENCE = 250  # reference faces behind a strong verdict (the CLI's --min-evidence)
 EVIDENCE_RULED = ("fp16", "int8")  # precisions whose verdict rests on detections only (fp32: every tensor too)
