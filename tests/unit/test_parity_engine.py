@@ -117,8 +117,17 @@ def test_invariants_catch_nan_and_bad_rows():
     assert not r["passed"]
 
 
-def test_detect_settings_are_the_originals():
-    assert DETECT == {"score_threshold": 0.7, "iou_threshold": 0.3, "candidate_size": 200}
+def test_detect_settings_are_the_originals_without_the_pre_nms_cut():
+    from zoo.core.model.priors import prior_count
+    from zoo.core.model.processing import postprocess
+
+    assert (DETECT["score_threshold"], DETECT["iou_threshold"]) == (0.7, 0.3)
+    assert DETECT["candidate_size"] >= prior_count(1280, 960)  # every prior of any trained size (and more)
+    # a crowd of 300 separate faces: all survive (the original's 200-box cut would drop 100)
+    n = 300
+    boxes = np.array([[i / n, 0.0, (i + 0.8) / n, 0.1] for i in range(n)], np.float32)
+    scores = np.stack([np.full(n, 0.1), np.full(n, 0.9)], 1).astype(np.float32)
+    assert len(postprocess(scores, boxes, 3000, 300, ["bg", "face"], **DETECT)) == n
 
 
 # ----------------------------------------------------------------------------- tiers, size buckets and evidence
