@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="keep the exports here (default: a temporary folder)")
     ap.add_argument("--default", action="store_true", help="also the default calibration, gated on the whole folder")
-    ap.add_argument("--splits", default="A,B", help="which halves calibrate (A: gate on B; B: gate on A)")
+    ap.add_argument("--splits", default="A,B", help="which halves calibrate (A: gate on B; B: gate on A; \"\": none, with --default)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     ap.add_argument("--recheck", action="store_true",
                     help="export nothing: re-run parity of the int8 artifacts already in --out with this checkout's `zoo check`")
@@ -81,7 +81,7 @@ def main() -> None:
               for k, v in SPLIT.items()}
     rows = []
     for model in a.models.split(","):
-        runs = [(f"{c}->{'B' if c == 'A' else 'A'}", halves[c], halves["B" if c == "A" else "A"]) for c in a.splits.split(",")]
+        runs = [(f"{c}->{'B' if c == 'A' else 'A'}", halves[c], halves["B" if c == "A" else "A"]) for c in a.splits.split(",") if c]
         if a.default:
             runs.append(("default->all", None, images))
         for name, calib, gate in runs:
