@@ -16,12 +16,21 @@ MIB = float(1 << 20)
 SCHEMA_VERSION = 1
 
 
+def _num(v):
+    """A count or measure read from a manifest (input: anything may be there): the number, else None."""
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
 def _by_size(d: dict) -> dict | None:
     """Matched, missed and extra faces per size bucket, None when the manifest predates them (or is damaged)."""
     by = d.get("by_size")
     if not isinstance(by, dict) or not all(isinstance(by.get(b), dict) for b in SIZE_BUCKETS):
         return None
-    return {b: {k: by[b].get(k) for k in ("reference", "matched", "missed", "extra")} for b in SIZE_BUCKETS}
+    return {b: {k: _num(by[b].get(k)) for k in ("reference", "matched", "missed", "extra")} for b in SIZE_BUCKETS}
 
 
 def _strict(d: dict) -> dict | None:
@@ -29,32 +38,36 @@ def _strict(d: dict) -> dict | None:
     st = d.get("strict")
     if not isinstance(st, dict):
         return None
-    return {k: st.get(k) for k in ("matched", "missed", "extra")}
+    return {k: _num(st.get(k)) for k in ("matched", "missed", "extra")}
 
 
 def _evidence(p: dict) -> dict | None:
     ev = p.get("evidence")
     if not isinstance(ev, dict):
         return None
-    return {"images": ev.get("images"), "faces": ev.get("faces"), "by_size": ev.get("by_size"),
-            "strong": ev.get("strong"), "min_faces": ev.get("min_faces"), "overlap": ev.get("overlap")}
+    by = _dict(ev.get("by_size"))
+    overlap = ev.get("overlap")
+    return {"images": _num(ev.get("images")), "faces": _num(ev.get("faces")),
+            "by_size": {b: _num(by.get(b)) for b in SIZE_BUCKETS} if by else None,
+            "strong": ev.get("strong") if isinstance(ev.get("strong"), bool) else None,
+            "min_faces": _num(ev.get("min_faces")),
+            "overlap": [str(n) for n in overlap] if isinstance(overlap, list) else None}
 
 
 def _parity_summary(p: dict | None) -> dict:
     if not p:
         return {"passed": None, "note": "parity not run"}
-    d = p.get("detections") or {}
+    d = _dict(p.get("detections"))
+    failures = p.get("failures")
     return {
         "passed": bool(p.get("passed")),
-        "images": p.get("images"),
-        "matched": d.get("matched"), "reference": d.get("reference"), "missed": d.get("missed"),
-        "extra": d.get("extra"), "borderline": d.get("borderline"), "min_iou": d.get("min_iou"),
-        "max_score_change": d.get("max_score_change"),
+        "images": _num(p.get("images")),
+        **{k: _num(d.get(k)) for k in ("matched", "reference", "missed", "extra", "borderline", "min_iou", "max_score_change")},
         "strict": _strict(d),
         "by_size": _by_size(d),
         "evidence": _evidence(p),
-        "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},
-        "failures": list(p.get("failures") or []),
+        "max_abs": {str(k): _num(_dict(v).get("max_abs")) for k, v in _dict(p.get("outputs")).items()},
+        "failures": [str(f) for f in failures] if isinstance(failures, list) else [],
     }
 
 

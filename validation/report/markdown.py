@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from validation.parity import SIZE_BUCKETS
+from validation.parity import EVIDENCE_RULED, SIZE_BUCKETS
 from validation.report.collect import result_for
 
 
@@ -42,7 +42,7 @@ def _bucket_cell(by: dict | None, bucket: str) -> str:
     c = (by or {}).get(bucket)
     if not c or c.get("matched") is None:
         return "—"
-    return f"{c['matched']} / {c['missed']} / {c['extra']}"
+    return " / ".join("—" if c.get(k) is None else str(c[k]) for k in ("matched", "missed", "extra"))
 
 
 def _fidelity(arts: list[dict]) -> list[str]:
@@ -62,12 +62,13 @@ def _fidelity(arts: list[dict]) -> list[str]:
             continue
         ev = p.get("evidence") or {}
         faces = f"{ev['faces']} faces / {ev['images']} img" if ev.get("faces") is not None and ev.get("images") is not None else "—"
-        if ev.get("strong") is False:
-            faces += " (weak)" if a["precision"].split("-")[0] in ("fp16", "int8") else ""
-        total = (f"{p['matched']} / {p.get('missed', '—')} / {p.get('extra', '—')}"
+        if ev.get("strong") is False and a["precision"].split("-")[0] in EVIDENCE_RULED:
+            faces += " (weak)"
+        total = (" / ".join("—" if p.get(k) is None else str(p[k]) for k in ("matched", "missed", "extra"))
                  if p.get("matched") is not None else "—")
         st = p.get("strict")
-        strict = f"{st['matched']} / {st['missed']} / {st['extra']}" if st and st.get("matched") is not None else "—"
+        strict = (" / ".join("—" if st.get(k) is None else str(st[k]) for k in ("matched", "missed", "extra"))
+                  if st and st.get("matched") is not None else "—")
         rows.append([a["model"], a["target"], a["precision"], a["head"], faces, total, strict,
                      *[_bucket_cell(p.get("by_size"), b) for b in SIZE_BUCKETS],
                      _f(p.get("min_iou"), 4), _g(p.get("max_score_change"))])
