@@ -45,18 +45,23 @@ class ExportRequest:
         held = imgs[2::3]
         return ([p for p in imgs if p not in held] or imgs), (held or imgs)
 
-    def quant_error(self, reference: Runner, runner: Runner, images: list[Path]) -> float:
-        """How far ``runner`` (an int8 candidate) is from ``reference`` (the fp32 file of the same
+    def quant_scorer(self, reference: Runner, images: list[Path]):
+        """A function scoring an int8 candidate runner against ``reference`` (the fp32 file of the same
         format, which matches PyTorch to ~1e-5; no torch in a converter's process) on ``images``:
-        face-score and box changes (zoo.core.model.sensitivity.output_error); lower is better."""
+        face-score and box changes (zoo.core.model.sensitivity.output_error); lower is better. The
+        reference runs once, however many candidates are scored."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
 
         x, _, _ = load_batch(images, *self.meta.input_size)
         with reference:
             ref = reference.infer(x)
-        with runner:
-            got = runner.infer(x)
-        return output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
+
+        def score(runner: Runner) -> float:
+            with runner:
+                got = runner.infer(x)
+            return output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
+
+        return score
 
 
 @dataclass

@@ -67,6 +67,7 @@ class MnnTarget(Target):
             fp32 = Path(td) / "fp32.mnn"
             onnx_to_mnn(req.onnx_path, fp32, biz_code=biz)
             skip = skip_ops_for(req.onnx_path, req.float_kept)
+            score = req.quant_scorer(self.runner(fp32, m.with_(precision="fp32")), held)
             for method in CALIB_METHODS:
                 cand = Path(td) / f"{method}.mnn"
                 images = pick_calibration(fit) if method == "ADMM" else fit
@@ -76,7 +77,7 @@ class MnnTarget(Target):
                 if not res.get("ok"):
                     failures[method] = res.get("error", "unknown error")
                     continue
-                errors[method] = req.quant_error(self.runner(fp32, m.with_(precision="fp32")), self.runner(cand, m), held)
+                errors[method] = score(self.runner(cand, m))
             if not errors:
                 raise ZooError("MNN int8 quantization failed with every method: "
                                + "; ".join(f"{k}: {v}" for k, v in failures.items()))

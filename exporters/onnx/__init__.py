@@ -74,11 +74,12 @@ class OnnxTarget(Target):
         with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
             src = Path(td) / "fp32.onnx"
             onnx.save(model, str(src))
+            score = req.quant_scorer(OnnxRuntimeRunner(fp32_meta, src), held)
             for method in CALIB_METHODS:
                 q = to_int8(model, x, req.float_kept, method)
                 path = Path(td) / f"{method}.onnx"
                 onnx.save(q, str(path))
-                errors[method] = req.quant_error(OnnxRuntimeRunner(fp32_meta, src), OnnxRuntimeRunner(req.meta, path), held)
+                errors[method] = score(OnnxRuntimeRunner(req.meta, path))
         best = min(errors, key=errors.get)
         # the method chosen on the split, the ranges taken from every calibration image
         x_all, _, _ = load_batch(sorted(req.calib), *req.meta.input_size)
