@@ -103,6 +103,9 @@ class Target:
     packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
     timeout: float = 600.0  # seconds for one export in its worker process
     embeds_metadata: bool = False  # True: metadata inside the file; False: a JSON sidecar is written
+    #: True: its exports may run one after another in a warm worker process (zoo.core.isolation):
+    #: nothing process-global leaks into its files (the tests compare warm and fresh builds byte for byte)
+    warm: bool = True
     #: True: builds its own network from the weights as NumPy arrays (`ExportRequest.weights`), so its
     #: worker needs no torch when the run prepared them
     numpy_weights: bool = False

@@ -1,5 +1,6 @@
 """`zoo export --profile`: where the time goes, written beside the manifest; the PyTorch reference
-computed once and reused; workers that do not convert from PyTorch never load torch."""
+computed once and reused; workers that do not convert from PyTorch never load torch; an artifact
+built in a warm worker after other jobs is byte-identical to one built in a fresh process."""
 from __future__ import annotations
 
 import json
@@ -20,9 +21,11 @@ def _rows(out) -> dict:
 
 def test_profile_reference_reuse_and_torch_free_workers(tmp_path, halves):
     cache = tmp_path / "cache"
-    cp = _export(tmp_path / "a", halves, cache, "mnn,tflite", "--profile")
+    # one process per family, one job after another: onnx and tflite fp16 are built warm, after fp32
+    cp = _export(tmp_path / "a", halves, cache, "onnx,mnn,tflite", "--precision", "fp32,fp16", "--jobs", "1", "--profile")
     rows = _rows(tmp_path / "a")
-    assert {"pytorch reference", "onnx intermediate raw", "mnn/fp32/raw", "tflite/fp32/raw", "all"} <= set(rows)
+    assert {"pytorch reference", "onnx intermediate raw", "mnn/fp32/raw", "tflite/fp32/raw", "tflite/fp16/raw",
+            "onnx/fp16/decoded", "all"} <= set(rows)
     for what, r in rows.items():
         if what == "all":
             assert r["wall"] > 0
@@ -38,6 +41,8 @@ def test_profile_reference_reuse_and_torch_free_workers(tmp_path, halves):
     assert rows["pytorch reference"]["torch"] and rows["onnx intermediate raw"]["torch"]
     assert not rows["mnn/fp32/raw"]["torch"] and not rows["tflite/fp32/raw"]["torch"]
     assert rows["mnn/fp32/raw"]["reference"] < 1.0  # read, not computed
+    # warm: the second TFLite job imports nothing and starts at once
+    assert rows["tflite/fp16/raw"]["imports"] < 0.5 < rows["tflite/fp32/raw"]["imports"]
     assert "mnn" in cp.stderr and "wall:" in cp.stderr  # the table is printed
     manifest = (tmp_path / "a" / "manifest.json").read_text()
     assert "timings.json" not in manifest  # beside the manifest, never in it
@@ -46,14 +51,22 @@ def test_profile_reference_reuse_and_torch_free_workers(tmp_path, halves):
     _export(tmp_path / "b", halves, cache, "mnn", "--profile")
     rows_b = _rows(tmp_path / "b")
     assert "pytorch reference" not in rows_b
-    art = lambda d: [a for a in json.loads((d / "manifest.json").read_text())["artifacts"] if a["target"] == "mnn"]  # noqa: E731
-    assert art(tmp_path / "a") == art(tmp_path / "b")
+
+    def art(d, targets, precision):
+        return [a for a in json.loads((d / "manifest.json").read_text())["artifacts"]
+                if a["target"] in targets and a["precision"] == precision]
+
+    assert art(tmp_path / "a", ["mnn"], "fp32") == art(tmp_path / "b", ["mnn"], "fp32")
 
     # a damaged cache file is not trusted: it is computed again, and the verdict does not change
     for f in (cache / "reference").glob("*.npz"):
         blob = bytearray(f.read_bytes())
         blob[len(blob) // 2] ^= 0xFF
         f.write_bytes(bytes(blob))
-    _export(tmp_path / "c", halves, cache, "mnn", "--profile")
-    assert "pytorch reference" in _rows(tmp_path / "c")
-    assert art(tmp_path / "c") == art(tmp_path / "a")
+    # ... and built fresh (each the first job of its process), onnx and tflite fp16 are the same bytes
+    # (sha256 in the entries) with the same verdict
+    _export(tmp_path / "c", halves, cache, "onnx,tflite", "--precision", "fp16", "--jobs", "1", "--profile")
+    rows_c = _rows(tmp_path / "c")
+    assert rows_c["pytorch reference"]["reference"] > 0  # the damaged file was computed again
+    assert rows_c["tflite/fp16/raw"]["imports"] > 0.5
+    assert art(tmp_path / "c", ["onnx", "tflite"], "fp16") == art(tmp_path / "a", ["onnx", "tflite"], "fp16")

@@ -35,7 +35,7 @@ from zoo.core.isolation import kill_active_workers
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, plan_references, read_reference
-from zoo.pipeline.worker import run_worker
+from zoo.pipeline.worker import run_worker, warm_workers
 
 FILE_MODE = 0o644
 #: --keep-float: "auto" runs the model-level sensitivity analysis for int8, "none" keeps no layer float
@@ -134,7 +134,8 @@ def build_artifacts(
             started = time.time()
             jd = job_dict(j, onnx_path)
             say(f"{model_id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
-            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
+            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"),
+                             warm=warm)
             record(("onnx intermediate " + j.head) if j.intermediate else j.label(), submitted or started, started, res)
             return j, jd, res
 
@@ -209,7 +210,7 @@ def build_artifacts(
             return res
 
         futs = []
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, warm_workers() as warm:
             try:
                 ref_future = None
                 if ref_job is not None:

@@ -26,7 +26,7 @@ from validation.parity import MIN_EVIDENCE, ParityInput, compare  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
-from zoo.core.isolation import run_isolated, worker_main  # noqa: E402
+from zoo.core.isolation import WarmWorkers, run_isolated, worker_main  # noqa: E402
 from zoo.core.manifest import base_precision  # noqa: E402
 from zoo.core.meta import ArtifactMeta  # noqa: E402
 from zoo.core.runtime import TorchRunner  # noqa: E402
@@ -36,11 +36,22 @@ from zoo.pipeline.reference import NAMES, read_reference, write_reference  # noq
 _T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the rest of start-up
 
 
-def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
+MODULE = "zoo.pipeline.worker"
+
+
+def warm_workers() -> WarmWorkers:
+    """Warm processes of this worker for one run (`run_worker(..., warm=)`)."""
+    return WarmWorkers(MODULE)
+
+
+def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorkers | None = None) -> dict:
     """One job in its own interpreter; a crash or hang becomes an error result
-    ("converter crashed ..." for an export, "runtime crashed ..." for the others)."""
+    ("converter crashed ..." for an export, "runtime crashed ..." for the others). With ``warm``,
+    an export job runs in a warm process of its target's family, with the same guarantees."""
     what = "converter" if job.get("kind", "export") == "export" else "runtime"
-    return run_isolated("zoo.pipeline.worker", [], job, work, timeout, name, what=what)
+    if warm is not None and job.get("kind", "export") == "export" and get_target(job["target"]).warm:
+        return warm.run(f"export:{job['target']}", job, work, timeout, name, what=what)
+    return run_isolated(MODULE, [], job, work, timeout, name, what=what)
 
 
 def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
