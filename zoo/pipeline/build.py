@@ -34,7 +34,7 @@ from zoo.core.manifest import (
 from zoo.core.isolation import kill_active_workers
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
-from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, plan_references, read_reference
+from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
 from zoo.pipeline.worker import run_worker, warm_workers
 
 FILE_MODE = 0o644
@@ -183,18 +183,11 @@ def build_artifacts(
         weights: str | None = None
         ref_job = None
         if images:
-            heads = {"decoded" if j.head == "nms" else j.head for j in todo}
-            planned = plan_references(resolved.checkpoint_sha256, meta0.to_dict(), sorted(heads), images)
-            n_priors, n_classes = meta0.prior_count, meta0.num_classes
-            references = {h: [k, str(pth)] for h, (k, pth) in planned.items()}
-            missing = {h: v for h, v in references.items()
-                       if read_reference(Path(v[1]), v[0], h, len(images), n_priors, n_classes) is None}
             if any(get_target(j.target).numpy_weights for j in todo):
                 weights = str(work / "weights.npz")
-            if missing or weights:
-                ref_job = {"kind": "reference", "meta": meta0.to_dict(), "images": images, "heads": missing,
-                           "weights": weights, "threads": threads, "checkpoint": str(resolved.checkpoint_path.resolve()),
-                           "checkpoint_sha256": resolved.checkpoint_sha256}
+            references, ref_job = reference_job(
+                str(resolved.checkpoint_path.resolve()), resolved.checkpoint_sha256, meta0.to_dict(),
+                ["decoded" if j.head == "nms" else j.head for j in todo], images, threads, weights)
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}

@@ -26,6 +26,7 @@ import numpy as np
 
 from zoo import __version__
 from zoo.core.fsutil import atomic_write_bytes, sha256_file, user_cache
+from zoo.core.meta import ArtifactMeta
 
 CACHE = "reference"
 TIMEOUT = 900.0  # seconds: one model's forward on the parity images, per head
@@ -86,3 +87,19 @@ def plan_references(checkpoint_sha256: str, meta: dict, heads: list[str], images
         key = reference_key(checkpoint_sha256, meta, h, shas)
         out[h] = (key, user_cache(CACHE) / f"{key}.npz")
     return out
+
+
+def reference_job(checkpoint: str, checkpoint_sha256: str, meta: dict, heads: list[str], images: list[str],
+                  threads: int = 1, weights: str | None = None) -> tuple[dict, dict | None]:
+    """(references, job): the references of ``heads`` (head -> [key, path], for the workers) and the
+    worker job that computes those not cached yet (and writes ``weights``), or None when all are."""
+    planned = plan_references(checkpoint_sha256, meta, sorted(set(heads)), images)
+    refs = {h: [k, str(pth)] for h, (k, pth) in planned.items()}
+    m = ArtifactMeta.from_dict(meta)
+    missing = {h: v for h, v in refs.items()
+               if read_reference(Path(v[1]), v[0], h, len(images), m.prior_count, m.num_classes) is None}
+    if not missing and not weights:
+        return refs, None
+    return refs, {"kind": "reference", "meta": meta, "images": list(images), "heads": missing, "weights": weights,
+                  "threads": threads, "checkpoint": checkpoint, "checkpoint_sha256": checkpoint_sha256}
+

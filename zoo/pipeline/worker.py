@@ -47,10 +47,11 @@ def warm_workers() -> WarmWorkers:
 def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorkers | None = None) -> dict:
     """One job in its own interpreter; a crash or hang becomes an error result
     ("converter crashed ..." for an export, "runtime crashed ..." for the others). With ``warm``,
-    an export job runs in a warm process of its target's family, with the same guarantees."""
-    what = "converter" if job.get("kind", "export") == "export" else "runtime"
-    if warm is not None and job.get("kind", "export") == "export" and get_target(job["target"]).warm:
-        return warm.run(f"export:{job['target']}", job, work, timeout, name, what=what)
+    an export or check job runs in a warm process of its target's family, with the same guarantees."""
+    kind = job.get("kind", "export")
+    what = "converter" if kind == "export" else "runtime"
+    if warm is not None and kind in ("export", "check") and get_target(job["target"]).warm:
+        return warm.run(f"{kind}:{job['target']}", job, work, timeout, name, what=what)
     return run_isolated(MODULE, [], job, work, timeout, name, what=what)
 
 
