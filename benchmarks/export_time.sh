@@ -10,8 +10,11 @@
 # depend on the machine (2 cores here) and on what else runs on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ZOO="${1:-.venv/bin/zoo}"
-RELEASE="${2:-}"
+ZOO=".venv/bin/zoo"
+RELEASE=""
+for a in "$@"; do
+    if [ "$a" = "--release" ]; then RELEASE="--release"; else ZOO="$a"; fi
+done
 SHARED="${ZOO_SHARED:-../shared}"
 export ZOO_CHECKPOINT_DIR="${ZOO_CHECKPOINT_DIR:-$SHARED/upstream/checkpoints}"
 export ZOO_IMAGES_DIR="${ZOO_IMAGES_DIR:-$SHARED/images}"
