@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_write_text
@@ -24,7 +27,7 @@ class ExportRequest:
     """One artifact to build, handed to a target inside an isolated worker process."""
 
     meta: ArtifactMeta  # model facts, head, precision and target already filled in
-    state_dict: dict  # verified weights
+    state_dict: Mapping  # verified weights (torch tensors; may load on first use)
     out_dir: Path  # a private temporary folder: write files here only
     stem: str  # base file name, e.g. "rfb-320-raw-int8"
     onnx_path: Path | None = None  # our fp32 ONNX of the same head, for targets whose source is "onnx"
@@ -33,6 +36,16 @@ class ExportRequest:
     #: int8: the model-level sensitivity analysis (zoo.core.model.sensitivity), shared by every target:
     #: {"float_kept": [PyTorch module names to keep float], "layers": [...], ...}; empty when not run
     sensitivity: dict = field(default_factory=dict)
+    #: the same weights as NumPy arrays, when the run prepared them (a .npz): no torch needed to read them
+    weights_npz: Path | None = None
+
+    def weights(self) -> dict:
+        """The verified weights as NumPy arrays (original key names), for a target that builds its own
+        network: from the run's archive when there is one, else from ``state_dict`` (torch)."""
+        if self.weights_npz is not None:
+            with np.load(self.weights_npz, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict.items()}
 
     @property
     def float_kept(self) -> list[str]:
@@ -105,9 +118,18 @@ class Target:
     layout: str = "NCHW"
     extra: str | None = None  # the pip extra that installs its converter/runtime
     requires: tuple[str, ...] = ()  # importable modules needed for export and running
+    #: the modules its worker imports up front (timed apart from the work); None: ``requires``. Not a
+    #: package only found on disk (pnnx is run as an executable: importing it would load torch)
+    preload: tuple[str, ...] | None = None
     packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
     timeout: float = 600.0  # seconds for one export in its worker process
     embeds_metadata: bool = False  # True: metadata inside the file; False: a JSON sidecar is written
+    #: True: its exports may run one after another in a warm worker process (zoo.core.isolation):
+    #: nothing process-global leaks into its files (the tests compare warm and fresh builds byte for byte)
+    warm: bool = True
+    #: True: builds its own network from the weights as NumPy arrays (`ExportRequest.weights`), so its
+    #: worker needs no torch when the run prepared them
+    numpy_weights: bool = False
 
     # -- availability ------------------------------------------------------------
     def missing(self) -> list[str]:

@@ -13,6 +13,7 @@ from exporters.mnn.convert import make_reproducible, onnx_to_mnn
 from exporters.mnn.quantize import MAX_CALIB, skip_ops_for
 from exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
+from zoo.core.timing import phase
 from zoo.core.fsutil import copy_file_atomic
 from zoo.core.isolation import run_isolated
 from zoo.core.meta import ArtifactMeta
@@ -47,7 +48,8 @@ class MnnTarget(Target):
         rel = Path(req.stem + ".mnn")
         biz = m.to_json()
         if m.precision == "int8":
-            meta = self._int8(req, rel, biz)
+            with phase("quantization"):
+                meta = self._int8(req, rel, biz)
         else:
             onnx_to_mnn(req.onnx_path, req.out_dir / rel, fp16=m.precision == "fp16",
                         weight_int8=m.precision == "int8-weight", biz_code=biz)

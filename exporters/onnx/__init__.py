@@ -15,6 +15,7 @@ from exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, t
 from exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
 from exporters.onnx.runner import OnnxRuntimeRunner, OpenCVRunner
 from zoo.core.errors import ZooError
+from zoo.core.timing import phase
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
@@ -52,7 +53,8 @@ class OnnxTarget(Target):
         if req.meta.precision == "fp16":
             model = to_fp16(model)
         elif req.meta.precision == "int8":
-            model, meta = self._int8(req, model)
+            with phase("quantization"):
+                model, meta = self._int8(req, model)
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
         rel = Path(req.stem + ".onnx")

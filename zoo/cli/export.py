@@ -1,6 +1,7 @@
 """`zoo export`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,10 @@ import typer
 from validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
+    JobsOpt,
+    ProfileOpt,
+    default_jobs,
+    profile_run,
     AllowWeakOpt,
     ArchOpt,
     CheckpointOpt,
@@ -61,7 +66,8 @@ def export(
     images: ImagesOpt = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8 (default: built-in).")] = None,
     threads: ThreadsOpt = 1,
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
+    jobs: JobsOpt = None,
+    profile: ProfileOpt = False,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
     keep_float: Annotated[str, typer.Option(
         "--keep-float", help="int8: auto (the sensitive layers the model-level analysis finds stay float) or none "
@@ -78,6 +84,9 @@ def export(
     img_paths = collect_readable(images, "--images") if images is not None else None
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
     make_plan(targets, precisions, head, nms)  # names checked before any weights are read
+    started = time.time()
+    jobs = jobs or default_jobs()
+    rows: list = []
     rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
     if img_paths is None:
         img_paths = parity_images(None)  # the pinned photos (fetched on first use)
@@ -85,8 +94,10 @@ def export(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
         options={"keep_float": keep_float} if keep_float != "auto" else None,
-        min_evidence=min_evidence,
+        min_evidence=min_evidence, timings=rows if profile else None,
     )
+    if profile:
+        profile_run(Path(out), jobs, started, rows)
     requested = {(t, p) for t in targets for p in precisions}
     mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested]
     if json_:

@@ -1,6 +1,7 @@
 """`zoo release` and `zoo verify`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +11,10 @@ from exporters import target_names
 from validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.cli.common import (
     EXIT_FAILED,
+    JobsOpt,
+    ProfileOpt,
+    default_jobs,
+    profile_run,
     AllowWeakOpt,
     ImagesOpt,
     JsonOpt,
@@ -40,7 +45,8 @@ def release(
     models: Annotated[Optional[str], typer.Option("--models", help="Model ids (default: all).")] = None,
     targets: Annotated[Optional[str], typer.Option("--targets", help="Targets (default: all).")] = None,
     precisions: Annotated[str, typer.Option("--precisions", help="Precisions.")] = "fp32,fp16,int8",
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
+    jobs: JobsOpt = None,
+    profile: ProfileOpt = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Build only slice K of N: K/N.")] = None,
     merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Join shard folders into --out: --merge A B ... (or repeat --merge).")] = None,
     more: Annotated[Optional[list[Path]], typer.Argument(help="More shard folders for --merge.", show_default=False)] = None,
@@ -60,6 +66,8 @@ def release(
     if merge:
         manifest = merge_shards(out, list(merge) + list(more or []), progress=progress)
     else:
+        started, rows = time.time(), []
+        jobs = jobs or default_jobs()
         model_ids = split_list(models, "--models") if models else list(MODELS)
         target_list = split_list(targets, "--targets") if targets else target_names()
         manifest = build_release(
@@ -67,7 +75,10 @@ def release(
             images=collect_readable(images, "--images") if images else None,  # default: the pinned photos
             calib=collect_readable(calib, "--calib") if calib else None,
             shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress, min_evidence=min_evidence,
+            timings=rows if profile else None,
         )
+        if profile:
+            profile_run(Path(out), jobs, started, rows)
     if junit:
         write_junit(junit, "release", artifact_cases(manifest))
     if json_:
