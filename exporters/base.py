@@ -83,7 +83,7 @@ class ExportRequest:
         the default calibration (held-out calibration error / faces kept on the 16 pinned photos):
         4 images spread over the set 0.0132 / 346 of 380, the 4 most face-rich 0.0075 / 377 of 380."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
-        from zoo.core.model.processing import postprocess
+        from zoo.core.model.processing import postprocess  # with OpenCV: only int8 choices need it
 
         imgs = sorted(images)
         if len(imgs) <= k:
