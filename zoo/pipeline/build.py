@@ -154,6 +154,8 @@ def build_artifacts(
                 os.chmod(src / f, FILE_MODE)  # converters may create 0600 temporaries
                 os.replace(src / f, dest)  # same file system: atomic
                 rels.append(str(Path(j.target) / f))
+                if onnx_by_head.get(j.head) == str(src / f):  # the input of the targets converting from it
+                    onnx_by_head[j.head] = str(dest)
             t = get_target(j.target)
             lineage = {"checkpoint_sha256": resolved.checkpoint_sha256}
             if t.source == "onnx":
