@@ -160,7 +160,7 @@ def skip_ops_for(onnx_path, modules) -> list[str]:
     converted from ONNX by its node's first output)."""
     import onnx  # heavy
 
-    from zoo.core.model.sensitivity import onnx_module_name  # heavy module: only int8 needs it
+    from zoo.core.model.layers import onnx_module_name
 
     wanted = set(modules)
     model = onnx.load(str(onnx_path), load_external_data=False)
