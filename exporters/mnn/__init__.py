@@ -11,12 +11,12 @@ from pathlib import Path
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
 from exporters.mnn.quantize import pick_calibration, skip_ops_for
-from exporters.mnn.runner import MnnNet
+from exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import copy_file_atomic
 from zoo.core.isolation import run_isolated
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
 
 #: feature-quantization methods tried for full int8, scored on held-out calibration images
 CALIB_METHODS = ("ADMM", "EMA")
@@ -95,3 +95,6 @@ class MnnTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: MnnNet(primary, threads=threads), "mnn", threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return MnnTap(meta, primary, threads=threads)

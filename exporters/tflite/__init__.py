@@ -20,11 +20,11 @@ import numpy as np
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
-from exporters.tflite.runner import SavedModelNet, TfliteNet
+from exporters.tflite.runner import SavedModelNet, TfliteNet, TfliteTap
 from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
 
 
 def _module(req: ExportRequest):
@@ -74,6 +74,9 @@ class TfliteTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: TfliteNet(primary, threads=threads), "litert", threads, layout="NHWC")
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return TfliteTap(meta, primary, threads=threads)
 
 
 class SavedModelTarget(Target):
