@@ -20,7 +20,7 @@ import numpy as np
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
-from exporters.tflite.runner import SavedModelNet, TfliteNet, TfliteTap
+from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
 from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
@@ -104,3 +104,6 @@ class SavedModelTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: SavedModelNet(Path(primary).parent, threads), "tensorflow", threads, layout="NHWC")
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return SavedModelTap(meta, primary, threads=threads)

@@ -251,3 +251,71 @@ class TfliteTap(Tap):
 
     def origin(self, name: str):
         return tf_origin(name)
+
+
+def tf_graph_origin(name: str) -> tuple[str, str] | None:
+    """Where a tensor of our TensorFlow graph comes from ('base_net.1.0/BiasAdd:0': the conv of module
+    base_net.1.0 with its BatchNorm folded in; '.../Relu:0': the same through its ReLU). The conv op's
+    own output, before its bias, is no PyTorch module's output: None."""
+    scope, _, op = name.rsplit(":", 1)[0].rpartition("/")
+    if not scope:
+        return None
+    if op == "BiasAdd":
+        return scope, "Conv"
+    if op == "Relu":
+        return scope, "ConvRelu"
+    return None
+
+
+class SavedModelTap(Tap):
+    """Every intermediate tensor of a SavedModel in TensorFlow: the serving signature's function body
+    (the graph the SavedModel stores) imported on its own and pruned to fetch every float op output.
+    Our SavedModels hold their weights as constants (exporters.tflite.network), so the body runs alone."""
+
+    name = "tensorflow"
+    layout = "NHWC"
+
+    def __init__(self, meta, primary, threads: int = 1):
+        super().__init__(meta, threads)
+        self.folder = Path(primary).parent
+
+    def _load(self) -> None:
+        import tensorflow as tf  # heavy: imported when used
+        from tensorflow.python.framework import function_def_to_graph  # heavy; TF's own FunctionDef importer
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised in this process
+        try:
+            gd = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY].graph.as_graph_def()
+            calls = [n for n in gd.node if n.op in ("PartitionedCall", "StatefulPartitionedCall")]
+            if len(calls) != 1:
+                raise ValueError(f"expected one function call in the signature, found {len(calls)}")
+            fname = calls[0].attr["f"].func.name
+            fdef = next(f for f in gd.library.function if f.signature.name == fname)
+            body = function_def_to_graph.function_def_to_graph(fdef)
+            if len(body.inputs) != 1:
+                raise ValueError(f"the signature body takes {len(body.inputs)} inputs (variables?), expected 1")
+            inner = body.as_graph_def()
+            wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(inner, name=""), [])
+            self.order = [t.name for op in body.get_operations() if op.type not in ("Const", "Placeholder", "Identity")
+                          for t in op.outputs if t.dtype == tf.float32]
+            g = wrapped.graph
+            self.fn = wrapped.prune(feeds=[g.get_tensor_by_name(body.inputs[0].name)],
+                                    fetches=[g.get_tensor_by_name(n) for n in self.order])
+        except Exception as e:  # noqa: BLE001 - TF raises many types
+            raise ZooError(f"TensorFlow cannot expose the intermediate tensors of the SavedModel {self.folder}: "
+                           f"{str(e).splitlines()[0][:200]}") from None
+        self._tf = tf
+
+    def _unload(self) -> None:
+        self.fn = None
+
+    def _tensors(self, x):
+        outs = self.fn(self._tf.constant(x))
+        return [(n, o.numpy()) for n, o in zip(self.order, outs)]
+
+    def origin(self, name: str):
+        return tf_graph_origin(name)
