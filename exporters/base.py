@@ -157,8 +157,8 @@ class Target:
 
     def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
         """Override beside the runner: one place per runtime. The default refuses in one line."""
-        raise ZooError(f"runtime {runtime!r} cannot expose the intermediate tensors of a {self.name} artifact "
-                       f"(target {self.name!r} implements no tap)")
+        raise ZooError(f"runtime {runtime!r} cannot expose the intermediate tensors of {self.name} artifacts "
+                       f"(target {self.name!r} has no tap for it), so `zoo diff` cannot run there")
 
 
 def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta, files=None) -> Path:

@@ -16,12 +16,6 @@ from zoo.core.errors import ZooError
 UNMAPPED_SHOWN = 12
 
 
-def diff_command(primary: str | Path, runtime: str | None = None) -> str:
-    """The `zoo diff` command line for an artifact (what a failing check or export line suggests)."""
-    cmd = f"zoo diff {primary}"
-    return cmd + (f" --runtime {runtime}" if runtime else "")
-
-
 def _fmt(v: float) -> str:
     return f"{v:.3g}" if v == v else "nan"
 
