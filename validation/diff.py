@@ -25,6 +25,7 @@ noise-level errors do not make ratios; null when no layer is over tolerance.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,14 +75,25 @@ def reference(meta, state_dict, x) -> Reference:
     return Reference(net, model_layers(net, x[:1]))
 
 
-def diff_artifact(primary: Path, x: np.ndarray, state_dict, runtime: str | None = None, threads: int = 1,
-                  atol: float | None = None, ref: Reference | None = None) -> dict:
-    """The layer-by-layer comparison of one artifact on the preprocessed batch ``x`` (N, 3, H, W)."""
-    primary = Path(primary)
-    meta = read_meta(primary)
+def open_tap(primary: Path, runtime: str | None = None, threads: int = 1):
+    """(metadata, the artifact's `Tap`, not loaded yet): every refusal (unknown target, runtime not
+    installed, a runtime without a tap, metadata without the mapping) before any work."""
+    meta = read_meta(Path(primary))
     target = get_target(meta.target)
     target.require()
-    tap = target.tap(primary, meta, threads=threads, runtime=runtime)
+    return meta, target.tap(Path(primary), meta, threads=threads, runtime=runtime)
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def diff_artifact(primary: Path, x: np.ndarray, state_dict, runtime: str | None = None, threads: int = 1,
+                  atol: float | None = None, ref: Reference | None = None, opened=None) -> dict:
+    """The layer-by-layer comparison of one artifact on the preprocessed batch ``x`` (N, 3, H, W);
+    ``opened``: what `open_tap` returned for it."""
+    primary = Path(primary)
+    meta, tap = opened or open_tap(primary, runtime, threads)
     if tuple(x.shape[2:]) != (meta.input_size[1], meta.input_size[0]):
         raise ZooError(f"{primary}: images were prepared at {x.shape[3]}x{x.shape[2]}, the artifact takes "
                        f"{meta.input_size[0]}x{meta.input_size[1]}")
@@ -120,8 +132,9 @@ def diff_artifact(primary: Path, x: np.ndarray, state_dict, runtime: str | None 
         st = r["stats"]
         m = st.result()
         limit = tol["atol"] + tol["rtol"] * st.ref_peak
-        out_layers.append({"torch": r["torch"], "runtime": r["runtime"], "shape": r["shape"], **m,
-                           "over": bool(m["max_abs"] > limit)})
+        over = not math.isfinite(m["max_abs"]) or m["max_abs"] > limit
+        m = {k: _finite(v) for k, v in m.items()}  # NaN/inf from the runtime: null (and over), valid JSON
+        out_layers.append({"torch": r["torch"], "runtime": r["runtime"], "shape": r["shape"], **m, "over": bool(over)})
     first = next((l["torch"] for l in out_layers if l["over"]), None)
     growth = _growth(out_layers, layers, tol["floor"])
     largest = max(growth, key=growth.get) if growth and first is not None else None
@@ -145,7 +158,8 @@ def _growth(rows: list[dict], layers, floor: float) -> dict[str, float]:
         if src is None or layers.index[src] > layers.index[r["torch"]]:
             src = prev
         base = by_module[src]["rel_l2"] if src else 0.0
-        out[r["torch"]] = float(r["rel_l2"] / max(base, floor))
+        rel = r["rel_l2"] if r["rel_l2"] is not None else math.inf
+        out[r["torch"]] = float(rel / max(base if base is not None else math.inf, floor))
         prev = r["torch"]
     return out
 
@@ -153,7 +167,7 @@ def _growth(rows: list[dict], layers, floor: float) -> dict[str, float]:
 def worst(result: dict, n: int = 3) -> list[dict]:
     """The ``n`` mapped layers with the largest relative L2 error."""
     rows = [l for l in result["layers"] if l["torch"]]
-    return sorted(rows, key=lambda l: -l["rel_l2"])[:n]
+    return sorted(rows, key=lambda l: -(l["rel_l2"] if l["rel_l2"] is not None else math.inf))[:n]
 
 
 def diff(primaries: list[Path], images: list[Path], checkpoint: Path | None = None, runtime: str | None = None,
@@ -164,14 +178,13 @@ def diff(primaries: list[Path], images: list[Path], checkpoint: Path | None = No
     from zoo.core.images import load_batch
 
     say = progress or (lambda msg: None)
-    metas = [read_meta(Path(p)) for p in primaries]  # every artifact readable before any work
-    for p, m in zip(primaries, metas):
-        get_target(m.target).tap  # noqa: B018 - the target exists (read_meta does not check it)
+    opened = [open_tap(Path(p), runtime, threads) for p in primaries]  # every refusal before any work
+    metas = [m for m, _ in opened]
     states: dict[str, dict] = {}
     batches: dict[tuple, np.ndarray] = {}
     refs: dict[tuple, Reference] = {}
     out = []
-    for p, m in zip(primaries, metas):
+    for p, m, o in zip(primaries, metas, opened):
         sha = m.checkpoint_sha256
         if sha not in states:
             states[sha] = load_state_dict(find_checkpoint(sha, checkpoint), sha)
@@ -183,5 +196,5 @@ def diff(primaries: list[Path], images: list[Path], checkpoint: Path | None = No
             refs[key] = reference(m, states[sha], batches[size])
         say(f"diff {p} ...")
         out.append(diff_artifact(Path(p), batches[size], states[sha], runtime=runtime, threads=threads, atol=atol,
-                                 ref=refs[key]))
+                                 ref=refs[key], opened=o))
     return out

@@ -114,7 +114,7 @@ def test_diff_finds_the_tampered_layer(target, export_dir, resolved, few_images,
         q = results[2]
         rows = [l for l in q["layers"] if l["torch"]]
         assert q["first_divergent"] is not None and q["largest_growth"] is not None
-        assert all(l["cosine"] > 0.5 for l in rows)  # degraded, not broken
+        assert all(l["cosine"] > 0.9 for l in rows)  # degraded, not broken (measured: >= 0.986 on rfb-320)
 
 
 @pytest.mark.parametrize("target,runtime", NO_TAP)

@@ -16,8 +16,8 @@ from zoo.core.errors import ZooError
 UNMAPPED_SHOWN = 12
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}" if v == v else "nan"
+def _fmt(v: float | None) -> str:
+    return "inf/nan" if v is None else f"{v:.3g}"
 
 
 def table(res: dict) -> str:
@@ -35,7 +35,7 @@ def table(res: dict) -> str:
         shape = "x".join(str(v) for v in l["shape"])
         g = extra["growth"].get(l["torch"])
         lines.append(f"  {i:>3}  {l['torch']:<{w_mod}}  {name:<{w_rt}}  {shape:<14}  {_fmt(l['max_abs']):>9}  "
-                     f"{_fmt(l['mean_abs']):>9}  {_fmt(l['rel_l2']):>9}  {l['cosine']:>9.6f}  "
+                     f"{_fmt(l['mean_abs']):>9}  {_fmt(l['rel_l2']):>9}  {l['cosine'] if l['cosine'] is not None else float('nan'):>9.6f}  "
                      f"{'x' + format(g, '.3g') if g is not None else '':>8}" + ("  OVER" if l["over"] else ""))
     lines.append(f"first divergent: {r['first_divergent'] or 'none (every layer within tolerance)'}")
     if r["largest_growth"]:
@@ -65,7 +65,7 @@ def plot(results: list[dict], path: Path) -> None:
     for res in results:
         r = res["result"]
         rows = [l for l in r["layers"] if l["torch"]]
-        ys = [max(l["rel_l2"], 1e-9) for l in rows]
+        ys = [max(l["rel_l2"], 1e-9) if l["rel_l2"] is not None else float("nan") for l in rows]
         label = f"{Path(r['artifact']).name} ({r['runtime']})"
         ax.plot(range(1, len(rows) + 1), ys, marker=".", label=label)
         if r["first_divergent"]:
