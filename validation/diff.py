@@ -137,30 +137,33 @@ def diff_artifact(primary: Path, x: np.ndarray, state_dict, runtime: str | None 
         out_layers.append({"torch": r["torch"], "runtime": r["runtime"], "shape": r["shape"], **m, "over": bool(over)})
     first = next((l["torch"] for l in out_layers if l["over"]), None)
     growth = _growth(out_layers, layers, tol["floor"])
-    largest = max(growth, key=growth.get) if growth and first is not None else None
+    largest = out_layers[int(np.argmax(growth))]["torch"] if first is not None else None
     unmapped = [{"torch": None, "runtime": r["runtime"], "shape": r["shape"], "max_abs": None, "mean_abs": None,
                  "rel_l2": None, "cosine": None, "over": False} for r in rows if not r["torch"]]
     result = {"artifact": str(primary), "runtime": tap.name, "images": int(x.shape[0]), "layers": out_layers + unmapped,
               "first_divergent": first, "largest_growth": largest}
-    # for the text table (not part of the JSON form): growth per layer, tolerance, why a tensor is unmapped
+    # for the text table (not part of the JSON form): growth per mapped row, tolerance, why a tensor is unmapped
     extra = {"precision": meta.precision, "tolerance": tol, "growth": growth,
              "unmapped_why": {r["runtime"]: r["why"] for r in rows if not r["torch"]}}
     return {"result": result, "extra": extra}
 
 
-def _growth(rows: list[dict], layers, floor: float) -> dict[str, float]:
-    """{module: its rel_l2 / the rel_l2 of the mapped layer feeding it (floored)}."""
-    by_module = {r["torch"]: r for r in rows}
-    out = {}
+def _growth(rows: list[dict], layers, floor: float) -> list[float]:
+    """Per row: its rel_l2 / the rel_l2 of the mapped layer feeding it (its nearest mapped producer in
+    the PyTorch graph, else the previous row), the latter floored at ``floor``. A module some runtime
+    exposes twice (a float output and its requantized copy) is fed by its first row."""
+    first_row: dict[str, dict] = {}
+    for r in rows:
+        first_row.setdefault(r["torch"], r)
+    out = []
     prev = None
     for r in rows:
-        src = layers.feeding(r["torch"], set(by_module) - {r["torch"]})
-        if src is None or layers.index[src] > layers.index[r["torch"]]:
-            src = prev
-        base = by_module[src]["rel_l2"] if src else 0.0
+        src = layers.feeding(r["torch"], set(first_row) - {r["torch"]})
+        base_row = first_row[src] if src is not None and layers.index[src] < layers.index[r["torch"]] else prev
+        base = base_row["rel_l2"] if base_row is not None else 0.0
         rel = r["rel_l2"] if r["rel_l2"] is not None else math.inf
-        out[r["torch"]] = float(rel / max(base if base is not None else math.inf, floor))
-        prev = r["torch"]
+        out.append(float(rel / max(base if base is not None else math.inf, floor)))
+        prev = r
     return out
 
 

@@ -33,18 +33,21 @@ def table(res: dict) -> str:
     for i, l in enumerate(mapped, 1):
         name = l["runtime"] if len(l["runtime"]) <= w_rt else "…" + l["runtime"][-(w_rt - 1):]
         shape = "x".join(str(v) for v in l["shape"])
-        g = extra["growth"].get(l["torch"])
+        g = extra["growth"][i - 1]
         lines.append(f"  {i:>3}  {l['torch']:<{w_mod}}  {name:<{w_rt}}  {shape:<14}  {_fmt(l['max_abs']):>9}  "
                      f"{_fmt(l['mean_abs']):>9}  {_fmt(l['rel_l2']):>9}  {l['cosine'] if l['cosine'] is not None else float('nan'):>9.6f}  "
                      f"{'x' + format(g, '.3g') if g is not None else '':>8}" + ("  OVER" if l["over"] else ""))
     lines.append(f"first divergent: {r['first_divergent'] or 'none (every layer within tolerance)'}")
     if r["largest_growth"]:
-        lines.append(f"largest growth: {r['largest_growth']} (x{extra['growth'][r['largest_growth']]:.3g} "
-                     "its input's relative error)")
+        g = max(extra["growth"])
+        lines.append(f"largest growth: {r['largest_growth']} (x{g:.3g} its input's relative error)")
     else:
         lines.append("largest growth: none (no layer over tolerance)")
     lines.append("worst: " + ", ".join(f"{l['torch']} (rel_l2 {_fmt(l['rel_l2'])})" for l in worst(r)))
     unm = [l for l in r["layers"] if not l["torch"]]
+    odd = {n: why for n, why in extra["unmapped_why"].items() if why != "no PyTorch module"}
+    for n, why in odd.items():
+        lines.append(f"not compared: {n}: {why}")
     if unm:
         shown = ", ".join(f"{l['runtime']}" for l in unm[:UNMAPPED_SHOWN])
         more = f", ... ({len(unm) - UNMAPPED_SHOWN} more: --json lists them all)" if len(unm) > UNMAPPED_SHOWN else ""
