@@ -176,9 +176,9 @@ def worst(result: dict, n: int = 3) -> list[dict]:
 def diff(primaries: list[Path], images: list[Path], checkpoint: Path | None = None, runtime: str | None = None,
          threads: int = 1, atol: float | None = None, progress=None) -> list[dict]:
     """`diff_artifact` for each artifact (the PyTorch reference built once per model and head)."""
-    from checkpoints.loader import load_state_dict
-    from checkpoints.resolve import find_checkpoint
-    from zoo.core.images import load_batch
+    from checkpoints.loader import load_state_dict  # heavy (torch): only when the comparison runs
+    from checkpoints.resolve import find_checkpoint  # heavy (torch), as above
+    from zoo.core.images import load_batch  # heavy (OpenCV), as above
 
     say = progress or (lambda msg: None)
     opened = [open_tap(Path(p), runtime, threads) for p in primaries]  # every refusal before any work

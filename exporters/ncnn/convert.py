@@ -155,7 +155,7 @@ def onnx_tensor_names(convs: dict, onnx_path) -> dict[str, str]:
     layer (``9=1``), that ReLU's output. A layer with no match, or with another fused activation, is
     left out (`zoo diff` lists its blob as unmapped)."""
     import onnx  # heavy: only conversion reads the ONNX graph
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # heavy, as above
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     g = model.graph

@@ -106,7 +106,7 @@ class OnnxRuntimeTap(Tap):
     def _load(self) -> None:
         import onnx  # heavy
         import onnxruntime as ort  # optional runtime: imported when used
-        from onnx import TensorProto
+        from onnx import TensorProto  # heavy, as above
 
         try:
             model = onnx.load(str(self.path))

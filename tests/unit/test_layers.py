@@ -104,3 +104,21 @@ def test_feeding_walks_back_to_a_mapped_layer(net_layers):
     assert L.feeding("base_net.1.5", mapped) == "base_net.1.2"
     assert L.feeding("base_net.1.2", mapped) == "base_net.0.2"
     assert L.feeding("base_net.0.2", mapped) is None
+
+
+def test_a_failing_export_line_suggests_zoo_diff(tmp_path):
+    """`zoo export`'s FAIL line for an artifact that failed parity ends with its `zoo diff` command
+    (only when the file is there to compare)."""
+    from zoo.cli.export import parity_line
+    from zoo.core.manifest import Artifact
+
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / "m.onnx").write_bytes(b"x")
+    parity = {"passed": False, "failures": ["output 'scores' diverges"], "outputs": {}, "detections": {}}
+    bad = Artifact("rfb-320", "onnx", "fp32", "decoded", "NCHW", "onnx/m.onnx", [], parity=parity)
+    line = parity_line(bad, folder=tmp_path)
+    assert line.startswith("FAIL") and line.rstrip().endswith(f"zoo diff {tmp_path / 'onnx' / 'm.onnx'}")
+    gone = Artifact("rfb-320", "onnx", "fp32", "decoded", "NCHW", "onnx/gone.onnx", [], parity=parity)
+    assert "zoo diff" not in parity_line(gone, folder=tmp_path)
+    ok = Artifact("rfb-320", "onnx", "fp32", "decoded", "NCHW", "onnx/m.onnx", [], parity={**parity, "passed": True, "failures": []})
+    assert "zoo diff" not in parity_line(ok, folder=tmp_path)

@@ -58,10 +58,10 @@ def table(res: dict) -> str:
 def plot(results: list[dict], path: Path) -> None:
     """Relative L2 error against depth (position in PyTorch's execution order), one line per artifact."""
     try:
-        import matplotlib
+        import matplotlib  # optional (report extra): only --plot needs it
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # optional, as above
     except ImportError:
         raise ZooError("--plot needs matplotlib: pip install 'ultraface-zoo[report]'") from None
     fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
