@@ -22,8 +22,8 @@ import numpy as np
 from exporters.mnn.native import existing_file, import_tools, load_info, model_inputs, native_output, output_file, tail
 from exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
-from zoo.core.model.layers import onnx_module_name
 from zoo.core.fsutil import atomic_path
+from zoo.core.model.layers import onnx_module_name
 
 #: calibration images used at most (ADMM time and memory grow with the count; spread over the set)
 MAX_CALIB = 4
@@ -160,7 +160,6 @@ def skip_ops_for(onnx_path, modules) -> list[str]:
     """MNN op names of the convolutions exported from the PyTorch ``modules`` (MNN names an op
     converted from ONNX by its node's first output)."""
     import onnx  # heavy
-
 
     wanted = set(modules)
     model = onnx.load(str(onnx_path), load_external_data=False)
