@@ -13,8 +13,10 @@ Tolerance (per layer, on the max absolute error, relative to the reference tenso
 the form of validation.parity's tiers): over when ``max_abs > atol + rtol * peak``, with (atol,
 rtol) by the artifact's precision tier (`LAYER_TOLERANCE`); ``--atol A`` makes it ``max_abs > A``.
 fp32 uses the fp32 parity tier's 1e-4 / 1e-4 (fp32 runtimes measure ~1e-6 relative per layer).
-fp16 uses 1e-2 / 1e-2 (float16 carries 11 significant bits, ~5e-4 relative per rounding; a few
-dozen layers stay well under 1%). int8 uses 0.05 / 0.05: one uint8 activation step is 1/255 of a
+fp16 uses 2e-2 / 2e-2, the fp16 parity tier's 2e-2 (float16 carries 11 significant bits, ~5e-4
+relative per rounding; measured on rfb-320 and slim-320, every fp16 layer within 1.2% relative L2,
+the largest single-element errors, ~0.085, in the box-regression heads, which the 1e-2 / 1e-2 first
+tried flagged in artifacts that pass parity). int8 uses 0.05 / 0.05: one uint8 activation step is 1/255 of a
 tensor's range, so a layer within 5% of its peak holds a few steps of error; beyond that the int8
 error has built up (which is what the table is for: where it enters and where it grows).
 
@@ -41,7 +43,7 @@ from zoo.core.model.layers import ErrorStats, capture, model_layers
 #: ``floor``: the smallest input error a growth ratio divides by
 LAYER_TOLERANCE = {
     "fp32": {"atol": 1e-4, "rtol": 1e-4, "floor": 1e-5},
-    "fp16": {"atol": 1e-2, "rtol": 1e-2, "floor": 1e-3},
+    "fp16": {"atol": 2e-2, "rtol": 2e-2, "floor": 1e-3},
     "int8": {"atol": 5e-2, "rtol": 5e-2, "floor": 1e-2},
 }
 
