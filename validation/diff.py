@@ -71,7 +71,8 @@ def reference(meta, state_dict, x) -> Reference:
     from zoo.core.model.nets import UltraFace, load_state_dict_strict  # heavy: torch
 
     torch.set_num_threads(1)
-    net = UltraFace(meta.arch, meta.num_classes, *meta.input_size, head=meta.head)
+    head = "decoded" if meta.head == "nms" else meta.head  # an end-to-end graph is the decoded one + NMS
+    net = UltraFace(meta.arch, meta.num_classes, *meta.input_size, head=head)
     load_state_dict_strict(net, state_dict)
     net.eval()
     return Reference(net, model_layers(net, x[:1]))
