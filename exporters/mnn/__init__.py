@@ -10,7 +10,7 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
-from exporters.mnn.quantize import pick_calibration, skip_ops_for
+from exporters.mnn.quantize import MAX_CALIB, skip_ops_for
 from exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import copy_file_atomic
@@ -68,9 +68,11 @@ class MnnTarget(Target):
             onnx_to_mnn(req.onnx_path, fp32, biz_code=biz)
             skip = skip_ops_for(req.onnx_path, req.float_kept)
             score = req.quant_scorer(self.runner(fp32, m.with_(precision="fp32")), held)
+            # ADMM's cost grows with its images: the few where the fp32 model finds the most faces
+            rich = req.face_rich(self.runner(fp32, m.with_(precision="fp32")), fit, MAX_CALIB)
             for method in CALIB_METHODS:
                 cand = Path(td) / f"{method}.mnn"
-                images = pick_calibration(fit) if method == "ADMM" else fit
+                images = [p for p, _ in rich] if method == "ADMM" else fit
                 job = {"src": str(fp32), "dst": str(cand), "images": [str(p) for p in images], "width": m.input_size[0],
                        "height": m.input_size[1], "method": method, "weight_method": "MAX_ABS", "skip_ops": skip}
                 res = run_isolated("exporters.mnn.quantize", [], job, Path(td) / "logs", self.timeout / 3, f"quant-{method}")
@@ -83,9 +85,10 @@ class MnnTarget(Target):
                                + "; ".join(f"{k}: {v}" for k, v in failures.items()))
             best = min(errors, key=errors.get)
             copy_file_atomic(Path(td) / f"{best}.mnn", req.out_dir / rel)
-        used = pick_calibration(fit) if best == "ADMM" else fit
+        used = [p for p, _ in rich] if best == "ADMM" else fit
         return m.with_(io={
             "calibration": {"method": best, "weights": "MAX_ABS", "images": [p.name for p in used],
+                            "admm_faces": {p.name: n for p, n in rich},
                             "held_out": [p.name for p in held], "held_out_error": errors,
                             "failed": failures},
             "quantization": {"float_kept": req.float_kept, "float_ops": skip, "sensitivity": req.sensitivity}})

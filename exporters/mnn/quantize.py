@@ -25,7 +25,7 @@ from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path
 from zoo.core.model.layers import onnx_module_name
 
-#: calibration images used at most (ADMM time and memory grow with the count; spread over the set)
+#: images ADMM calibrates on (its time and memory grow with the count): ExportRequest.face_rich picks them
 MAX_CALIB = 4
 #: feature_quantize_method values accepted by MNN's calibration.
 FEATURE_METHODS = ("ADMM", "KL", "EMA")
@@ -35,14 +35,6 @@ WEIGHT_METHODS = ("MAX_ABS", "ADMM")
 # Preprocessing of the UltraFace family: RGB, (pixel - 127) / 128.
 _MEAN = 127.0
 _NORM = 1.0 / 128.0
-
-
-def pick_calibration(paths: list[Path], k: int = MAX_CALIB) -> list[Path]:
-    """k images spread evenly over the (sorted) set: deterministic, independent of the set's size."""
-    paths = sorted(paths)
-    if len(paths) <= k:
-        return paths
-    return [paths[round(i * (len(paths) - 1) / (k - 1))] for i in range(k)]
 
 
 def _write_calibration_images(images: Sequence[str | os.PathLike], width: int, height: int, folder: Path) -> int:

@@ -103,6 +103,11 @@ def verify(
 ) -> None:
     """Re-check every file's sha256 and re-run the golden kit through every artifact."""
     res = run_verify(folder, threads=threads, progress=None if json_ else stderr, runtime=runtime_option(runtime))
+    report_verify(res, junit, json_)
+
+
+def report_verify(res: dict, junit: Path | None, json_: bool) -> None:
+    """Print a verify result (or its JSON), write its JUnit file, exit 2 when it failed."""
     if junit:
         write_junit(junit, "verify", res["cases"])
     if json_:
@@ -113,6 +118,12 @@ def verify(
                 # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
                 ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""
                 typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else "") + ev)
+        part = res.get("partial")
+        if part:
+            typer.echo(f"partial pull ({part['record']}): left out {len(part['left_out'])} artifact(s)"
+                       f"{': ' + ', '.join(part['left_out']) if part['left_out'] else ''}; "
+                       f"and {len(part['left_out_files'])} other file(s)"
+                       f"{': ' + ', '.join(part['left_out_files']) if part['left_out_files'] else ''}")
     if not res["passed"]:
         first = next(c for c in res["cases"] if not c["passed"])
         stderr(f"error: verification failed: {first['failure']}")
