@@ -16,8 +16,8 @@ from zoo.core.fsutil import atomic_write_text
 from zoo.core.integrity import sidecar_files
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
-from zoo.core.model.sensitivity import output_error
-from zoo.core.runtime import Runner
+from zoo.core.model.layers import output_error
+from zoo.core.runtime import Runner, Tap
 
 __all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "write_sidecar"]
 
@@ -61,7 +61,7 @@ class ExportRequest:
     def quant_scorer(self, reference: Runner, images: list[Path]):
         """A function scoring an int8 candidate runner against ``reference`` (the fp32 file of the same
         format, which matches PyTorch to ~1e-5; no torch in a converter's process) on ``images``:
-        face-score and box changes (zoo.core.model.sensitivity.output_error); lower is better. The
+        face-score and box changes (zoo.core.model.layers.output_error); lower is better. The
         reference runs once, however many candidates are scored."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
 
@@ -192,6 +192,16 @@ class Target:
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         raise NotImplementedError
+
+    # -- intermediates (zoo diff) --------------------------------------------------------
+    def tap(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None) -> Tap:
+        """A `Tap` exposing every intermediate tensor of an artifact in ``runtime`` (default: the first)."""
+        return self.make_tap(self.check_runtime(runtime), Path(primary), meta, threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        """Override beside the runner: one place per runtime. The default refuses in one line."""
+        raise ZooError(f"runtime {runtime!r} cannot expose the intermediate tensors of {self.name} artifacts "
+                       f"(target {self.name!r} has no tap for it), so `zoo diff` cannot run there")
 
 
 def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta, files=None) -> Path:

@@ -12,13 +12,13 @@ from pathlib import Path
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
 from exporters.mnn.quantize import MAX_CALIB, skip_ops_for, spread
-from exporters.mnn.runner import MnnNet
+from exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.fsutil import copy_file_atomic
 from zoo.core.isolation import run_isolated
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
 
 
 
@@ -113,3 +113,6 @@ class MnnTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: MnnNet(primary, threads=threads), "mnn", threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return MnnTap(meta, primary, threads=threads)

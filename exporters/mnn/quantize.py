@@ -23,6 +23,7 @@ from exporters.mnn.native import existing_file, import_tools, load_info, model_i
 from exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path
+from zoo.core.model.layers import onnx_module_name
 
 #: images ADMM calibrates on (its time and memory grow with the count)
 MAX_CALIB = 4
@@ -159,8 +160,6 @@ def skip_ops_for(onnx_path, modules) -> list[str]:
     """MNN op names of the convolutions exported from the PyTorch ``modules`` (MNN names an op
     converted from ONNX by its node's first output)."""
     import onnx  # heavy
-
-    from zoo.core.model.sensitivity import onnx_module_name  # heavy module: only int8 needs it
 
     wanted = set(modules)
     model = onnx.load(str(onnx_path), load_external_data=False)

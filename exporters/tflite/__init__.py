@@ -21,12 +21,12 @@ import numpy as np
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
-from exporters.tflite.runner import SavedModelNet, TfliteNet
+from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
 from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
+from zoo.core.runtime import NativeRunner, Runner, Tap
 from zoo.core.timing import phase
-from zoo.core.runtime import NativeRunner, Runner
 
 
 def _module(req: ExportRequest):
@@ -79,6 +79,9 @@ class TfliteTarget(Target):
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: TfliteNet(primary, threads=threads), "litert", threads, layout="NHWC")
 
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return TfliteTap(meta, primary, threads=threads)
+
 
 class SavedModelTarget(Target):
     """The TF SavedModel the TFLite conversion passes through, run in TensorFlow itself."""
@@ -106,3 +109,6 @@ class SavedModelTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: SavedModelNet(Path(primary).parent, threads), "tensorflow", threads, layout="NHWC")
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return SavedModelTap(meta, primary, threads=threads)

@@ -97,6 +97,14 @@ def exit_on_weak_evidence(parities: list[dict | None], min_evidence: int, allow:
     raise typer.Exit(EXIT_FAILED)
 
 
+def diff_hint(primary: str | Path, runtime: str | None = None) -> str:
+    """The line a failing artifact's FAIL line ends with: the `zoo diff` command that shows which of its
+    layers departs from PyTorch (empty when the file is not there to compare)."""
+    if not Path(primary).is_file():
+        return ""
+    return f"      layer by layer: zoo diff {primary}" + (f" --runtime {runtime}" if runtime else "")
+
+
 def print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2))
 

@@ -24,6 +24,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     ModelOpt,
     ThreadsOpt,
+    diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     parity_images,
@@ -39,7 +40,7 @@ from zoo.pipeline.build import KEEP_FLOAT, export_model
 from zoo.pipeline.plan import make_plan
 
 
-def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE) -> str:
+def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | None = None) -> str:
     p = a.parity or {}
     d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
@@ -49,6 +50,9 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE) -> str:
             f"{evidence_text(p, min_evidence)}")
     if not a.passed:
         line += "\n      " + "\n      ".join(p.get("failures", []))
+        hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""
+        if hint:
+            line += "\n" + hint
     return line
 
 
@@ -104,7 +108,7 @@ def export(
         print_json(manifest.to_dict())
     else:
         for a in mine:
-            typer.echo(parity_line(a, min_evidence))
+            typer.echo(parity_line(a, min_evidence, folder=Path(out)))
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {f.error}")
         typer.echo(f"manifest: {Path(out) / MANIFEST}")

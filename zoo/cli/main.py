@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from zoo.cli import bench, check, detect, evaluate, export, listing, publish, release
+from zoo.cli import bench, check, detect, diff, evaluate, export, listing, publish, release
 from zoo.core.errors import ZooError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.command("detect")(detect.detect)
 app.command("eval")(evaluate.eval_)
 app.command("export")(export.export)
 app.command("check")(check.check)
+app.command("diff")(diff.diff)
 app.command("list")(listing.list_)
 app.command("bench")(bench.bench)
 app.command("report")(bench.report)

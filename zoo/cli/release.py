@@ -22,6 +22,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     print_json,
@@ -90,6 +91,9 @@ def release(
             if not a.passed:
                 typer.echo(f"FAIL  {a.model} {a.target}/{a.precision}/{a.head}: {'; '.join((a.parity or {}).get('failures') or [])}"
                            f"  {evidence_text(a.parity, min_evidence)}")
+                hint = diff_hint(Path(out) / a.primary)
+                if hint:
+                    typer.echo(hint)
             elif weak_evidence(a.parity, min_evidence) or ((a.parity or {}).get("evidence") or {}).get("overlap"):
                 typer.echo(f"PASS  {a.model} {a.target}/{a.precision}/{a.head}  {evidence_text(a.parity, min_evidence)}")
         for f in manifest.failed:
