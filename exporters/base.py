@@ -130,6 +130,10 @@ class Target:
     #: True: builds its own network from the weights as NumPy arrays (`ExportRequest.weights`), so its
     #: worker needs no torch when the run prepared them
     numpy_weights: bool = False
+    #: True: `zoo export --dynamic` makes files whose batch, height and width are free at run time (the raw
+    #: head: priors are made on the host for the actual size); False: ``dynamic_reason`` says why not
+    dynamic: bool = False
+    dynamic_reason: str = "its runtime needs the input shape fixed in the file"
 
     # -- availability ------------------------------------------------------------
     def missing(self) -> list[str]:

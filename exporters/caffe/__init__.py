@@ -22,6 +22,7 @@ class CaffeTarget(Target):
     requires = ("cv2", "onnx", "google.protobuf")
     packages = ("opencv-python-headless", "opencv-python", "protobuf", "onnx")
     timeout = 120.0
+    dynamic_reason = "the prototxt fixes the input dims and each head's Reshape dims (Caffe has no free shapes)"
 
     def source_head(self, head: str) -> str:
         return "raw"  # the decoded head is appended as Caffe layers to the raw graph

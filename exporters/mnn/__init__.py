@@ -35,6 +35,7 @@ class MnnTarget(Target):
     packages = ("MNN",)
     timeout = 900.0
     runtimes = ("mnn",)
+    dynamic = True  # the runner resizes the input (resizeTensor + resizeSession) to each batch's size
 
     def expand(self, precision: str) -> list[str]:
         # int8: full quantisation (weights and activations), and weight-only int8 (float compute)

@@ -14,6 +14,7 @@ import numpy as np
 
 from exporters.mnn.native import existing_file, import_mnn, native_output, tail
 from zoo.core.errors import ZooError
+from zoo.core.model.priors import DYNAMIC_MIN_SIDE
 from zoo.core.model.layers import onnx_origin
 from zoo.core.runtime import Tap
 
@@ -89,6 +90,9 @@ class MnnNet:
         # Probe run: MNN creates sessions on unsupported models and only fails later.
         with native_output() as log:
             try:
+                if min(self._input_shape) <= 0:  # free axes (a dynamic file): probe at the smallest allowed size
+                    c = self._input_shape[1] if self._input_shape[1] > 0 else 3
+                    self._resize((1, c, DYNAMIC_MIN_SIDE, DYNAMIC_MIN_SIDE))
                 self._run_one(np.zeros((1,) + self._input_shape[1:], np.float32))
             except ZooError as exc:
                 failure = str(exc)

@@ -29,6 +29,7 @@ class NcnnTarget(Target):
     preload = ("ncnn",)  # pnnx is an executable here: importing its package would load torch
     packages = ("ncnn", "pnnx")
     timeout = 900.0
+    dynamic = True  # shape-free by nature once the heads' Reshapes carry -1 (convert.free_reshapes)
 
     def default_head(self, precision: str) -> str:
         return "raw"
@@ -36,11 +37,12 @@ class NcnnTarget(Target):
     def export(self, req: ExportRequest) -> ExportResult:
         m = req.meta
         param, binf = Path(req.stem + ".param"), Path(req.stem + ".bin")
+        dyn = tuple(m.input_size) if m.is_dynamic else None
         if m.precision == "int8":
             if m.head != "raw":
                 raise ZooError("ncnn int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
             with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
-                info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False)
+                info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False, dynamic_size=dyn)
                 with phase("quantization"):
                     calib, _, _ = load_batch(req.calib, *m.input_size)
                     q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
@@ -48,7 +50,7 @@ class NcnnTarget(Target):
             quant = {"method": q["method"], "int8_layers": len(q["int8_layers"]),
                      "fp32_layers": len(q["fp32_layers"]), "calibration_images": [p.name for p in req.calib]}
         else:
-            info = onnx_to_ncnn(req.onnx_path, req.out_dir, req.stem, fp16=m.precision == "fp16")
+            info = onnx_to_ncnn(req.onnx_path, req.out_dir, req.stem, fp16=m.precision == "fp16", dynamic_size=dyn)
             quant = None
         io = {"input_blob": info["input_blob"], "output_blobs": info["output_blobs"], "int8": m.precision == "int8",
               "tensors": info["tensors"]}  # blob -> ONNX tensor, for `zoo diff` (pnnx renames every blob)

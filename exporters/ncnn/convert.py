@@ -47,7 +47,7 @@ def _tail(text: str, n: int = 12) -> str:
     return "\n".join(lines[-n:])
 
 
-def _onnx_io(onnx_path: Path) -> tuple[str, list[int], list[str]]:
+def _onnx_io(onnx_path: Path, size: tuple[int, int] | None = None) -> tuple[str, list[int], list[str]]:
     import onnx  # heavy: only conversion reads the ONNX graph
 
     try:
@@ -59,13 +59,16 @@ def _onnx_io(onnx_path: Path) -> tuple[str, list[int], list[str]]:
     if len(inputs) != 1:
         raise ZooError(f"{onnx_path}: expected exactly one input, found {[i.name for i in inputs]}")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if size is not None and len(dims) == 4:  # a file with free axes: traced by pnnx at this size
+        dims = [1, dims[1] or 3, size[1], size[0]]
     if len(dims) != 4 or dims[0] != 1 or min(dims) <= 0:
         raise ZooError(f"{onnx_path}: input must be fixed (1,3,H,W), got {dims}")
     outputs = [o.name for o in model.graph.output]
     return inputs[0].name, dims, outputs
 
 
-def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) -> dict:
+def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300,
+                 dynamic_size: tuple[int, int] | None = None) -> dict:
     """Convert a fixed-shape UltraFace ONNX file to ``<out_dir>/<stem>.param/.bin`` with pnnx.
 
     pnnx runs in a scratch directory; only the two ncnn files are written (atomically)
@@ -76,6 +79,11 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
     :class:`NcnnNet` refuses other sizes.  Raises ZooError with pnnx's last lines when it
     fails or times out, and when the result does not look like the expected network.
     The ONNX file must be self-contained (no external-data files).
+
+    ``dynamic_size`` (W, H): the ONNX file has free axes; pnnx traces it at that size, then the
+    result is made shape-free: no size on the Input layer, and the prior count pnnx baked into
+    each head's Reshape (``0=K 1=P``) replaced by -1, so ncnn infers it from the feature map at
+    run time (ncnn runs one image at a time, so the batch is free anyway).
     """
     onnx_path = Path(onnx_path)
     out_dir = Path(out_dir)
@@ -83,7 +91,7 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
         raise ZooError(f"ONNX file not found: {onnx_path}")
     if not stem or "/" in stem or os.sep in stem:
         raise ZooError(f"invalid output stem {stem!r}")
-    _in_name, in_dims, onnx_outputs = _onnx_io(onnx_path)
+    _in_name, in_dims, onnx_outputs = _onnx_io(onnx_path, dynamic_size)
     if "scores" not in onnx_outputs or "boxes" not in onnx_outputs:
         raise ZooError(f"{onnx_path}: outputs must include 'scores' and 'boxes', found {onnx_outputs}")
     exe = _pnnx_executable()
@@ -97,6 +105,8 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
             "pnnxparam": "model.pnnx.param", "pnnxbin": "model.pnnx.bin", "pnnxpy": "model_pnnx.py",
             "pnnxonnx": "model.pnnx.onnx"}.items()}
         cmd = [exe, str(src), f"fp16={1 if fp16 else 0}"] + [f"{k}={v}" for k, v in files.items()]
+        if dynamic_size is not None:
+            cmd.append(f"inputshape=[{','.join(map(str, in_dims))}]")
         try:
             proc = subprocess.run(cmd, cwd=tmpd, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)
@@ -119,10 +129,12 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
             raise ZooError(f"converted graph has inputs {ins} and outputs {outs}; expected 1 and 2")
         roles = _identify_outputs(pp, bp, ins[0], outs, in_dims, onnx_outputs)
         tensors = onnx_tensor_names(convs, onnx_path)
+        if dynamic_size is not None:
+            free_reshapes(layers)
         # record the fixed input shape on the Input layer (0=w 1=h 2=c): pnnx bakes the
         # sizes into Reshape layers, and ncnn silently computes garbage for any other
         # size, so NcnnNet reads this back and refuses other shapes.
-        for ly in layers:
+        for ly in layers if dynamic_size is None else ():
             if ly.type == "Input" and ly.get(0) is None:
                 ly.set(0, in_dims[3])
                 ly.set(1, in_dims[2])
@@ -141,6 +153,18 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
         "weights": want,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def free_reshapes(layers) -> None:
+    """Make a pnnx-converted UltraFace graph shape-free: each head's 2-D Reshape ``0=K 1=P`` (P the
+    cells x anchors pnnx traced) becomes ``0=K 1=-1``. Any other Reshape is refused: it would bake a size."""
+    for ly in layers:
+        if ly.type != "Reshape":
+            continue
+        if ly.get(2) is not None or ly.get(0) is None or ly.get(1) is None:
+            raise ZooError(f"ncnn Reshape {ly.name} is not a head reshape (0=K 1=P): cannot make it shape-free "
+                           f"({' '.join(f'{k}={v}' for k, v in ly.params)})")
+        ly.set(1, -1)
 
 
 #: ncnn's activation_type (param 9) for ReLU: a convolution with it fused computes Conv + Relu

@@ -35,6 +35,7 @@ class OnnxTarget(Target):
     packages = ("torch", "onnx", "onnxsim", "onnxruntime")
     timeout = 300.0
     embeds_metadata = True
+    dynamic = True
 
     def default_head(self, precision: str) -> str:
         # int8: the raw head, like the other targets (the decoded graph carries the priors in float)

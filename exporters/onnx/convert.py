@@ -18,10 +18,13 @@ from zoo.core.meta import ArtifactMeta
 OPSET = 13
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("scores", "boxes")
+#: the free axes of a dynamic file (`zoo export --dynamic`)
+DYNAMIC_AXES = {INPUT_NAME: {0: "N", 2: "H", 3: "W"}, "scores": {0: "N", 1: "P"}, "boxes": {0: "N", 1: "P"}}
 
 
 def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
-    """Our fp32 ONNX model (batch 1) for ``meta.head``, simplified, metadata embedded."""
+    """Our fp32 ONNX model (batch 1) for ``meta.head``, simplified, metadata embedded. A dynamic
+    ``meta`` (raw head) gets free axes: input (N, 3, H, W), outputs (N, P, .)."""
     import onnx  # heavy: deferred so `zoo list` stays fast
     import torch  # heavy
 
@@ -43,6 +46,7 @@ def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
             output_names=list(OUTPUT_NAMES),
             do_constant_folding=True,
             training=torch.onnx.TrainingMode.EVAL,
+            dynamic_axes=DYNAMIC_AXES if meta.is_dynamic else None,
         )
     model = onnx.load_from_string(buf.getvalue())
     if simplify:

@@ -32,7 +32,7 @@ from zoo.core.timing import phase
 def _module(req: ExportRequest):
     m = req.meta
     sd = req.weights()
-    return build_module(sd, m.arch, m.num_classes, m.input_size[0], m.input_size[1], m.head)
+    return build_module(sd, m.arch, m.num_classes, m.input_size[0], m.input_size[1], m.head, dynamic=m.is_dynamic)
 
 
 class TfliteTarget(Target):
@@ -49,6 +49,7 @@ class TfliteTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu", "ai-edge-litert")
     timeout = 600.0
     runtimes = ("litert",)
+    dynamic = True  # a (None, None, None, 3) signature; LiteRT resizes it (resize_tensor_input)
 
     def expand(self, precision: str) -> list[str]:
         # int8 (the sensitivity analysis' convolutions kept float) in two IO flavours: float input/output,
@@ -99,6 +100,7 @@ class SavedModelTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu")
     timeout = 600.0
     runtimes = ("tensorflow",)
+    dynamic = True  # a (None, None, None, 3) serving signature
 
     def export(self, req: ExportRequest) -> ExportResult:
         folder = req.out_dir / req.stem

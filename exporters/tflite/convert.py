@@ -31,7 +31,7 @@ def _saved_model_input_shape(tf: Any, saved_model_dir: Path) -> tuple[int, ...]:
     specs = fn.structured_input_signature[1]
     if INPUT_NAME not in specs:
         raise ZooError(f"SavedModel {saved_model_dir} has no input named {INPUT_NAME!r}")
-    return tuple(int(d) for d in specs[INPUT_NAME].shape)
+    return tuple(-1 if d is None else int(d) for d in specs[INPUT_NAME].shape)  # -1: free (dynamic)
 
 
 def convert(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, *, precision: str,
@@ -82,7 +82,7 @@ def convert(saved_model_dir: str | os.PathLike, out_path: str | os.PathLike, *, 
             raise ZooError("int8 conversion needs calibration images (calib)")
         calib = np.asarray(calib)
         shape = _saved_model_input_shape(tf, sm)
-        if calib.ndim != 4 or calib.shape[0] < 1 or tuple(calib.shape[1:]) != shape[1:]:
+        if calib.ndim != 4 or calib.shape[0] < 1 or any(s not in (-1, c) for s, c in zip(shape[1:], calib.shape[1:])):
             raise ZooError(f"calib must have shape (N, {shape[1]}, {shape[2]}, {shape[3]}), got {calib.shape}")
         if not np.all(np.isfinite(calib)):
             raise ZooError("calib contains non-finite values")

@@ -237,7 +237,7 @@ def conv_module(tensor_name: str) -> str | None:
     return None
 
 
-def _apply_conv(tf: Any, x: Any, cv: _Conv) -> Any:
+def _apply_conv(tf: Any, x: Any, cv: _Conv) -> Any:  # noqa: D401
     """Conv in NHWC reproducing PyTorch's symmetric padding exactly, its ops in a name scope of
     the PyTorch module's path (so the .tflite names it: see :func:`conv_module`)."""
     with tf.name_scope(cv.module):
@@ -247,9 +247,8 @@ def _apply_conv(tf: Any, x: Any, cv: _Conv) -> Any:
 def _conv_body(tf: Any, x: Any, cv: _Conv) -> Any:
     k = int(cv.kernel.shape[0])
     eff = cv.dilation * (k - 1) + 1
-    h, w = int(x.shape[1]), int(x.shape[2])
-    same_ok = True
-    for n in (h, w):
+    same_ok = x.shape[1] is not None and x.shape[2] is not None  # a free size: PyTorch's padding, explicitly
+    for n in ((int(x.shape[1]), int(x.shape[2])) if same_ok else ()):
         torch_out = (n + 2 * cv.pad - eff) // cv.stride + 1
         same_out = -(-n // cv.stride)
         total = max((same_out - 1) * cv.stride + eff - n, 0)
@@ -295,7 +294,7 @@ def _check_size(width: int, height: int) -> None:
 
 
 def build_module(state_dict: Mapping[str, Any], arch: str, num_classes: int, width: int, height: int,
-                 head: str) -> Any:
+                 head: str, dynamic: bool = False) -> Any:
     """Builds the NHWC TensorFlow module of an UltraFace network.
 
     ``state_dict`` uses the original checkpoint key names (arrays or CPU
@@ -310,6 +309,10 @@ def build_module(state_dict: Mapping[str, Any], arch: str, num_classes: int, wid
     are raw offsets for ``head="raw"`` or corner boxes ``(x1, y1, x2, y2)``
     in [0, 1] units for ``head="decoded"`` (priors baked in).  Attributes:
     ``arch, num_classes, width, height, head, num_priors``.
+
+    ``dynamic`` (raw head only): the signature is ``(None, None, None, 3)``: batch, height and width
+    free at run time (every padding explicit, reshapes keep the batch); ``width`` x ``height`` is then
+    only the size it is traced and checked at.
     """
     import tensorflow as tf  # heavy: imported when used
 
@@ -320,9 +323,11 @@ def build_module(state_dict: Mapping[str, Any], arch: str, num_classes: int, wid
     if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 2:
         raise ZooError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     _check_size(width, height)
+    if dynamic and head != "raw":
+        raise ZooError("a dynamic TFLite/SavedModel network has the raw head (priors are made for the actual size)")
     plan = _make_plan(state_dict, arch, int(num_classes))
     priors = generate_priors(int(width), int(height))
-    module = _make_module_class(tf)(plan, int(width), int(height), head, priors)
+    module = _make_module_class(tf)(plan, int(width), int(height), head, priors, dynamic)
     try:
         module.serve.get_concrete_function()  # trace now: shape problems surface here
     except ZooError:
@@ -335,7 +340,7 @@ def build_module(state_dict: Mapping[str, Any], arch: str, num_classes: int, wid
 
 def _make_module_class(tf: Any) -> type:
     class UltraFaceModule(tf.Module):
-        def __init__(self, plan: _Plan, width: int, height: int, head: str, priors: np.ndarray):
+        def __init__(self, plan: _Plan, width: int, height: int, head: str, priors: np.ndarray, dynamic: bool = False):
             super().__init__(name="ultraface")
             self._plan = plan
             self.arch = plan.arch
@@ -345,7 +350,9 @@ def _make_module_class(tf: Any) -> type:
             self.head = head
             self.num_priors = int(priors.shape[0])
             self._priors = priors
-            spec = tf.TensorSpec((1, height, width, 3), tf.float32, name=INPUT_NAME)
+            self.dynamic = dynamic
+            shape = (None, None, None, 3) if dynamic else (1, height, width, 3)
+            spec = tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
             self.serve = tf.function(self._forward, input_signature=[spec], autograph=False)
 
         def _forward(self, x: Any) -> dict[str, Any]:
@@ -361,12 +368,13 @@ def _make_module_class(tf: Any) -> type:
                 c = _apply_seq(tf, f, plan.cls_heads[lvl])
                 r = _apply_seq(tf, f, plan.reg_heads[lvl])
                 # NHWC already matches PyTorch's permute(0, 2, 3, 1): a reshape suffices.
-                logits.append(tf.reshape(c, [1, -1, plan.num_classes]))
-                offsets.append(tf.reshape(r, [1, -1, 4]))
+                n = tf.shape(c)[0] if self.dynamic else 1
+                logits.append(tf.reshape(c, tf.stack([n, -1, plan.num_classes]) if self.dynamic else [1, -1, plan.num_classes]))
+                offsets.append(tf.reshape(r, tf.stack([n, -1, 4]) if self.dynamic else [1, -1, 4]))
             logits = tf.concat(logits, axis=1)
             offsets = tf.concat(offsets, axis=1)
-            p = int(logits.shape[1])
-            if p != self.num_priors:
+            p = logits.shape[1]
+            if not self.dynamic and int(p) != self.num_priors:
                 raise ZooError(f"network yields {p} predictions but {self.width}x{self.height} has "
                                f"{self.num_priors} priors")
             scores = tf.nn.softmax(logits, axis=-1)

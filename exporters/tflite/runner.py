@@ -78,6 +78,8 @@ class TfliteNet:
         if len(shape) != 4 or shape[3] != 3:
             raise ZooError(f"{p}: input shape {shape} is not NHWC (N, H, W, 3)")
         self.input_shape = shape
+        sig = tuple(int(v) for v in self._in.get("shape_signature", shape))
+        self.free = [i for i, v in enumerate(sig) if v == -1]  # the free axes of a dynamic file
         self._scores, self._boxes = self._pick_outputs(outs)
         self._it = it
         return self
@@ -171,6 +173,8 @@ class TfliteNet:
         if self._it is None:
             raise ZooError("TfliteNet.infer called outside `with TfliteNet(...) as net:`")
         x = np.asarray(x)
+        if self.free and x.ndim == 4 and x.shape[0] >= 1 and x.shape[3] == self.input_shape[3]:
+            return self._infer_resized(x)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape[1:]:
             raise ZooError(f"input must have shape (N, {', '.join(map(str, self.input_shape[1:]))}), got {x.shape}")
         if not np.issubdtype(x.dtype, np.floating):
@@ -185,6 +189,23 @@ class TfliteNet:
             raise ZooError(f"model batch is {mb}; cannot run a batch of {n}")
         scores, boxes = zip(*(self._run_one(c) for c in chunks))
         return {"scores": np.concatenate(scores, axis=0), "boxes": np.concatenate(boxes, axis=0)}
+
+
+    def _infer_resized(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """A file with free dimensions: the input resized to the batch's own shape (LiteRT's
+        ``resize_tensor_input``), the whole batch in one invocation."""
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ZooError(f"input must be float32 preprocessed images, got {x.dtype}")
+        shape = tuple(int(v) for v in x.shape)
+        if shape != self.input_shape:
+            try:
+                self._it.resize_tensor_input(self._in["index"], list(shape), strict=True)
+                self._it.allocate_tensors()
+            except Exception as exc:
+                raise ZooError(f"LiteRT cannot resize {self.path} to input {shape}: {exc}") from None
+            self.input_shape = shape
+        s, b = self._run_one(x.astype(np.float32, copy=False))
+        return {"scores": s, "boxes": b}
 
 
 class SavedModelNet:

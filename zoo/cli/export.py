@@ -66,6 +66,8 @@ def export(
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16, int8 (comma-separated).")] = "fp32",
     head: Annotated[Optional[str], typer.Option("--head", help="decoded|raw (default: each target's own).")] = None,
     nms: Annotated[bool, typer.Option("--nms", help="Also an end-to-end ONNX graph with NonMaxSuppression (output: detections).")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Artifacts whose batch, height and width are free at run time "
+                                          "(raw head; targets whose runtime cannot are skipped with the reason).")] = False,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("zoo-export"),
     images: ImagesOpt = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8 (default: built-in).")] = None,
@@ -87,7 +89,10 @@ def export(
     precisions = split_list(precision, "--precision")
     img_paths = collect_readable(images, "--images") if images is not None else None
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
-    make_plan(targets, precisions, head, nms)  # names checked before any weights are read
+    plan = make_plan(targets, precisions, head, nms, dynamic)  # names checked before any weights are read
+    for sk in plan.skipped:
+        if sk.get("dynamic"):
+            stderr(f"skipped: {sk['reason']}")
     started = time.time()
     jobs = jobs or default_jobs()
     rows: list = []
@@ -98,12 +103,12 @@ def export(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
         options={"keep_float": keep_float} if keep_float != "auto" else None,
-        min_evidence=min_evidence, timings=rows if profile else None,
+        min_evidence=min_evidence, timings=rows if profile else None, dynamic=dynamic,
     )
     if profile:
         profile_run(Path(out), jobs, started, rows)
     requested = {(t, p) for t in targets for p in precisions}
-    mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested]
+    mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested and a.dynamic == dynamic]
     if json_:
         print_json(manifest.to_dict())
     else:

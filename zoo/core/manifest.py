@@ -40,9 +40,10 @@ class ArtifactKey:
     target: str
     precision: str
     head: str
+    dynamic: bool = False  # batch, height and width free at run time: its own artifact beside the fixed one
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}"
+        return f"{self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.dynamic else "")
 
     def __str__(self) -> str:
         return f"{self.model} {self.label()}"
@@ -52,7 +53,7 @@ def sort_key(key: ArtifactKey, target_order: list[str]) -> tuple:
     """The manifest's order: model, target (registry order), precision (fp32, fp16, int8), flavour, head."""
     t = target_order.index(key.target) if key.target in target_order else len(target_order)
     base = base_precision(key.precision)
-    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head)
+    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head, key.dynamic)
 
 
 # --------------------------------------------------------------------------- paths
@@ -142,6 +143,13 @@ def verify_files(root: Path, files: Iterable[FileEntry]) -> list[str]:
     return [pr for pr in (file_problem(root, f) for f in files) if pr]
 
 
+def _dynamic(d: dict, where: str) -> bool:
+    v = d.get("dynamic", False)
+    if not isinstance(v, bool):
+        raise ZooError(f"{where}: 'dynamic' must be true or false")
+    return v
+
+
 @dataclass
 class Failure:
     """An artifact that could not be built (converter error, missing runtime, ...)."""
@@ -151,13 +159,18 @@ class Failure:
     precision: str
     head: str
     error: str
+    dynamic: bool = False
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head, "error": self.error}
+        d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head}
+        if self.dynamic:  # written only when set: fixed-size entries keep their old shape
+            d["dynamic"] = True
+        d["error"] = self.error
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str, default_model: str = "") -> "Failure":
@@ -165,7 +178,7 @@ class Failure:
         if not isinstance(model, str):
             raise ZooError(f"{where}: 'model' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
-                   str(d.get("error", "")))
+                   str(d.get("error", "")), _dynamic(d, where))
 
 
 @dataclass
@@ -184,10 +197,11 @@ class Artifact:
     meta: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
     inputs_sha256: str | None = None
+    dynamic: bool = False
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic)
 
     @property
     def passed(self) -> bool:
@@ -202,8 +216,10 @@ class Artifact:
         return next((f for f in self.files if f.path == rel), None)
 
     def to_dict(self) -> dict:
-        d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head,
-             "layout": self.layout, "primary": self.primary, "files": [f.to_dict() for f in self.files],
+        d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head}
+        if self.dynamic:  # written only when set: fixed-size entries keep their old shape
+            d["dynamic"] = True
+        d |= {"layout": self.layout, "primary": self.primary, "files": [f.to_dict() for f in self.files],
              "tools": self.tools, "parity": self.parity, "meta": self.meta, "lineage": self.lineage}
         if self.inputs_sha256 is not None:
             d["inputs_sha256"] = self.inputs_sha256
@@ -232,7 +248,7 @@ class Artifact:
             raise ZooError(f"{where}: 'inputs_sha256' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
                    str(d.get("layout", "NCHW")), primary, files, d.get("tools", {}), parity, d.get("meta", {}),
-                   d.get("lineage", {}), ish)
+                   d.get("lineage", {}), ish, _dynamic(d, where))
 
 
 # --------------------------------------------------------------------------- manifest

@@ -36,6 +36,10 @@ class ArtifactMeta:
     prior_count: int = 0
     zoo_version: str = __version__
     io: dict = field(default_factory=dict)  # target-specific: blob names, quantisation parameters
+    #: a dynamic artifact (batch, height and width free at run time): priors.dynamic_info() plus the
+    #: sizes its parity proved ("tested_sizes"); empty for a fixed-size artifact (and then not written,
+    #: so fixed-size files stay byte for byte what they were)
+    dynamic: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -48,8 +52,26 @@ class ArtifactMeta:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def is_dynamic(self) -> bool:
+        return bool(self.dynamic)
+
+    def size_for(self, width: int, height: int) -> None:
+        """Refuse running at ``width`` x ``height`` unless this artifact can (its own size, or any size
+        within the network's constraint for a dynamic artifact)."""
+        if (width, height) == tuple(self.input_size):
+            return
+        if not self.is_dynamic:
+            raise ZooError(f"this {self.model_id} artifact is fixed at {self.input_size[0]}x{self.input_size[1]}, "
+                           f"not {width}x{height}: export it with --dynamic to run it at other sizes")
+        problem = P.size_problem(width, height)
+        if problem:
+            raise ZooError(problem)
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        if not d["dynamic"]:
+            del d["dynamic"]
         d["input_size"] = list(self.input_size)
         d["labels"] = list(self.labels)
         d["variances"] = list(self.variances)
@@ -127,6 +149,8 @@ def meta_problem(d: dict) -> str | None:
         if pc and "input_size" in d and pc != P.prior_count(*size):
             return (f"prior_count {pc} does not match input_size {size[0]}x{size[1]} "
                     f"(which has {P.prior_count(*size)} priors)")
+    if "dynamic" in d and not isinstance(d["dynamic"], dict):
+        return f"'dynamic' must be an object, got {type(d['dynamic']).__name__}"
     if "io" in d and not isinstance(d["io"], dict):
         return f"'io' must be an object, got {type(d['io']).__name__}"
     return None

@@ -31,7 +31,8 @@ class Runner(abc.ABC):
         self.meta = meta
         self.threads = max(1, int(threads))
         self._active = False
-        self._priors = None
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+        self._size = tuple(meta.input_size)  # (W, H) of the batch being decoded
 
     def __enter__(self):
         if not self._active:
@@ -58,22 +59,27 @@ class Runner(abc.ABC):
         if not self._active:
             raise RuntimeError(f"{type(self).__name__}.infer called outside `with runner:`")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ZooError(f"runner input must be (N, 3, H, W), got {x.shape}")
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1:
+            raise ZooError(f"runner input must be (N, 3, H, W) with N >= 1, got {x.shape}")
+        size = (int(x.shape[3]), int(x.shape[2]))
+        if self.meta.is_dynamic:  # any allowed size: priors (and their count) for the actual one
+            self.meta.size_for(*size)
+            self._size = size
         return self.canonical(self._run(x), batch=x.shape[0])
 
     # ------------------------------------------------------------------ canonical form
     @property
     def priors(self) -> np.ndarray:
-        if self._priors is None:
-            self._priors = P.generate_priors(*self.meta.input_size)
-        return self._priors
+        """The priors of the size being decoded (the artifact's own, or a dynamic batch's actual size)."""
+        if self._size not in self._priors:
+            self._priors[self._size] = P.generate_priors(*self._size)
+        return self._priors[self._size]
 
     def canonical(self, outputs: list[tuple[str, np.ndarray]], batch: int) -> dict[str, np.ndarray]:
         """Pick scores and boxes by shape (by name only when K == 4), decode a raw head."""
         if self.meta.head == "nms":
             return {"detections": [np.asarray(o, dtype=np.float32).reshape(-1, 6) for _, o in outputs]}
-        p, k = self.meta.prior_count, self.meta.num_classes
+        p, k = P.prior_count(*self._size) if self.meta.is_dynamic else self.meta.prior_count, self.meta.num_classes
         flat = []
         for name, arr in outputs:
             a = np.asarray(arr, dtype=np.float32)

@@ -17,6 +17,7 @@ from exporters import get_target, target_names
 from validation.parity import MIN_EVIDENCE, RULES, grade
 from zoo import __version__
 from zoo.core.fsutil import ensure_writable_dir, sha256_file
+from zoo.core.model.priors import dynamic_info
 from zoo.core.model.sensitivity import KEEP_RATIO, MAX_FLOAT_PARAMS
 from zoo.core.images import default_calibration
 from zoo.core.parity_set import default_images
@@ -46,7 +47,7 @@ def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: l
     """What an artifact depends on: checkpoint, model facts, options, images, tool versions, our version."""
     t = get_target(job.target)
     facts = {
-        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head],
+        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head] + (["dynamic"] if job.dynamic else []),
         "images": [sha256_file(Path(p)) for p in images],
         "calib": [sha256_file(Path(p)) for p in calib] if base_precision(job.precision) == "int8" else [],
         "options": options, "tools": t.tool_versions(), "zoo": __version__, "parity": RULES,
@@ -114,12 +115,13 @@ def build_artifacts(
     try:
         def job_dict(j: Job, onnx_path: str | None) -> dict:
             t = get_target(j.target)
-            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout)
+            meta = meta0.with_(target=j.target, precision=j.precision, head=j.head, layout=t.layout,
+                               dynamic=dynamic_info() if j.dynamic else {})
             return {
                 "kind": "export", "target": j.target, "meta": meta.to_dict(),
                 "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256,
                 "out_dir": str(work / "out" / j.label().replace("/", "-")),
-                "stem": f"{model_id}-{j.head}-{j.precision}",
+                "stem": j.stem(model_id),
                 "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
                 "options": options, "threads": threads, "min_evidence": min_evidence,
                 "sensitivity": sensitivity if base_precision(j.precision) == "int8" else {},
@@ -142,7 +144,7 @@ def build_artifacts(
         def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
             key = j.artifact_key(model_id)
             if not res.get("ok"):
-                failed.append(Failure(*vars(key).values(), res.get("error", "unknown error")))
+                failed.append(Failure(key.model, key.target, key.precision, key.head, res.get("error", "unknown error"), key.dynamic))
                 say(f"  FAILED {model_id} {j.label()}: {res.get('error')}")
                 done(failed[-1], False)
                 return
@@ -160,7 +162,7 @@ def build_artifacts(
             lineage = {"checkpoint_sha256": resolved.checkpoint_sha256}
             if t.source == "onnx":
                 lineage["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
-            art = Artifact(*vars(key).values(), layout=t.layout, primary=str(Path(j.target) / res["primary"]),
+            art = Artifact(key.model, key.target, key.precision, key.head, layout=t.layout, dynamic=key.dynamic, primary=str(Path(j.target) / res["primary"]),
                            files=file_entries(out, rels), tools=res["tools"], parity=res["parity"], meta=res["meta"],
                            lineage=lineage, inputs_sha256=hashes[j.key])
             artifacts.append(art)
@@ -193,8 +195,11 @@ def build_artifacts(
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}
+        # a run is all fixed-size or all dynamic (make_plan): the ONNX the others read is of the same kind
+        dyn = any(j.dynamic for j in todo)
         first = [j for j in todo if j.target == "onnx" and j.precision == "fp32" and j.head in need_heads]
-        first += [Job("onnx", "fp32", h, intermediate=True) for h in sorted(need_heads) if ("onnx", "fp32", h) not in keys]
+        first += [Job("onnx", "fp32", h, intermediate=True, dynamic=dyn) for h in sorted(need_heads)
+                  if ("onnx", "fp32", h, dyn) not in keys]
         rest = [j for j in todo if j not in first]
         def run_reference(submitted: float) -> dict:
             started = time.time()
@@ -291,10 +296,11 @@ def export_model(
     nms: bool = False,
     min_evidence: int = MIN_EVIDENCE,
     timings: list | None = None,
+    dynamic: bool = False,
 ) -> Manifest:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``
     (parity on ``images``, default: the pinned photos of zoo.core.parity_set)."""
-    plan = make_plan(targets, precisions, head, nms)
+    plan = make_plan(targets, precisions, head, nms, dynamic)
     out = ensure_writable_dir(Path(out))
     old = existing_manifest(out)  # refused now, before any work, if it is not ours
     images_s = [str(p) for p in (images or default_images())]

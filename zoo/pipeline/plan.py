@@ -14,16 +14,21 @@ class Job:
     precision: str
     head: str
     intermediate: bool = False  # an ONNX file other targets read, not an artifact
+    dynamic: bool = False  # batch, height and width free at run time (`zoo export --dynamic`)
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.target, self.precision, self.head)
+    def key(self) -> tuple:
+        return (self.target, self.precision, self.head, self.dynamic)
 
     def artifact_key(self, model: str) -> ArtifactKey:
-        return ArtifactKey(model, self.target, self.precision, self.head)
+        return ArtifactKey(model, self.target, self.precision, self.head, self.dynamic)
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}"
+        return f"{self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.dynamic else "")
+
+    def stem(self, model: str) -> str:
+        """The base file name: ``rfb-320-raw-fp32``, ``rfb-320-raw-fp32-dynamic``."""
+        return f"{model}-{self.head}-{self.precision}" + ("-dynamic" if self.dynamic else "")
 
 
 @dataclass
@@ -33,7 +38,8 @@ class Plan:
     unavailable: list[Job] = field(default_factory=list)  # jobs whose target's runtime is missing
 
     def unavailable_failures(self, model: str) -> list[Failure]:
-        return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target)) for j in self.unavailable]
+        return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target), j.dynamic)
+                for j in self.unavailable]
 
 
 def missing_runtime_error(target: str) -> str:
@@ -49,16 +55,37 @@ def check_names(precisions: list[str], head: str | None) -> None:
         raise ZooError(f"unknown head {head!r}; valid: decoded, raw")
 
 
-def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False) -> Plan:
-    """Validate names, expand target x precision, put the ONNX that others read first."""
+DYNAMIC_HEAD = "raw"
+
+
+def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False,
+              dynamic: bool = False) -> Plan:
+    """Validate names, expand target x precision, put the ONNX that others read first.
+
+    ``dynamic``: every job makes a dynamic artifact (raw head: the priors of the actual size are made on
+    the host); a target whose runtime cannot is skipped with the reason, and none able is an error."""
     check_names(precisions, head)
     objs = [get_target(t) for t in dict.fromkeys(targets)]  # raises on unknown names
     plan = Plan(jobs=[])
+    if dynamic:
+        if nms:
+            raise ZooError("--nms bakes the priors of one size into the graph: it cannot be combined with --dynamic")
+        if head not in (None, DYNAMIC_HEAD):
+            raise ZooError(f"--dynamic artifacts have the raw head (the priors of the actual size are made on the host): "
+                           f"drop --head {head}")
+        head = DYNAMIC_HEAD
+        for t in objs:
+            if not t.dynamic:
+                plan.skipped.append({"target": t.name, "dynamic": True, "reason": f"{t.name} cannot be dynamic: {t.dynamic_reason}"})
+        objs = [t for t in objs if t.dynamic]
+        if not objs:
+            raise ZooError("--dynamic: none of the requested targets can have a free input size ("
+                           + "; ".join(s["reason"] for s in plan.skipped) + ")")
     for t in objs:
         if not t.available():
             for p in precisions:
                 if p in t.precisions:
-                    plan.unavailable.append(Job(t.name, p, head or t.default_head(p)))
+                    plan.unavailable.append(Job(t.name, p, head or t.default_head(p), dynamic=dynamic))
             continue
         offered = [p for p in precisions if p in t.precisions]
         for p in precisions:
@@ -71,7 +98,7 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             for v in t.expand(p):
-                plan.jobs.append(Job(t.name, v, h))
+                plan.jobs.append(Job(t.name, v, h, dynamic=dynamic))
     if nms:
         if "onnx" not in [t.name for t in objs]:
             raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")

@@ -47,3 +47,51 @@ def generate_priors(width: int, height: int) -> np.ndarray:
         rows.append(for_level.reshape(-1, 4))
     priors = np.concatenate(rows, axis=0)
     return np.clip(priors, 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- dynamic input sizes
+#
+# The arithmetic: every stride-2 convolution of the network is 3x3 with padding 1, which maps n pixels
+# to floor((n - 1) / 2) + 1 = ceil(n / 2); so a level of stride s has exactly ceil(W / s) x ceil(H / s)
+# cells for EVERY W, H >= 1 (checked for both architectures at every size 1..69 and around each
+# multiple of 64), which is the count `prior_count` gives: the network never disagrees with the priors.
+#
+# The prior formula puts the centre of cell i at (i + 0.5) / ceil(W / s) of the width, while the cell
+# really sits at (i + 0.5) * s pixels; the two agree only when s divides W. We therefore require W and
+# H to be multiples of the finest stride (8): the level that finds the small faces is then exactly
+# aligned at every size; the coarser levels are off by less than one cell, as they already are at the
+# trained 320x240 (240 is not a multiple of 32 or 64). Below 64 pixels a side the stride-64 level is a
+# single cell and the model sees nothing a face detector could use, so sizes start there.
+DYNAMIC_MULTIPLE = 8
+DYNAMIC_MIN_SIDE = 64
+DYNAMIC_MAX_SIDE = 4096
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why a dynamic artifact cannot run at ``width`` x ``height`` (None: it can)."""
+    for name, v in (("width", width), ("height", height)):
+        if not (DYNAMIC_MIN_SIDE <= v <= DYNAMIC_MAX_SIDE) or v % DYNAMIC_MULTIPLE:
+            return (f"input size {width}x{height}: the {name} {v} is outside the network's constraint "
+                    f"(each side a multiple of {DYNAMIC_MULTIPLE} between {DYNAMIC_MIN_SIDE} and {DYNAMIC_MAX_SIDE})")
+    return None
+
+
+def round_side(v: float) -> int:
+    """The allowed side nearest to ``v``."""
+    r = int(round(v / DYNAMIC_MULTIPLE)) * DYNAMIC_MULTIPLE
+    return min(DYNAMIC_MAX_SIDE, max(DYNAMIC_MIN_SIDE, r))
+
+
+def auto_size(image_w: int, image_h: int, trained: tuple[int, int]) -> tuple[int, int]:
+    """The input size for a photo: its aspect ratio, its long side at the trained long side, each
+    side rounded to what the network allows."""
+    long_side = max(trained)
+    scale = long_side / max(image_w, image_h)
+    return round_side(image_w * scale), round_side(image_h * scale)
+
+
+def dynamic_info() -> dict:
+    """What a runtime needs to make the priors of any size, recorded in a dynamic artifact's metadata."""
+    return {"free_axes": ["N", "H", "W"], "strides": list(STRIDES), "min_boxes": [list(m) for m in MIN_BOXES],
+            "prior_center": "(i + 0.5) / ceil(side / stride)", "size_multiple": DYNAMIC_MULTIPLE,
+            "min_side": DYNAMIC_MIN_SIDE, "max_side": DYNAMIC_MAX_SIDE}
