@@ -48,6 +48,11 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | No
     line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} "
             f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}  "
             f"{evidence_text(p, min_evidence)}")
+    dyn = p.get("dynamic")
+    if dyn:  # the one file at several sizes and a batch
+        sizes = ", ".join(f"{k} {v['matched']}/{v['reference']}+{v['extra']}" for k, v in dyn.get("sizes", {}).items())
+        b = dyn.get("batch") or {}
+        line += f"\n      dynamic: {sizes}; batch {b.get('n', '-')} {'= batch-1' if b.get('passed') else 'DIFFERS'}"
     if not a.passed:
         line += "\n      " + "\n      ".join(p.get("failures", []))
         hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""
@@ -115,7 +120,7 @@ def export(
         for a in mine:
             typer.echo(parity_line(a, min_evidence, folder=Path(out)))
         for f in manifest.failed:
-            typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {f.error}")
+            typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {'dynamic ' if f.dynamic else ''}{f.error}")
         typer.echo(f"manifest: {Path(out) / MANIFEST}")
     bad = manifest.failed or [a for a in mine if not a.passed]
     if bad:

@@ -28,6 +28,7 @@ from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
 from zoo.core.isolation import WarmWorkers, run_isolated, worker_main  # noqa: E402
 from zoo.core.manifest import base_precision  # noqa: E402
+from zoo.core.model import priors as P  # noqa: E402
 from zoo.core.meta import ArtifactMeta  # noqa: E402
 from zoo.core.runtime import TorchRunner  # noqa: E402
 from zoo.core.timing import phase, take  # noqa: E402
@@ -55,8 +56,8 @@ def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorke
     return run_isolated(MODULE, [], job, work, timeout, name, what=what)
 
 
-def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
-    x, names, sizes = load_batch([Path(p) for p in images], *meta.input_size)
+def _inputs(images: list[str], meta: ArtifactMeta, size: tuple[int, int] | None = None) -> tuple[np.ndarray, ParityInput]:
+    x, names, sizes = load_batch([Path(p) for p in images], *(size or meta.input_size))
     return x, ParityInput(x, [Path(n).name for n in names], sizes, [r["sha256"] for r in image_records(names)])
 
 
@@ -89,6 +90,49 @@ def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence:
         with runner:
             got = runner.infer(x)
     return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **evidence)
+
+
+#: the photos of the batch check: a batch of this many different photos, each equal to its batch-1 run
+DYNAMIC_BATCH = 4
+
+
+def _summary(r: dict) -> dict:
+    d = r.get("detections", {})
+    return {"passed": r["passed"], "matched": d.get("matched", 0), "reference": d.get("reference", 0),
+            "extra": d.get("extra", 0), "min_iou": d.get("min_iou"),
+            "max_abs": {k: v["max_abs"] for k, v in r.get("outputs", {}).items()}, "failures": r.get("failures", [])}
+
+
+def _dynamic_parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict) -> dict:
+    """A dynamic artifact proven as ONE file at several sizes (P.parity_sizes: twice the trained size,
+    portrait, 16:9, odd) against the PyTorch model at each size, and a batch of DYNAMIC_BATCH different
+    photos whose every result equals the photo's batch-1 result (same file, same size)."""
+    out: dict = {"free_axes": meta.dynamic.get("free_axes", []), "sizes": {}, "batch": None, "failures": []}
+    with runner:
+        for label, (w, h) in P.parity_sizes(tuple(meta.input_size)):
+            x, data = _inputs(images, meta, (w, h))
+            with phase("reference"):
+                ref_meta = meta.with_(target="pytorch", precision="fp32", input_size=[w, h], dynamic={}, io={})
+                with TorchRunner(ref_meta, state_dict) as ref_runner:
+                    ref = ref_runner.infer(x)
+            with phase("inference"):
+                got = runner.infer(x)
+            r = compare(ref, got, data, meta.labels, P.prior_count(w, h), meta.precision, **evidence)
+            out["sizes"][f"{w}x{h}"] = {"kind": label, **_summary(r)}
+            out["failures"] += [f"at {w}x{h} ({label}): {f}" for f in r["failures"]]
+        photos = list(images)[:DYNAMIC_BATCH]
+        if len(photos) >= 2:
+            x, data = _inputs(photos, meta)
+            with phase("inference"):
+                one = [runner.infer(x[i:i + 1]) for i in range(len(photos))]
+                many = runner.infer(x)
+            single = {k: np.concatenate([o[k] for o in one], axis=0) for k in many if not isinstance(many[k], list)}
+            r = compare(single, many, data, meta.labels, meta.prior_count, meta.precision, **evidence)
+            out["batch"] = {"n": len(photos), **_summary(r)}
+            out["failures"] += [f"batch of {len(photos)}: {f}" for f in r["failures"]]
+    out["tested_sizes"] = [f"{meta.input_size[0]}x{meta.input_size[1]}"] + list(out["sizes"])
+    out["passed"] = not out["failures"]
+    return out
 
 
 def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
@@ -219,6 +263,12 @@ def _run(job: dict) -> dict:
         runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
         calib = image_records(job.get("calib", [])) if base_precision(res.meta.precision) == "int8" else None
         parity = _parity(runner, state_dict, res.meta, job["images"], _evidence_args(job, calib), job.get("reference"))
+        if res.meta.is_dynamic:  # the one file at several sizes and a batch; its verdict is part of the artifact's
+            dyn = _dynamic_parity(target.runner(out_dir / res.primary, res.meta, threads=threads), state_dict,
+                                  res.meta, job["images"], _evidence_args(job, calib))
+            parity["dynamic"] = dyn
+            parity["failures"] = parity["failures"] + dyn["failures"]
+            parity["passed"] = parity["passed"] and dyn["passed"]
     return {
         "ok": True,
         "primary": str(res.primary),

@@ -95,3 +95,15 @@ def dynamic_info() -> dict:
     return {"free_axes": ["N", "H", "W"], "strides": list(STRIDES), "min_boxes": [list(m) for m in MIN_BOXES],
             "prior_center": "(i + 0.5) / ceil(side / stride)", "size_multiple": DYNAMIC_MULTIPLE,
             "min_side": DYNAMIC_MIN_SIDE, "max_side": DYNAMIC_MAX_SIDE}
+
+
+def parity_sizes(trained: tuple[int, int]) -> list[tuple[str, tuple[int, int]]]:
+    """The sizes a dynamic artifact's parity proves beside its trained size: twice it, portrait, 16:9
+    (long side twice the trained long side) and an odd size inside the constraint (multiples of 8
+    but not of 16: every level's prior grid then differs from the trained one)."""
+    w, h = trained
+    long2 = 2 * max(w, h)
+    odd_w = round_side(w * 1.15) + (DYNAMIC_MULTIPLE if (round_side(w * 1.15) // DYNAMIC_MULTIPLE) % 2 == 0 else 0)
+    odd_h = round_side(h * 1.15) + (DYNAMIC_MULTIPLE if (round_side(h * 1.15) // DYNAMIC_MULTIPLE) % 2 == 0 else 0)
+    return [("twice", (2 * w, 2 * h)), ("portrait", (h, w)), ("16:9", (long2, round_side(long2 * 9 / 16))),
+            ("odd", (odd_w, odd_h))]
