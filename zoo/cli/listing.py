@@ -27,6 +27,7 @@ def list_(json_: JsonOpt = False) -> None:
             "name": t.name, "description": t.description, "precisions": list(t.precisions), "heads": list(t.heads),
             "layout": t.layout, "source": t.source, "runtimes": list(t.runtimes), "available": not miss, "missing": miss,
             "install": f"pip install 'ultraface-zoo[{t.extra}]'" if miss and t.extra else None,
+            "dynamic": t.dynamic, "dynamic_reason": None if t.dynamic else t.dynamic_reason,
         })
     if json_:
         print_json({"models": models, "targets": targets})
@@ -38,4 +39,8 @@ def list_(json_: JsonOpt = False) -> None:
     typer.echo("targets:")
     for t in targets:
         state = "available" if t["available"] else f"missing {', '.join(t['missing'])} -> {t['install']}"
-        typer.echo(f"  {t['name']:<11} {','.join(t['precisions']):<15} {t['layout']}  runtimes={','.join(t['runtimes'])}  {state}")
+        dyn = "dynamic" if t["dynamic"] else "fixed  "
+        typer.echo(f"  {t['name']:<11} {','.join(t['precisions']):<15} {t['layout']}  {dyn}  runtimes={','.join(t['runtimes'])}  {state}")
+    no = [t for t in targets if not t["dynamic"]]
+    if no:
+        typer.echo("fixed-size only (no --dynamic): " + "; ".join(f"{t['name']}: {t['dynamic_reason']}" for t in no))
