@@ -40,6 +40,7 @@ import numpy as np
 
 from zoo.core.errors import ZooError
 from zoo.core.images import read_bgr
+from zoo.core.model.priors import auto_size
 from zoo.core.model.processing import postprocess, preprocess
 from zoo.core.runtime import Runner
 
@@ -348,6 +349,7 @@ def predict_folder(
     top_k: int = TOP_K,
     quantize: bool = True,
     progress: bool = False,
+    input_size: tuple[int, int] | str | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
     """Run ``runner`` on every image of ``gt`` (one at a time) -> predictions for ``evaluate``.
 
@@ -357,7 +359,9 @@ def predict_folder(
     inference, with the count and where it looked. Post-processing is ours
     (``zoo.core.model.processing.postprocess``) with the original's evaluation settings by
     default; ``quantize`` rounds boxes and scores as the original's result files
-    did. The runner is entered (``with runner:``) unless it already is.
+    did. The runner is entered (``with runner:``) unless it already is. ``input_size``: the network size
+    (default: the runner's own), a (W, H) a dynamic artifact allows, or "auto" (each photo's aspect ratio,
+    the long side at the trained long side).
     """
 
     root = images_root(widerface_dir, gt)
@@ -367,7 +371,7 @@ def predict_folder(
         raise ZooError(f"{len(missing)} of {len(paths)} WIDER FACE val images are missing under {root} "
                        f"(first: {missing[0].relative_to(root)}); the AP is defined over every image of the ground truth")
     meta = runner.meta
-    width, height = meta.input_size
+    width, height = meta.input_size if input_size in (None, "auto") else input_size
     bar = None
     if progress:
         from tqdm import tqdm  # optional nicety: only on a terminal
@@ -382,6 +386,8 @@ def predict_folder(
                 if img is None:
                     raise ZooError(f"cannot read image {path}")
                 h, w = img.shape[:2]
+                if input_size == "auto":
+                    width, height = auto_size(w, h, tuple(meta.input_size))
                 out = runner.infer(preprocess(img, width, height))
                 dets = postprocess(out["scores"][0], out["boxes"][0], w, h, meta.labels,
                                    score_threshold, iou_threshold, candidate_size, top_k)

@@ -343,3 +343,20 @@ def test_zoo_eval_onnx_artifact(tiny_wider, export_dir):
     finally:
         moved.rename(gone)
     assert_clean_error(cp, "1 of 4", "missing", str(root / "WIDER_val" / "images"))
+
+
+def test_zoo_eval_dynamic_artifact_at_another_size(tiny_wider, export_dir):
+    """`zoo eval --input-size` with a dynamic artifact: the PyTorch model's APs at that size."""
+    root, _ = tiny_wider
+    folder, manifest, cp = export_dir("rfb-320", "onnx", "fp32", None, extra=("--dynamic",))
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    art = folder / "onnx" / "rfb-320-raw-fp32-dynamic.onnx"
+    ref = json.loads(zoo("eval", "--widerface", root, "--gt", root / "gt", "--model", "rfb-320", "--input-size", "640x480",
+                         "--json", check=0).stdout)
+    got = json.loads(zoo("eval", "--widerface", root, "--gt", root / "gt", "--artifact", art, "--input-size", "640x480",
+                         "--json", check=0).stdout)
+    assert got["input_size"] == [640, 480]
+    for lv in LEVELS:
+        assert got[lv] == pytest.approx(ref[lv], abs=1e-6), lv
+    assert_clean_error(zoo("eval", "--widerface", root, "--gt", root / "gt", "--artifact", art, "--input-size", "641x480"),
+                       "constraint")

@@ -11,7 +11,6 @@ import typer
 from zoo.cli.common import (
     ArchOpt,
     CheckpointOpt,
-    InputSizeOpt,
     JsonOpt,
     LabelsOpt,
     ModelOpt,
@@ -20,7 +19,7 @@ from zoo.cli.common import (
     print_json,
 )
 from validation.widerface import GT_FILE, LEVELS, evaluate, load_ground_truth, predict_folder
-from zoo.cli.detect import make_runner
+from zoo.cli.detect import AUTO, make_runner, size_plan
 from zoo.core.errors import ZooError
 
 
@@ -41,7 +40,7 @@ def eval_(
     checkpoint: CheckpointOpt = None,
     arch: ArchOpt = None,
     labels: LabelsOpt = None,
-    input_size: InputSizeOpt = None,
+    input_size: Annotated[Optional[str], typer.Option("--input-size", help="Network input WxH (a dynamic artifact: any allowed size), or auto.")] = None,
     artifact: Annotated[Optional[Path], typer.Option("--artifact", help="An exported artifact's primary file.")] = None,
     runtime: RuntimeOpt = None,
     score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="Keep scores above this (the original's evaluation: 0.1).")] = 0.1,
@@ -55,21 +54,23 @@ def eval_(
     if not widerface.is_dir():
         raise ZooError(f"--widerface {widerface} is not a folder")
     truth = load_ground_truth(_find_gt(widerface, gt))
-    runner = make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime)
+    runner = make_runner(model, checkpoint, arch, labels, None if artifact is not None else input_size, artifact,
+                         threads, runtime)
     meta = runner.meta
+    size = size_plan(input_size, meta) if artifact is not None or (input_size or "").strip().lower() == AUTO else None
     preds = predict_folder(
-        widerface, truth, runner,
+        widerface, truth, runner, input_size=size,
         score_threshold=score_threshold, iou_threshold=iou_threshold, candidate_size=candidate_size, top_k=top_k,
         progress=sys.stderr.isatty() and not json_,
     )
     aps = evaluate(preds, truth)
-    w, h = meta.input_size
+    w, h = size if isinstance(size, tuple) else meta.input_size
     result = {lv: (None if math.isnan(aps[lv]) else aps[lv]) for lv in LEVELS}
     result.update({
         "images": truth.num_images,
         "faces": {lv: truth.face_count(lv) for lv in LEVELS},
         "model": meta.model_id,
-        "input_size": [w, h],
+        "input_size": "auto" if size == AUTO else [w, h],
         "runtime": getattr(runner, "name", None),
         "artifact": str(artifact) if artifact is not None else None,
         "postprocess": {"score_threshold": score_threshold, "iou_threshold": iou_threshold,
