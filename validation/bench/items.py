@@ -28,7 +28,7 @@ class BenchItem:
     sha256: str | None = None  # of the primary file
 
     def label(self) -> str:
-        return f"{self.model} {self.target}/{self.precision}/{self.head}"
+        return f"{self.model} {self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.meta.get("dynamic") else "")
 
 
 def model_files(a: Artifact) -> list[FileEntry]:

@@ -30,6 +30,8 @@ def summarize(item: BenchItem, threads: int, rounds: list[dict], peak_gflops: fl
         "threads": threads, "primary": item.rel or item.display, "path": item.display,
         "size_bytes": item.size_bytes, "sha256": item.sha256,
     }
+    if item.meta.get("dynamic"):  # beside its fixed twin in one run: told apart (fixed rows keep their shape)
+        base["dynamic"] = True
     cost = cost_for_meta(item.meta)
     base.update({"macs": cost["macs"], "params": cost["params"]})
     good = [r for r in rounds if r.get("ok")]

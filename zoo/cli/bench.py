@@ -41,7 +41,7 @@ class _Progress:
 
 
 def _line(r: dict) -> str:
-    name = f"{r['model']} {r['target']}/{r['precision']}/{r['head']}"
+    name = f"{r['model']} {r['target']}/{r['precision']}/{r['head']}" + ("/dynamic" if r.get("dynamic") else "")
     if r.get("error"):
         return f"FAIL  {name:<32} x{r['threads']}  {r['error']}"
     spread = "—" if r.get("spread_pct") is None else f"{r['spread_pct']:.0f}%"
