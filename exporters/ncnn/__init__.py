@@ -67,7 +67,7 @@ class NcnnTarget(Target):
         return NativeRunner(
             meta,
             lambda: NcnnNet(primary, primary.with_suffix(".bin"), threads=threads, int8=bool(io.get("int8")),
-                            input_blob=io.get("input_blob", "in0"), output_blobs=outputs),
+                            input_blob=io.get("input_blob", "in0"), output_blobs=outputs, free_size=meta.is_dynamic),
             "ncnn", threads,
         )
 

@@ -26,12 +26,14 @@ class NcnnNet:
 
     def __init__(self, param_path, bin_path, *, threads: int = 1, fp16: bool = False, int8: bool = False,
                  input_blob: str = "in0", output_blobs: Iterable[str] | None = None,
-                 input_shape: Sequence[int] | None = None, lightmode: bool = True):
+                 input_shape: Sequence[int] | None = None, lightmode: bool = True, free_size: bool = False):
         self.param_path, self.bin_path = str(param_path), str(bin_path)
         self.threads, self.fp16, self.int8 = int(threads), bool(fp16), bool(int8)
         self.input_blob = input_blob
         self.output_blobs = list(output_blobs) if output_blobs is not None else None
         self.input_shape = tuple(int(v) for v in input_shape)[-3:] if input_shape is not None else None
+        #: a dynamic file (`zoo export --dynamic`): the Input layer's size is ncnn's shape hint, not a limit
+        self.free_size = bool(free_size)
         self.lightmode = bool(lightmode)
         self._net = None
 
@@ -109,7 +111,7 @@ class NcnnNet:
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[0] < 1:
             raise ZooError(f"ncnn input must be (N,C,H,W), got shape {x.shape}")
-        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+        if self.input_shape is not None and not self.free_size and tuple(x.shape[1:]) != self.input_shape:
             raise ZooError(f"this ncnn model takes input (N,{','.join(map(str, self.input_shape))}), "
                            f"got {tuple(x.shape)}")
         x = np.ascontiguousarray(x, dtype=np.float32)
