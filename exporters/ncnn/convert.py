@@ -134,9 +134,11 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300,
         # record the fixed input shape on the Input layer (0=w 1=h 2=c): pnnx bakes the
         # sizes into Reshape layers, and ncnn silently computes garbage for any other
         # size, so NcnnNet reads this back and refuses other shapes.
-        # A dynamic file keeps the trained size there too, as ncnn's shape hint only: without it, `zoo bench`
-        # measured the dynamic file ~50% slower at the trained size (the hint lets ncnn plan its convolutions
-        # for that shape); its runner is told the size is free (NcnnNet(free_size=True)).
+        # A dynamic file keeps the trained size there too, as ncnn's shape hint only (ncnn runs any size; the
+        # runner is told the size is free: NcnnNet(free_size=True)), so at the trained size it is planned like
+        # the fixed file. (An early `zoo bench` showed the hint-less file slower; a later A/B with alternating
+        # order on the loaded 2-core test machine showed the second process of each pair slower whichever file
+        # it ran, so that gap was not the file's.)
         for ly in layers:
             if ly.type == "Input" and ly.get(0) is None:
                 ly.set(0, in_dims[3])
