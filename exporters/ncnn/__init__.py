@@ -10,7 +10,6 @@ from exporters.ncnn.convert import onnx_to_ncnn
 from exporters.ncnn.quantize import quantize_int8
 from exporters.ncnn.runner import NcnnNet
 from zoo.core.errors import ZooError
-from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner
 
@@ -39,6 +38,8 @@ class NcnnTarget(Target):
                 raise ZooError("ncnn int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
             with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
                 info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False)
+                from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
+
                 calib, _, _ = load_batch(req.calib, *m.input_size)
                 q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
                                   input_blob=info["input_blob"])

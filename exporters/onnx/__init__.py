@@ -16,7 +16,6 @@ from exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
 from exporters.onnx.runner import OnnxRuntimeRunner, OpenCVRunner
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
-from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import Runner
 
@@ -68,6 +67,8 @@ class OnnxTarget(Target):
         import onnx  # heavy
 
         fit, held = req.calib_split()
+        from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
+
         x, _, _ = load_batch(fit, *req.meta.input_size)
         fp32_meta = req.meta.with_(precision="fp32")
         errors = {}

@@ -5,6 +5,9 @@ Parent: ``run_isolated("pkg.worker", [...], job, work, timeout, name)`` writes `
 starts ``python -m pkg.worker ... JOB RESULT`` in its own session, and returns the RESULT JSON,
 or ``{"ok": False, "error": ...}`` for a timeout (killed), a signal or an exit without result.
 Child: ``worker_main(argv, run)`` reads the job, calls ``run(job)`` and writes the result.
+
+``python``: another interpreter (e.g. a `zoo compat` runtime environment) instead of this one; with
+``pythonpath`` its import path is exactly those folders (no PYTHONPATH inherited from this process).
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def _tail(log: Path, n: int = 3) -> str:
 
 
 def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: float, name: str,
-                 env_extra: dict | None = None, what: str = "converter") -> dict:
+                 env_extra: dict | None = None, what: str = "converter", python: str | None = None,
+                 pythonpath: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
     job_path.write_text(json.dumps(job))
@@ -47,10 +51,14 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.update(env_extra or {})
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        env.pop("PYTHONHOME", None)
+    else:
+        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, str(job_path), str(result_path)],
+            [python or sys.executable, "-m", module, *args, str(job_path), str(result_path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
         _ACTIVE.add(proc)
