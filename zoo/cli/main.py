@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from zoo.cli import bench, check, detect, evaluate, export, listing, release
+from zoo.cli import bench, check, compat, detect, evaluate, export, listing, release
 from zoo.core.errors import ZooError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("bench")(bench.bench)
 app.command("report")(bench.report)
 app.command("release")(release.release)
 app.command("verify")(release.verify)
+app.command("compat")(compat.compat)
 
 
 class Interrupted(BaseException):

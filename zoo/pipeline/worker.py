@@ -96,9 +96,26 @@ def _sensitivity(job: dict) -> dict:
     return {"ok": True, "sensitivity": analysis}
 
 
+def _reference(job: dict) -> dict:
+    """PyTorch's raw-head outputs on the images, saved as .npy in ``out_dir`` (`zoo compat` on an export folder)."""
+    meta = ArtifactMeta.from_dict(job["meta"])
+    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    x, _, _ = load_batch([Path(p) for p in job["images"]], *meta.input_size)
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict) as ref:
+        out = ref.infer(x)
+    saved = {}
+    for name in ("scores", "boxes", "locations"):
+        path = Path(job["out_dir"]) / f"{name}.npy"
+        np.save(path, out[name].astype(np.float32))
+        saved[name] = str(path)
+    return {"ok": True, "outputs": saved}
+
+
 def run(job: dict) -> dict:
     if job["kind"] == "sensitivity":
         return _sensitivity(job)
+    if job["kind"] == "reference":
+        return _reference(job)
     target = get_target(job["target"])
     target.require()
     meta = ArtifactMeta.from_dict(job["meta"])
