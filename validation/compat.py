@@ -71,6 +71,9 @@ def compat_problem(doc) -> str | None:
     for k in ("python", "created", "zoo_version"):
         if k in doc and not isinstance(doc[k], str):
             return f"{k!r} must be text"
+    ev = doc.get("evidence", [])
+    if not isinstance(ev, list) or not all(isinstance(e, str) for e in ev):
+        return "'evidence' must be a list of text"
     return None
 
 

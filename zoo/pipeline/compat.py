@@ -25,7 +25,7 @@ from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.images import image_records, load_batch
 from zoo.core.isolation import run_isolated
-from zoo.core.manifest import MANIFEST, Artifact, read_manifest, verify_files
+from zoo.core.manifest import MANIFEST, Artifact, base_precision, read_manifest, verify_files
 from zoo.core.meta import manifest_entry
 from zoo.pipeline.compat_env import EnvSpec, Matrix, env_state, platform_tag, prepare_env
 from zoo.pipeline.golden import image_rels, reference_dir
@@ -154,7 +154,7 @@ class _Evidence:
 
 def _parity_summary(p: dict) -> dict:
     d = p.get("detections") or {}
-    return {"passed": bool(p.get("passed")), "tier": (p.get("tier") or {}).get("name") if isinstance(p.get("tier"), dict) else None,
+    return {"passed": bool(p.get("passed")), "tier": base_precision(str(p.get("precision", ""))),
             "matched": d.get("matched"), "reference": d.get("reference"), "extra": d.get("extra"),
             "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},
             "failures": list(p.get("failures") or [])[:3]}
