@@ -141,7 +141,7 @@ def cell_text(c: dict) -> str:
     """A table cell: the status and, when it ran, the parity figures."""
     p = c.get("parity") or {}
     if c["status"] in ("PASS", "FAIL") and p:
-        mx = [v for v in (p.get("max_abs") or {}).values() if v is not None]
+        mx = [v for k, v in (p.get("max_abs") or {}).items() if v is not None and k in ("scores", "boxes")]
         det = f" {p['matched']}/{p['reference']}" if p.get("reference") is not None else ""
         return f"{c['status']}{det}" + (f" {max(mx):.1e}" if mx else "")
     return c["status"]
@@ -206,7 +206,7 @@ def markdown_section(doc: dict | None, problem: str | None, folder_name: str, cu
         return L + [f"> **compat.json unusable** ({folder_name}): {_md(problem)}", ""]
     L.append(f"`zoo compat` on {_md(doc.get('python', '?'))}, {_md(doc.get('created', ''))}; evidence: "
              f"{_md(', '.join(map(str, doc.get('evidence') or [])) or '?')}. Cells: status, detections matched / "
-             "reference, largest max abs difference of the outputs.")
+             "reference, largest max abs difference of scores and boxes.")
     L.append("")
     stale = sorted({c["artifact"] for c in doc["results"]
                     if current is not None and c.get("sha256") and current.get(c["primary"]) not in (None, c["sha256"])})
