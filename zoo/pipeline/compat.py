@@ -25,8 +25,9 @@ from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.images import image_records, load_batch
 from zoo.core.isolation import run_isolated
-from zoo.core.manifest import MANIFEST, Artifact, base_precision, read_manifest, verify_files
-from zoo.core.meta import manifest_entry
+from zoo.core.manifest import MANIFEST, Artifact, FileEntry, base_precision, read_manifest, verify_files
+from zoo.core.integrity import verify_artifact
+from zoo.core.meta import manifest_entry, read_meta, sidecar_path
 from zoo.pipeline.compat_env import EnvSpec, Matrix, env_state, platform_tag, prepare_env
 from zoo.pipeline.golden import image_rels, reference_dir
 from zoo.pipeline.worker import run_worker
@@ -70,10 +71,19 @@ def collect(paths: list[Path]) -> list[Subject]:
             out += [Subject(folder, a, m.is_release) for a in m.artifacts]
             continue
         found = manifest_entry(p)
-        if not found:
-            raise ZooError(f"{p} is not an artifact listed in a manifest.json above it: give its export or release folder")
-        folder, art = found
-        out.append(Subject(folder, art, read_manifest(folder).is_release))
+        if found:
+            folder, art = found
+            out.append(Subject(folder, art, read_manifest(folder).is_release))
+        elif sidecar_path(p).is_file():  # a lone artifact described by its sidecar (hashes checked first)
+            if not verify_artifact(p):
+                raise ZooError(f"{p}: its sidecar {sidecar_path(p).name} records no file hashes")
+            meta = read_meta(p)
+            art = Artifact(model=meta.model_id, target=meta.target, precision=meta.precision, head=meta.head,
+                           layout=meta.layout, primary=p.name, files=[FileEntry.of(p.parent, p.name)], meta=meta.to_dict())
+            out.append(Subject(p.parent, art, False))
+        else:
+            raise ZooError(f"{p} is neither listed in a manifest.json above it nor described by a sidecar "
+                           f"{sidecar_path(p).name}: give its export or release folder")
     if not out:
         raise ZooError("no artifacts to test: the folders' manifests list none")
     return out
@@ -140,8 +150,8 @@ class _Evidence:
     def _reference(self, s: Subject, imgs: list[Path], d: Path) -> dict:
         from checkpoints.resolve import find_checkpoint
 
-        m = read_manifest(s.folder)
-        sha = (m.model or {}).get("checkpoint_sha256") or s.artifact.meta.get("checkpoint_sha256", "")
+        model = read_manifest(s.folder).model if (s.folder / MANIFEST).is_file() else None
+        sha = (model or {}).get("checkpoint_sha256") or s.artifact.meta.get("checkpoint_sha256", "")
         ckpt = find_checkpoint(sha, self.checkpoint)
         self.say(f"{s.artifact.model}: PyTorch reference on {len(imgs)} parity images ...")
         job = {"kind": "reference", "meta": s.artifact.meta, "checkpoint": str(Path(ckpt).resolve()),
