@@ -8,6 +8,7 @@ Python/platform is remembered as unavailable (``NAME.unavailable.json``), so a w
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -58,8 +59,11 @@ class EnvSpec:
 
     @property
     def env_name(self) -> str:
-        """The cache folder's name: the package release and the Python it is for (the platform is this machine's)."""
-        return f"{self.package.lower()}-{self.version}-py{sys.version_info.major}{sys.version_info.minor}"
+        """The cache folder's name: the package release, the Python it is for (the platform is this
+        machine's) and a short hash of everything installed (two runtimes sharing a package share an
+        environment only when they install the same)."""
+        h = hashlib.sha256(" ".join(self.requirements).encode()).hexdigest()[:8]
+        return f"{self.package.lower()}-{self.version}-py{sys.version_info.major}{sys.version_info.minor}-{h}"
 
     def sort_key(self) -> tuple:
         return (self.rank, version_key(self.version))
