@@ -41,7 +41,8 @@ def compat(
     created first (pip install of the runtime and NumPy only), and that is said on stderr.
     """
     cache = compat_dir()
-    say = (lambda msg: None) if json_ else stderr
+    # what gets installed is always said (stderr); with --json the progress lines are not
+    say = (lambda msg: stderr(msg) if msg.startswith(("creat", "note")) else None) if json_ else stderr
     m = load_matrix()
     subjects = collect(paths) if paths else []
     wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())

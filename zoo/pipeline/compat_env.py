@@ -291,9 +291,10 @@ def prepare_env(cache: Path, spec: EnvSpec, say=lambda msg: None, timeout: float
                 "requirements": spec.requirements, "python": platform_tag(), "installed": _installed(cp.stdout),
                 "created_seconds": round(time.monotonic() - t0, 1)}
         atomic_write_text(tmp / READY, json.dumps(info, indent=1, sort_keys=True) + "\n")
-        if final.exists():  # a stale or foreign folder of that name (a ready one returned above)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        if env_state(cache, spec)["state"] != "ready":  # else another run made it meanwhile: keep that one
+            if final.exists():  # a leftover that never became ready
+                shutil.rmtree(final)
+            os.rename(tmp, final)
     except subprocess.TimeoutExpired:
         raise ZooError(f"cannot create the {spec.label} environment: pip took over {timeout:.0f} s") from None
     except subprocess.CalledProcessError as e:
