@@ -29,6 +29,13 @@ def _one_line(e: BaseException) -> str:
 
 
 def run(job: dict) -> dict:
+    try:
+        return _run(job)
+    except Exception as e:  # noqa: BLE001 - before the artifact was opened: the environment or our code
+        return {"ok": False, "stage": "env", "error": _one_line(e)}
+
+
+def _run(job: dict) -> dict:
     package, module = job["package"], job["module"]
     try:
         version = importlib.metadata.version(package)
