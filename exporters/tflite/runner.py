@@ -54,7 +54,7 @@ class TfliteNet:
             from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
         except ImportError as exc:
             try:  # LiteRT's releases before ai-edge-litert (`zoo compat` tests them)
-                from tflite_runtime.interpreter import Interpreter
+                from tflite_runtime.interpreter import Interpreter  # optional runtime: LiteRT's older line
             except ImportError:
                 raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
         threads, p = self.threads, self.path

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from checkpoints.resolve import find_checkpoint
 from exporters import get_target, runtime_names
 from validation.compat import COMPAT_FILE, SCHEMA, STATUSES, read_compat, summarize
 from validation.parity import MIN_EVIDENCE, ParityInput, compare
@@ -28,7 +29,8 @@ from zoo.core.isolation import run_isolated
 from zoo.core.manifest import MANIFEST, Artifact, FileEntry, base_precision, read_manifest, verify_files
 from zoo.core.integrity import verify_artifact
 from zoo.core.meta import manifest_entry, read_meta, sidecar_path
-from zoo.pipeline.compat_env import EnvSpec, Matrix, env_state, platform_tag, prepare_env
+from zoo.pipeline.compat_env import (MATRIX_NAMES, EnvSpec, Matrix, dir_bytes, env_state, parse_runtime_specs,
+                                     platform_tag, prepare_env)
 from zoo.pipeline.golden import image_rels, reference_dir
 from zoo.pipeline.worker import run_worker
 
@@ -148,8 +150,6 @@ class _Evidence:
         return self.cache[key]
 
     def _reference(self, s: Subject, imgs: list[Path], d: Path) -> dict:
-        from checkpoints.resolve import find_checkpoint
-
         model = read_manifest(s.folder).model if (s.folder / MANIFEST).is_file() else None
         sha = (model or {}).get("checkpoint_sha256") or s.artifact.meta.get("checkpoint_sha256", "")
         ckpt = find_checkpoint(sha, self.checkpoint)
@@ -274,8 +274,6 @@ def save_compat(doc: dict, subjects: list[Subject]) -> list[Path]:
 def select_specs(matrix: Matrix, runtime_text: str | None, matrix_name: str | None, wanted_runtimes: set[str]) -> list[EnvSpec]:
     """The runtime releases to test: ``--runtime`` entries, plus ``--matrix default`` for the runtimes
     of the artifacts (default when neither is given)."""
-    from zoo.pipeline.compat_env import MATRIX_NAMES, parse_runtime_specs
-
     specs: list[EnvSpec] = []
     if runtime_text:
         specs += parse_runtime_specs(runtime_text, matrix, runtime_names())
@@ -292,6 +290,4 @@ def env_summary(cache: Path, specs: list[EnvSpec]) -> list[dict]:
 
 
 def cache_bytes(cache: Path) -> int:
-    from zoo.pipeline.compat_env import dir_bytes
-
     return dir_bytes(cache) if cache.is_dir() else 0

@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from zoo.core.errors import ZooError, nearest
-from zoo.core.fsutil import atomic_write_text, user_cache
+from zoo.core.fsutil import atomic_dir, atomic_write_text, user_cache
 
 ENV_DIR = "ZOO_COMPAT_DIR"
 READY = "zoo-compat-env.json"
@@ -250,57 +249,70 @@ def _installed(stdout: str) -> dict:
         return {}
 
 
+class _Abandon(Exception):
+    """Leave the temporary environment unused: ``state`` is the answer instead."""
+
+    def __init__(self, state: dict):
+        super().__init__(state.get("message", ""))
+        self.state = state
+
+
+def _unavailable(cache: Path, spec: EnvSpec, line: str) -> _Abandon:
+    atomic_write_text(cache / f"{spec.env_name}.unavailable.json",
+                      json.dumps({"requirements": spec.requirements, "message": line}) + "\n")
+    return _Abandon({"state": "unavailable", "message": line})
+
+
+def _build(tmp: Path, cache: Path, spec: EnvSpec, timeout: float, t0: float) -> None:
+    """venv + pip install + an import probe in ``tmp``; raises _Abandon (unavailable) or ZooError."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True,
+                   capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "pip", "--python", str(env_python(tmp)), "install", "--no-input",
+           "--disable-pip-version-check", "--only-binary=:all:", "--no-warn-script-location",
+           "--timeout", "30", "--retries", "1", *spec.requirements]
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if cp.returncode != 0:
+        kind, line = _pip_failure(cp.stdout + "\n" + cp.stderr, spec)
+        if kind == "unavailable":
+            raise _unavailable(cache, spec, line)
+        raise ZooError(f"cannot create the {spec.label} environment: {line}")
+    probe = ("import importlib, importlib.metadata as m, json, numpy; "
+             f"importlib.import_module({spec.module!r}); "
+             "print('ZOO-ENV:' + json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    cp = subprocess.run([str(env_python(tmp)), "-c", probe], capture_output=True, text=True, timeout=120,
+                        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+    if cp.returncode != 0:
+        tail = (cp.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise _unavailable(cache, spec, f"{spec.package}=={spec.version} installs but does not import on "
+                                        f"{platform_tag()}: {tail}")
+    info = {"runtime": spec.runtime, "package": spec.package, "version": spec.version,
+            "requirements": spec.requirements, "python": platform_tag(), "installed": _installed(cp.stdout),
+            "created_seconds": round(time.monotonic() - t0, 1)}
+    atomic_write_text(tmp / READY, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    state = env_state(cache, spec)
+    if state["state"] == "ready":  # another run made it meanwhile: keep that one (it may be in use)
+        raise _Abandon(state)
+
+
 def prepare_env(cache: Path, spec: EnvSpec, say=lambda msg: None, timeout: float = 900.0) -> dict:
-    """The environment of ``spec``, created when missing (see env_state for the result). An environment
-    that cannot be created (no network, pip failure) is a ZooError in one line."""
+    """The environment of ``spec``, created when missing (see env_state for the result). It is built in
+    a temporary folder that replaces the final name only once complete (zoo.core.fsutil.atomic_dir).
+    An environment that cannot be created (no network, pip failure) is a ZooError in one line."""
     state = env_state(cache, spec)
     if state["state"] != "missing":
         return state
-    cache.mkdir(parents=True, exist_ok=True)
     final = cache / spec.env_name
-    tmp = cache / f".tmp-{spec.env_name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     say(f"creating the {spec.label} environment in {final}: pip install {' '.join(spec.requirements)}")
     t0 = time.monotonic()
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp)], check=True,
-                       capture_output=True, text=True, timeout=120)
-        cmd = [sys.executable, "-m", "pip", "--python", str(env_python(tmp)), "install", "--no-input",
-               "--disable-pip-version-check", "--only-binary=:all:", "--no-warn-script-location",
-               "--timeout", "30", "--retries", "1", *spec.requirements]
-        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if cp.returncode != 0:
-            kind, line = _pip_failure(cp.stdout + "\n" + cp.stderr, spec)
-            if kind == "unavailable":
-                atomic_write_text(cache / f"{spec.env_name}.unavailable.json",
-                                  json.dumps({"requirements": spec.requirements, "message": line}) + "\n")
-                return {"state": "unavailable", "message": line}
-            raise ZooError(f"cannot create the {spec.label} environment: {line}")
-        probe = ("import importlib, importlib.metadata as m, json, numpy; "
-                 f"importlib.import_module({spec.module!r}); "
-                 "print('ZOO-ENV:' + json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
-        cp = subprocess.run([str(env_python(tmp)), "-c", probe], capture_output=True, text=True, timeout=120,
-                            env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
-        if cp.returncode != 0:
-            tail = (cp.stderr.strip().splitlines() or ["no output"])[-1][:200]
-            line = f"{spec.package}=={spec.version} installs but does not import on {platform_tag()}: {tail}"
-            atomic_write_text(cache / f"{spec.env_name}.unavailable.json",
-                              json.dumps({"requirements": spec.requirements, "message": line}) + "\n")
-            return {"state": "unavailable", "message": line}
-        info = {"runtime": spec.runtime, "package": spec.package, "version": spec.version,
-                "requirements": spec.requirements, "python": platform_tag(), "installed": _installed(cp.stdout),
-                "created_seconds": round(time.monotonic() - t0, 1)}
-        atomic_write_text(tmp / READY, json.dumps(info, indent=1, sort_keys=True) + "\n")
-        if env_state(cache, spec)["state"] != "ready":  # else another run made it meanwhile: keep that one
-            if final.exists():  # a leftover that never became ready
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+        with atomic_dir(final) as tmp:
+            _build(tmp, cache, spec, timeout, t0)
+    except _Abandon as e:
+        return e.state
     except subprocess.TimeoutExpired:
         raise ZooError(f"cannot create the {spec.label} environment: pip took over {timeout:.0f} s") from None
     except subprocess.CalledProcessError as e:
-        raise ZooError(f"cannot create a virtual environment in {tmp}: {(e.stderr or '').strip()[-200:]}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        raise ZooError(f"cannot create a virtual environment for {spec.label}: {(e.stderr or '').strip()[-200:]}") from None
     say(f"created {spec.label} in {time.monotonic() - t0:.0f} s")
     return env_state(cache, spec)
 
