@@ -46,7 +46,8 @@ class EnvSpec:
     numpy: str = "numpy"
     extra: tuple[str, ...] = ()
     why: str = ""
-    rank: int = 1  # ordering across packages of one runtime: an alias package (older line) ranks 0
+    rank: int = 1
+    deps: bool = True  # False: pip --no-deps (the runtime's declared dependencies are not needed to run it)  # ordering across packages of one runtime: an alias package (older line) ranks 0
 
     @property
     def label(self) -> str:
@@ -61,7 +62,7 @@ class EnvSpec:
         """The cache folder's name: the package release, the Python it is for (the platform is this
         machine's) and a short hash of everything installed (two runtimes sharing a package share an
         environment only when they install the same)."""
-        h = hashlib.sha256(" ".join(self.requirements).encode()).hexdigest()[:8]
+        h = hashlib.sha256((" ".join(self.requirements) + ("" if self.deps else " --no-deps")).encode()).hexdigest()[:8]
         return f"{self.package.lower()}-{self.version}-py{sys.version_info.major}{sys.version_info.minor}-{h}"
 
     def sort_key(self) -> tuple:
@@ -89,7 +90,7 @@ class Matrix:
                 return v["spec"]
         pkg = package or rt["package"]
         return EnvSpec(runtime, pkg, version, rt["module"] if pkg == rt["package"] else _module_of(pkg, rt),
-                       "numpy", tuple(rt["extra"]), "", 1 if pkg == rt["package"] else 0)
+                       "numpy", tuple(rt["extra"]), "", 1 if pkg == rt["package"] else 0, rt["deps"])
 
     def default(self, runtimes: list[str] | None = None) -> list[EnvSpec]:
         return [v["spec"] for name, rt in self.runtimes.items() if runtimes is None or name in runtimes
@@ -126,7 +127,11 @@ def parse_matrix(data: dict, source: str = "compat matrix") -> Matrix:
         for key, lst in (("extra", extra), ("aliases", aliases)):
             if not isinstance(lst, list) or not all(isinstance(x, str) and _REQ.match(x) for x in lst):
                 raise ZooError(f"{where}: {key!r} must be a list of package requirements")
-        entry = {"package": package, "module": module, "extra": list(extra), "aliases": list(aliases), "versions": []}
+        deps = rt.get("deps", True)
+        if not isinstance(deps, bool):
+            raise ZooError(f"{where}: 'deps' must be true or false")
+        entry = {"package": package, "module": module, "extra": list(extra), "aliases": list(aliases), "deps": deps,
+                 "versions": []}
         versions = rt.get("version", [])
         if not isinstance(versions, list):
             raise ZooError(f"{where}: [[runtime.{name}.version]] entries expected")
@@ -150,7 +155,7 @@ def parse_matrix(data: dict, source: str = "compat matrix") -> Matrix:
                 raise ZooError(f"{w}: {pkg}=={ver} is listed twice")
             seen.add((pkg, ver))
             spec = EnvSpec(name, pkg, ver, module if pkg == package else _module_of(pkg, entry), numpy,
-                           tuple(extra), why, 1 if pkg == package else 0)
+                           tuple(extra), why, 1 if pkg == package else 0, deps)
             entry["versions"].append({"version": ver, "package": pkg, "default": default, "spec": spec})
         m.runtimes[name] = entry
     return m
@@ -214,7 +219,7 @@ def env_state(cache: Path, spec: EnvSpec) -> dict:
             info = json.loads(ready.read_text())
         except (OSError, ValueError):
             info = None
-        if isinstance(info, dict) and info.get("requirements") == spec.requirements:
+        if isinstance(info, dict) and info.get("requirements") == spec.requirements and info.get("deps", True) == spec.deps:
             return {"state": "ready", "python": str(env_python(env)), "env": str(env), "info": info}
     marker = cache / f"{spec.env_name}.unavailable.json"
     if marker.is_file():
@@ -269,7 +274,7 @@ def _build(tmp: Path, cache: Path, spec: EnvSpec, timeout: float, t0: float) -> 
                    capture_output=True, text=True, timeout=120)
     cmd = [sys.executable, "-m", "pip", "--python", str(env_python(tmp)), "install", "--no-input",
            "--disable-pip-version-check", "--only-binary=:all:", "--no-warn-script-location",
-           "--timeout", "30", "--retries", "1", *spec.requirements]
+           "--timeout", "30", "--retries", "1", *([] if spec.deps else ["--no-deps"]), *spec.requirements]
     cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if cp.returncode != 0:
         kind, line = _pip_failure(cp.stdout + "\n" + cp.stderr, spec)
@@ -286,7 +291,7 @@ def _build(tmp: Path, cache: Path, spec: EnvSpec, timeout: float, t0: float) -> 
         raise _unavailable(cache, spec, f"{spec.package}=={spec.version} installs but does not import on "
                                         f"{platform_tag()}: {tail}")
     info = {"runtime": spec.runtime, "package": spec.package, "version": spec.version,
-            "requirements": spec.requirements, "python": platform_tag(), "installed": _installed(cp.stdout),
+            "requirements": spec.requirements, "deps": spec.deps, "python": platform_tag(), "installed": _installed(cp.stdout),
             "created_seconds": round(time.monotonic() - t0, 1)}
     atomic_write_text(tmp / READY, json.dumps(info, indent=1, sort_keys=True) + "\n")
     state = env_state(cache, spec)
@@ -302,7 +307,7 @@ def prepare_env(cache: Path, spec: EnvSpec, say=lambda msg: None, timeout: float
     if state["state"] != "missing":
         return state
     final = cache / spec.env_name
-    say(f"creating the {spec.label} environment in {final}: pip install {' '.join(spec.requirements)}")
+    say(f"creating the {spec.label} environment in {final}: pip install {'' if spec.deps else '--no-deps '}{' '.join(spec.requirements)}")
     t0 = time.monotonic()
     try:
         with atomic_dir(final) as tmp:
