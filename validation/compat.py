@@ -114,9 +114,11 @@ def summarize(results: list[dict]) -> dict:
             oldest = passing[0] if passing else None
             from_oldest = tested[tested.index(oldest):] if oldest else []
             summary[art][rt] = {
-                "tested": [{"version": c["version"], "package": c["package"], "status": c["status"]} for c in cells],
+                "tested": [{"version": c["version"], "package": c["package"], "status": c["status"],
+                            "alias": c.get("rank", 1) == 0} for c in cells],
                 "oldest_passing": oldest["version"] if oldest else None,
                 "oldest_passing_package": oldest["package"] if oldest else None,
+                "oldest_is_alias": bool(oldest) and oldest.get("rank", 1) == 0,
                 "all_newer_pass": bool(oldest) and all(c["status"] == "PASS" for c in from_oldest),
             }
     return summary
@@ -124,16 +126,17 @@ def summarize(results: list[dict]) -> dict:
 
 def runs_on(rt: str, s: dict) -> str:
     """``runs on mnn >= 3.1.0 (tested: 3.0.0 cannot-load, 3.1.0 PASS, ...)`` for one summary entry."""
-    tested = ", ".join(f"{t['version']} {t['status']}" for t in s["tested"])
+    tested = ", ".join(f"{t['version']}{' ' + t['package'] if t.get('alias') else ''} {t['status']}" for t in s["tested"])
     old = s["oldest_passing"]
     if old is None:
         head = f"runs on no tested {rt} release"
     elif s["all_newer_pass"]:
         pkg = s.get("oldest_passing_package")
-        head = f"runs on {rt} >= {old}" + (f" ({pkg})" if pkg and pkg not in (rt, rt.upper(), rt.lower()) and pkg.lower() != rt else "")
+        head = f"runs on {rt} >= {old}" + (f" ({pkg})" if s.get("oldest_is_alias") and pkg else "")
     else:
         passing = [t["version"] for t in s["tested"] if t["status"] == "PASS"]
-        head = f"runs on {rt} {', '.join(passing)} only"
+        failing = [f"{t['version']} ({t['status']})" for t in s["tested"] if t["status"] not in ("PASS", "unavailable")]
+        head = f"runs on {rt} {', '.join(passing)}; not on {', '.join(failing)}"
     return f"{head} (tested: {tested})"
 
 
