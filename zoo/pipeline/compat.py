@@ -45,11 +45,12 @@ class Subject:
 
     def __init__(self, folder: Path, artifact: Artifact, release: bool):
         self.folder, self.artifact, self.release = folder, artifact, release
+        self.prefix = ""  # the folder's name, when another folder has an artifact of the same name
 
     @property
     def label(self) -> str:
         a = self.artifact
-        return f"{a.model} {a.key.label()}"
+        return f"{self.prefix}{a.model} {a.key.label()}"
 
     @property
     def target(self):
@@ -88,6 +89,13 @@ def collect(paths: list[Path]) -> list[Subject]:
                            f"{sidecar_path(p).name}: give its export or release folder")
     if not out:
         raise ZooError("no artifacts to test: the folders' manifests list none")
+    seen: dict[str, set] = {}
+    for s in out:
+        seen.setdefault(s.label, set()).add(s.folder)
+    for s in out:
+        if len(seen[s.label]) > 1:
+            s.prefix = f"{s.folder.name}: "
+    out = list({(str(s.folder), s.artifact.primary): s for s in out}.values())  # one run per file
     return out
 
 
