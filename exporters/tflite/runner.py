@@ -56,7 +56,10 @@ class TfliteNet:
         try:
             from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
         except ImportError as exc:
-            raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
+            try:  # LiteRT's releases before ai-edge-litert (`zoo compat` tests them)
+                from tflite_runtime.interpreter import Interpreter  # optional runtime: LiteRT's older line
+            except ImportError:
+                raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
         threads, p = self.threads, self.path
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ZooError(f"threads must be a positive integer, got {threads!r}")
