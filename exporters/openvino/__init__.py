@@ -52,7 +52,7 @@ class OpenvinoTarget(Target):
         held-out third of the calibration images (never the parity images), then quantized again on
         every calibration image; the softmax, the input convolutions and the sensitivity analysis'
         layers stay float."""
-        from exporters.openvino.quantize import CANDIDATES, float_nodes, quantized_ops, to_int8
+        from exporters.openvino.quantize import CANDIDATES, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
         from zoo.core.images import load_batch  # heavy (OpenCV)
 
         m = req.meta

@@ -45,8 +45,8 @@ def to_int8(model, calib: np.ndarray, ignored: list[str], candidate: str):
     preset, estimator = CANDIDATES[candidate]
     advanced = None
     if estimator is not None:
-        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters  # optional: nncf, loaded above
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet  # optional: nncf, loaded above
 
         advanced = AdvancedQuantizationParameters(
             activations_range_estimator_params=getattr(RangeEstimatorParametersSet, estimator))

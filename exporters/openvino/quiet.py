@@ -11,6 +11,7 @@ an export.
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 from zoo.core.errors import ZooError
@@ -48,8 +49,6 @@ def import_openvino(strict: bool = True):
 def import_nncf():
     """``nncf``, with telemetry blocked first (NNCF reports through the same package)."""
     import_openvino()
-    import logging
-
     import nncf  # optional: the `openvino` extra
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
