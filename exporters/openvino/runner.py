@@ -20,7 +20,7 @@ def _first_line(e: Exception) -> str:
 
 class OpenvinoRunner(Runner):
     """OpenVINO CPU: ``INFERENCE_NUM_THREADS`` = threads, one stream, f32 inference precision (the
-    CPU plugin would otherwise compute in bf16 where the processor has it), samples one at a time
+    CPU plugin may pick bf16/fp16 by default on processors with that arithmetic), samples one at a time
     (the IR has a batch-1 input)."""
 
     name = "openvino"
