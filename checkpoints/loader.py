@@ -19,6 +19,7 @@ import tomllib
 import warnings
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -122,6 +123,33 @@ def _download(entry: CheckpointEntry, dest: Path) -> Path:
         f"offline? put the checkpoint files in a folder and set {ENV_DIR}=/path/to/that/folder, "
         f"or set {upstream.ENV_URL} to a mirror of the original repository"))
     return dest
+
+
+class LazyStateDict(Mapping):
+    """A verified state dict loaded on first use: a worker that never reads the weights (a converter
+    working from our ONNX, a parity run against stored reference outputs) never imports torch."""
+
+    def __init__(self, path: Path, expected_sha256: str | None = None):
+        self.path, self.expected_sha256 = Path(path), expected_sha256
+        self._sd = None
+
+    def _load(self):
+        if self._sd is None:
+            self._sd = load_state_dict(self.path, self.expected_sha256)
+        return self._sd
+
+    def __getitem__(self, key):
+        return self._load()[key]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self):
+        return len(self._load())
+
+    @property
+    def loaded(self) -> bool:
+        return self._sd is not None
 
 
 def load_state_dict(path: Path, expected_sha256: str | None = None) -> "OrderedDict[str, object]":

@@ -5,16 +5,19 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.integrity import sidecar_files
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
-from zoo.core.model.sensitivity import output_error
-from zoo.core.runtime import Runner
+from zoo.core.model.layers import output_error
+from zoo.core.runtime import Runner, Tap
 
 __all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "write_sidecar"]
 
@@ -24,7 +27,7 @@ class ExportRequest:
     """One artifact to build, handed to a target inside an isolated worker process."""
 
     meta: ArtifactMeta  # model facts, head, precision and target already filled in
-    state_dict: dict  # verified weights
+    state_dict: Mapping  # verified weights (torch tensors; may load on first use)
     out_dir: Path  # a private temporary folder: write files here only
     stem: str  # base file name, e.g. "rfb-320-raw-int8"
     onnx_path: Path | None = None  # our fp32 ONNX of the same head, for targets whose source is "onnx"
@@ -33,6 +36,16 @@ class ExportRequest:
     #: int8: the model-level sensitivity analysis (zoo.core.model.sensitivity), shared by every target:
     #: {"float_kept": [PyTorch module names to keep float], "layers": [...], ...}; empty when not run
     sensitivity: dict = field(default_factory=dict)
+    #: the same weights as NumPy arrays, when the run prepared them (a .npz): no torch needed to read them
+    weights_npz: Path | None = None
+
+    def weights(self) -> dict:
+        """The verified weights as NumPy arrays (original key names), for a target that builds its own
+        network: from the run's archive when there is one, else from ``state_dict`` (torch)."""
+        if self.weights_npz is not None:
+            with np.load(self.weights_npz, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        return {k: v.detach().cpu().numpy() for k, v in self.state_dict.items()}
 
     @property
     def float_kept(self) -> list[str]:
@@ -48,7 +61,7 @@ class ExportRequest:
     def quant_scorer(self, reference: Runner, images: list[Path]):
         """A function scoring an int8 candidate runner against ``reference`` (the fp32 file of the same
         format, which matches PyTorch to ~1e-5; no torch in a converter's process) on ``images``:
-        face-score and box changes (zoo.core.model.sensitivity.output_error); lower is better. The
+        face-score and box changes (zoo.core.model.layers.output_error); lower is better. The
         reference runs once, however many candidates are scored."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
 
@@ -62,6 +75,27 @@ class ExportRequest:
             return output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
 
         return score
+
+    def face_rich(self, reference: Runner, images: list[Path], k: int) -> list[tuple[Path, int]]:
+        """The ``k`` images on which ``reference`` (the fp32 file) finds the most faces, with their
+        counts (ties: name order), for a quantizer that can afford only a few images: its activation
+        ranges then come from images full of faces of every size. Measured on rfb-640's MNN ADMM with
+        the default calibration (held-out calibration error / faces kept on the 16 pinned photos):
+        4 images spread over the set 0.0132 / 346 of 380, the 4 most face-rich 0.0075 / 377 of 380."""
+        from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
+        from zoo.core.model.processing import postprocess  # with OpenCV: only int8 choices need it
+
+        imgs = sorted(images)
+        if len(imgs) <= k:
+            return [(p, -1) for p in imgs]
+        x, _, _ = load_batch(imgs, *self.meta.input_size)
+        w, h = self.meta.input_size
+        with reference:
+            out = reference.infer(x)
+        counts = [len(postprocess(out["scores"][i], out["boxes"][i], w, h, self.meta.labels, candidate_size=1_000_000))
+                  for i in range(len(imgs))]
+        order = sorted(range(len(imgs)), key=lambda i: (-counts[i], imgs[i].name, str(imgs[i])))
+        return [(imgs[i], counts[i]) for i in order[:k]]
 
 
 @dataclass
@@ -84,9 +118,18 @@ class Target:
     layout: str = "NCHW"
     extra: str | None = None  # the pip extra that installs its converter/runtime
     requires: tuple[str, ...] = ()  # importable modules needed for export and running
+    #: the modules its worker imports up front (timed apart from the work); None: ``requires``. Not a
+    #: package only found on disk (pnnx is run as an executable: importing it would load torch)
+    preload: tuple[str, ...] | None = None
     packages: tuple[str, ...] = ()  # distributions whose versions go into the manifest
     timeout: float = 600.0  # seconds for one export in its worker process
     embeds_metadata: bool = False  # True: metadata inside the file; False: a JSON sidecar is written
+    #: True: its exports may run one after another in a warm worker process (zoo.core.isolation):
+    #: nothing process-global leaks into its files (the tests compare warm and fresh builds byte for byte)
+    warm: bool = True
+    #: True: builds its own network from the weights as NumPy arrays (`ExportRequest.weights`), so its
+    #: worker needs no torch when the run prepared them
+    numpy_weights: bool = False
 
     # -- availability ------------------------------------------------------------
     def missing(self) -> list[str]:
@@ -149,6 +192,16 @@ class Target:
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         raise NotImplementedError
+
+    # -- intermediates (zoo diff) --------------------------------------------------------
+    def tap(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None) -> Tap:
+        """A `Tap` exposing every intermediate tensor of an artifact in ``runtime`` (default: the first)."""
+        return self.make_tap(self.check_runtime(runtime), Path(primary), meta, threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        """Override beside the runner: one place per runtime. The default refuses in one line."""
+        raise ZooError(f"runtime {runtime!r} cannot expose the intermediate tensors of {self.name} artifacts "
+                       f"(target {self.name!r} has no tap for it), so `zoo diff` cannot run there")
 
 
 def write_sidecar(out_dir: Path, primary: Path, meta: ArtifactMeta, files=None) -> Path:

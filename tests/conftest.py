@@ -167,6 +167,16 @@ def export_dir(tmp_path_factory, halves):
     return get
 
 
+@pytest.fixture(scope="session")
+def rfb_release(tmp_path_factory) -> Path:
+    """A release of rfb-320, every target, fp32 and int8, built once per session (the default parity
+    photos, jobs 2). Shared: tests copy it before changing anything in it."""
+    out = tmp_path_factory.mktemp("release-rfb-320")
+    zoo("release", "--out", out, "--models", "rfb-320", "--targets", "onnx,mnn,ncnn,tflite,caffe",
+        "--precisions", "fp32,int8", "--jobs", "2", check=0)
+    return out
+
+
 def ort_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     """Plain onnxruntime, none of our code: one image at a time (reference files have batch 1)."""
     import onnxruntime as ort

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
-from exporters.caffe.runner import CaffeNet
+from exporters.caffe.runner import CaffeNet, CaffeTap
 from exporters.caffe.writer import onnx_to_caffe
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
 
 
 class CaffeTarget(Target):
@@ -44,3 +44,6 @@ class CaffeTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: CaffeNet(primary, primary.with_suffix(".caffemodel"), threads=threads), "opencv-caffe", threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return CaffeTap(meta, primary, threads=threads)

@@ -13,6 +13,8 @@ import numpy as np
 
 from exporters.caffe import caffe_pb2
 from zoo.core.errors import ZooError
+from zoo.core.model.layers import onnx_origin
+from zoo.core.runtime import Tap
 
 _NEEDS = ("the caffe target needs opencv-python-headless < 5 (OpenCV 5 removed the Caffe importer); "
           "install the project's `caffe` extra, which pins it")
@@ -141,3 +143,42 @@ class CaffeNet:
             per = [self._forward(x[i:i + 1]) for i in range(n)]
             outs = [np.concatenate([p[j] for p in per], axis=0) for j in range(len(outs))]
         return self._name_outputs(outs, n)
+
+
+class CaffeTap(Tap):
+    """Every layer output of a Caffe net in OpenCV DNN (``forward`` of every layer name). OpenCV's
+    layer fusion is turned off, so each layer's own output is what is read (with fusion on, OpenCV
+    would hand back a convolution's output with the ReLU after it already applied). Our writer
+    (exporters.caffe.writer) names each layer and its top by the ONNX tensor it computes, so the
+    names map as ONNX names do."""
+
+    name = "opencv-caffe"
+
+    def __init__(self, meta, primary, threads: int = 1):
+        super().__init__(meta, threads)
+        self.net = CaffeNet(primary, Path(primary).with_suffix(".caffemodel"), threads=threads)
+
+    def _load(self) -> None:
+        self.net.__enter__()
+        cv = self.net._net
+        cv.enableFusion(False)
+        self.names = [n for n in cv.getLayerNames() if cv.getLayer(n).type != "Input"]
+
+    def _unload(self) -> None:
+        self.net.__exit__(None, None, None)
+
+    def _tensors(self, x):
+        cv2 = self.net._cv2
+        prev = cv2.getNumThreads()
+        cv2.setNumThreads(self.threads)
+        try:
+            self.net._net.setInput(x)
+            outs = self.net._net.forward(self.names)
+        except cv2.error as exc:
+            raise ZooError(f"caffe: OpenCV cannot expose the layer outputs: {str(exc).strip()}") from None
+        finally:
+            cv2.setNumThreads(prev)
+        return [(n, np.array(o, dtype=np.float32, copy=True)) for n, o in zip(self.names, outs)]
+
+    def origin(self, name: str):
+        return onnx_origin(name)

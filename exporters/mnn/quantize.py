@@ -23,8 +23,9 @@ from exporters.mnn.native import existing_file, import_tools, load_info, model_i
 from exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path
+from zoo.core.model.layers import onnx_module_name
 
-#: calibration images used at most (ADMM time and memory grow with the count; spread over the set)
+#: images ADMM calibrates on (its time and memory grow with the count)
 MAX_CALIB = 4
 #: feature_quantize_method values accepted by MNN's calibration.
 FEATURE_METHODS = ("ADMM", "KL", "EMA")
@@ -36,7 +37,7 @@ _MEAN = 127.0
 _NORM = 1.0 / 128.0
 
 
-def pick_calibration(paths: list[Path], k: int = MAX_CALIB) -> list[Path]:
+def spread(paths: list[Path], k: int = MAX_CALIB) -> list[Path]:
     """k images spread evenly over the (sorted) set: deterministic, independent of the set's size."""
     paths = sorted(paths)
     if len(paths) <= k:
@@ -159,8 +160,6 @@ def skip_ops_for(onnx_path, modules) -> list[str]:
     """MNN op names of the convolutions exported from the PyTorch ``modules`` (MNN names an op
     converted from ONNX by its node's first output)."""
     import onnx  # heavy
-
-    from zoo.core.model.sensitivity import onnx_module_name  # heavy module: only int8 needs it
 
     wanted = set(modules)
     model = onnx.load(str(onnx_path), load_external_data=False)

@@ -14,6 +14,8 @@ import numpy as np
 
 from exporters.mnn.native import existing_file, import_mnn, native_output, tail
 from zoo.core.errors import ZooError
+from zoo.core.model.layers import onnx_origin
+from zoo.core.runtime import Tap
 
 # MNN::Interpreter::HintMode::WINOGRAD_MEMORY_LEVEL
 _HINT_WINOGRAD_MEMORY_LEVEL = 3
@@ -156,3 +158,53 @@ class MnnNet:
             self._resize(want)
         per_sample = [self._run_one(x[i : i + 1]) for i in range(x.shape[0])]
         return {name: np.concatenate([r[name] for r in per_sample], axis=0) for name in per_sample[0]}
+
+
+class MnnTap(Tap):
+    """Every tensor of an .mnn model in MNN: the model loaded as a module whose outputs are all its
+    tensors (``MNN.nn.load_module_from_file`` with every variable name), on the CPU backend with the
+    settings of `MnnNet` (fp32 "high" precision, Winograd memory level 0). MNN keeps the ONNX tensor
+    names, and names a fused group's output (Conv+ReLU, Add+ReLU) by its last ONNX tensor, so the
+    names map as ONNX names do."""
+
+    name = "mnn"
+
+    def __init__(self, meta, path, threads: int = 1):
+        super().__init__(meta, threads)
+        self.path = Path(path)
+
+    def _load(self) -> None:
+        existing_file(self.path, "MNN model")
+        with native_output() as log:
+            MNN = self._MNN = import_mnn()
+            F = MNN.expr
+            try:
+                variables = F.load_as_dict(str(self.path))
+                self.inputs = [n for n, v in variables.items() if v.op_type == "Input"]
+                self.names = [n for n, v in variables.items() if v.op_type not in ("Input", "Const")]
+                rt = MNN.nn.create_runtime_manager(({"backend": "CPU", "precision": "high", "numThread": self.threads},))
+                rt.set_hint(_HINT_WINOGRAD_MEMORY_LEVEL, 0)
+                self.module = MNN.nn.load_module_from_file(str(self.path), self.inputs, self.names, runtime_manager=rt)
+                err = ""
+            except Exception as exc:  # noqa: BLE001 - MNN raises many types
+                self.module, err = None, str(exc)
+        if self.module is None or len(self.inputs) != 1:
+            raise ZooError(f"MNN cannot expose the tensors of {self.path.name}: "
+                           f"{err or f'{len(self.inputs)} inputs'} -- MNN: {tail(log[0])}".rstrip())
+
+    def _unload(self) -> None:
+        self.module = None
+
+    def _tensors(self, x):
+        F = self._MNN.expr
+        outs = self.module.forward([F.const(x, list(x.shape), F.NCHW)])
+        res = []
+        for name, v in zip(self.names, outs):
+            if v.data_format == F.NC4HW4:
+                v = F.convert(v, F.NCHW)
+            a = np.array(v.read(), dtype=np.float32, copy=True)
+            res.append((name, a.reshape(v.shape) if a.size else a))
+        return res
+
+    def origin(self, name: str):
+        return onnx_origin(name)

@@ -8,11 +8,12 @@ from pathlib import Path
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.ncnn.convert import onnx_to_ncnn
 from exporters.ncnn.quantize import quantize_int8
-from exporters.ncnn.runner import NcnnNet
+from exporters.ncnn.runner import NcnnNet, NcnnTap
 from zoo.core.errors import ZooError
+from zoo.core.timing import phase
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
 
 
 class NcnnTarget(Target):
@@ -25,6 +26,7 @@ class NcnnTarget(Target):
     layout = "NCHW"
     extra = "ncnn"
     requires = ("ncnn", "pnnx")
+    preload = ("ncnn",)  # pnnx is an executable here: importing its package would load torch
     packages = ("ncnn", "pnnx")
     timeout = 900.0
 
@@ -39,15 +41,17 @@ class NcnnTarget(Target):
                 raise ZooError("ncnn int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
             with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
                 info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False)
-                calib, _, _ = load_batch(req.calib, *m.input_size)
-                q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
-                                  input_blob=info["input_blob"])
+                with phase("quantization"):
+                    calib, _, _ = load_batch(req.calib, *m.input_size)
+                    q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
+                                      input_blob=info["input_blob"])
             quant = {"method": q["method"], "int8_layers": len(q["int8_layers"]),
                      "fp32_layers": len(q["fp32_layers"]), "calibration_images": [p.name for p in req.calib]}
         else:
             info = onnx_to_ncnn(req.onnx_path, req.out_dir, req.stem, fp16=m.precision == "fp16")
             quant = None
-        io = {"input_blob": info["input_blob"], "output_blobs": info["output_blobs"], "int8": m.precision == "int8"}
+        io = {"input_blob": info["input_blob"], "output_blobs": info["output_blobs"], "int8": m.precision == "int8",
+              "tensors": info["tensors"]}  # blob -> ONNX tensor, for `zoo diff` (pnnx renames every blob)
         if quant:
             io["quantization"] = quant
         return ExportResult(primary=param, files=[param, binf], meta=m.with_(io=io), tools=self.tool_versions())
@@ -64,3 +68,6 @@ class NcnnTarget(Target):
                             input_blob=io.get("input_blob", "in0"), output_blobs=outputs),
             "ncnn", threads,
         )
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return NcnnTap(meta, Path(primary), threads=threads)

@@ -118,6 +118,7 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
         if len(ins) != 1 or len(outs) != 2:
             raise ZooError(f"converted graph has inputs {ins} and outputs {outs}; expected 1 and 2")
         roles = _identify_outputs(pp, bp, ins[0], outs, in_dims, onnx_outputs)
+        tensors = onnx_tensor_names(convs, onnx_path)
         # record the fixed input shape on the Input layer (0=w 1=h 2=c): pnnx bakes the
         # sizes into Reshape layers, and ncnn silently computes garbage for any other
         # size, so NcnnNet reads this back and refuses other shapes.
@@ -136,9 +137,63 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300) 
         "input_blob": ins[0],
         "input_shape": list(in_dims),
         "output_blobs": roles,
+        "tensors": tensors,
         "weights": want,
         "seconds": time.perf_counter() - t0,
     }
+
+
+#: ncnn's activation_type (param 9) for ReLU: a convolution with it fused computes Conv + Relu
+_ACT_RELU = 1
+
+
+def onnx_tensor_names(convs: dict, onnx_path) -> dict[str, str]:
+    """{ncnn blob: the ONNX tensor it holds} for every convolution's output blob, recorded at export
+    for `zoo diff` (pnnx renames every blob to a number). Each ncnn convolution is matched to the
+    ONNX Conv node whose weights it stores (equal as stored, to the fp16 rounding when pnnx wrote
+    fp16): its blob holds that node's output, or, when pnnx fused the ReLU after it into the
+    layer (``9=1``), that ReLU's output. A layer with no match, or with another fused activation, is
+    left out (`zoo diff` lists its blob as unmapped)."""
+    import onnx  # heavy: only conversion reads the ONNX graph
+    from onnx import numpy_helper  # heavy, as above
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    nodes = [n for n in g.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in inits]
+    weights = {n.name: numpy_helper.to_array(inits[n.input[1]]).astype(np.float32).ravel() for n in nodes}
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for c in convs.values():
+        if c.dtype not in ("fp32", "fp16") or not c.layer.tops:
+            continue
+        w = np.asarray(c.weight, np.float32).ravel()
+        best, err = None, np.inf
+        for n in nodes:
+            ow = weights[n.name]
+            if n.name in taken or ow.size != w.size:
+                continue
+            e = float(np.abs(ow - w).max())
+            if e < err:
+                best, err = n, e
+        if best is None or err > (1e-3 * float(np.abs(w).max()) if c.dtype == "fp16" else 0.0):
+            continue
+        taken.add(best.name)
+        tensor = best.output[0]
+        act = c.layer.geti(9, 0)
+        if act == _ACT_RELU:
+            after = consumers.get(tensor, [])
+            if len(after) != 1 or after[0].op_type != "Relu":
+                continue
+            tensor = after[0].output[0]
+        elif act:
+            continue
+        out[c.layer.tops[0]] = tensor
+    return dict(sorted(out.items()))
 
 
 def _identify_outputs(param, binf, in_blob, outs, in_dims, onnx_outputs) -> dict[str, str]:

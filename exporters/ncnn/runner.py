@@ -8,6 +8,8 @@ import numpy as np
 
 from exporters.ncnn.param import input_blobs, int8_layers, output_blobs, read_param
 from zoo.core.errors import ZooError
+from zoo.core.model.layers import onnx_origin
+from zoo.core.runtime import Tap
 
 
 class NcnnNet:
@@ -132,3 +134,38 @@ class NcnnNet:
             finally:
                 ex.clear()
         return {b: np.stack(v) for b, v in per.items()}
+
+
+class NcnnTap(Tap):
+    """Every blob of an ncnn model (``extract`` of each layer's top blobs, light mode off so no blob is
+    recycled before it is read). pnnx numbers the blobs; which ONNX tensor a blob holds was recorded
+    at export in the metadata (``io["tensors"]``, exporters.ncnn.convert.onnx_tensor_names)."""
+
+    name = "ncnn"
+
+    def __init__(self, meta, primary, threads: int = 1):
+        super().__init__(meta, threads)
+        self.primary = primary
+        io = meta.io or {}
+        if not isinstance(io.get("tensors"), dict):
+            raise ZooError(f"{primary}: its metadata records no blob-to-tensor mapping (io.tensors): the artifact "
+                           "predates `zoo diff`; export it again")
+        self.onnx_names = io["tensors"]
+        self.net = NcnnNet(primary, primary.with_suffix(".bin"), threads=threads, int8=bool(io.get("int8")),
+                           input_blob=io.get("input_blob", "in0"), lightmode=False,
+                           output_blobs=list((io.get("output_blobs") or {"scores": "out0", "boxes": "out1"}).values()))
+
+    def _load(self) -> None:
+        self.net.__enter__()
+        layers = read_param(self.net.param_path)
+        self.blobs = [t for ly in layers if ly.type != "Input" for t in ly.tops]
+
+    def _unload(self) -> None:
+        self.net.__exit__(None, None, None)
+
+    def _tensors(self, x):
+        res = self.net.infer(x, blobs=self.blobs)
+        return [(b, res[b]) for b in self.blobs]
+
+    def origin(self, name: str):
+        return onnx_origin(self.onnx_names.get(name, ""))

@@ -13,12 +13,13 @@ from pathlib import Path
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
 from exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
-from exporters.onnx.runner import OnnxRuntimeRunner, OpenCVRunner
+from exporters.onnx.runner import OnnxRuntimeRunner, OnnxRuntimeTap, OpenCVRunner
 from zoo.core.errors import ZooError
+from zoo.core.timing import phase
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import Runner
+from zoo.core.runtime import Runner, Tap
 
 
 class OnnxTarget(Target):
@@ -52,7 +53,8 @@ class OnnxTarget(Target):
         if req.meta.precision == "fp16":
             model = to_fp16(model)
         elif req.meta.precision == "int8":
-            model, meta = self._int8(req, model)
+            with phase("quantization"):
+                model, meta = self._int8(req, model)
         embed_metadata(model, meta)
         onnx.checker.check_model(model)
         rel = Path(req.stem + ".onnx")
@@ -102,3 +104,8 @@ class OnnxTarget(Target):
         if runtime == "opencv":
             return OpenCVRunner(meta, primary, threads=threads)
         return OnnxRuntimeRunner(meta, primary, threads=threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        if runtime == "onnxruntime":
+            return OnnxRuntimeTap(meta, primary, threads=threads)
+        return super().make_tap(runtime, primary, meta, threads)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.onnx.convert import INPUT_NAME
-from zoo.core.model.sensitivity import onnx_module_name
+from zoo.core.model.layers import onnx_module_name
 
 
 #: activation calibration methods tried (each scored on held-out calibration images; see OnnxTarget)

@@ -13,6 +13,7 @@ model definition stays ours (``network.py`` maps the checkpoint keys).
 from __future__ import annotations
 
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,17 @@ import numpy as np
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
-from exporters.tflite.runner import SavedModelNet, TfliteNet
+from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
 from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
 from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import NativeRunner, Runner
+from zoo.core.runtime import NativeRunner, Runner, Tap
+from zoo.core.timing import phase
 
 
 def _module(req: ExportRequest):
     m = req.meta
-    sd = {k: v.detach().cpu().numpy() for k, v in req.state_dict.items()}
+    sd = req.weights()
     return build_module(sd, m.arch, m.num_classes, m.input_size[0], m.input_size[1], m.head)
 
 
@@ -38,6 +40,7 @@ class TfliteTarget(Target):
     description = "TFLite / LiteRT, NHWC (Android, microcontrollers)"
     suffixes = (".tflite",)
     source = "torch"
+    numpy_weights = True
     precisions = ("fp32", "fp16", "int8")
     heads = ("raw", "decoded")
     layout = "NHWC"
@@ -62,8 +65,9 @@ class TfliteTarget(Target):
             calib = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         rel = Path(req.stem + ".tflite")
         kept = req.float_kept if base == "int8" else []
-        info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib, int8_io=req.meta.precision == "int8-io",
-                       float_modules=kept)
+        with phase("quantization") if base == "int8" else nullcontext():
+            info = convert(sm_dir, req.out_dir / rel, precision=base, calib=calib,
+                           int8_io=req.meta.precision == "int8-io", float_modules=kept)
         shutil.rmtree(sm_dir, ignore_errors=True)
         io = {"inputs": info["inputs"], "outputs": info["outputs"], "int8_io": info["int8_io"]}
         if base == "int8":
@@ -75,6 +79,9 @@ class TfliteTarget(Target):
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: TfliteNet(primary, threads=threads), "litert", threads, layout="NHWC")
 
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return TfliteTap(meta, primary, threads=threads)
+
 
 class SavedModelTarget(Target):
     """The TF SavedModel the TFLite conversion passes through, run in TensorFlow itself."""
@@ -83,6 +90,7 @@ class SavedModelTarget(Target):
     description = "TensorFlow SavedModel, NHWC (TF Serving, TF.js and other TF converters)"
     suffixes = (".pb",)
     source = "torch"
+    numpy_weights = True
     precisions = ("fp32",)
     heads = ("raw", "decoded")
     layout = "NHWC"
@@ -101,3 +109,6 @@ class SavedModelTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: SavedModelNet(Path(primary).parent, threads), "tensorflow", threads, layout="NHWC")
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return SavedModelTap(meta, primary, threads=threads)

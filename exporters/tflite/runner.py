@@ -6,13 +6,15 @@ loaded on ``__enter__`` and released on ``__exit__``; ``infer`` takes NHWC float
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY
+from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
 from zoo.core.errors import ZooError
+from zoo.core.runtime import Tap
 
 
 def signature_io(it: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
@@ -45,8 +47,9 @@ class TfliteNet:
     K == 4 do names (signature or tensor names) and then order decide.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 1):
+    def __init__(self, path: str | os.PathLike, *, threads: int = 1, preserve_all_tensors: bool = False):
         self.path, self.threads = Path(path), threads
+        self.preserve_all_tensors = bool(preserve_all_tensors)  # for `all_tensors` (zoo diff)
         self._it = None
 
     def __enter__(self) -> "TfliteNet":
@@ -60,7 +63,10 @@ class TfliteNet:
         if not p.is_file():
             raise ZooError(f"no such TFLite file: {p}")
         try:
-            it = Interpreter(model_path=str(p), num_threads=threads)
+            with warnings.catch_warnings():  # preserving all tensors warns that it is for debugging: it is
+                warnings.simplefilter("ignore")
+                it = Interpreter(model_path=str(p), num_threads=threads,
+                                 **({"experimental_preserve_all_tensors": True} if self.preserve_all_tensors else {}))
             it.allocate_tensors()
         except Exception as exc:
             raise ZooError(f"cannot load TFLite model {p}: {exc}") from None
@@ -132,6 +138,35 @@ class TfliteNet:
             raise ZooError(f"LiteRT inference failed on {self.path}: {exc}") from None
         return res[0], res[1]
 
+    def all_tensors(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Run one (1, H, W, 3) sample and return every op's outputs (name, float32 array, NHWC as
+        stored; integer tensors dequantized), in execution order; needs ``preserve_all_tensors``."""
+        if self._it is None or not self.preserve_all_tensors:
+            raise ZooError("TfliteNet.all_tensors needs `with TfliteNet(..., preserve_all_tensors=True) as net:`")
+        self._run_one(np.asarray(x, dtype=np.float32))
+        it = self._it
+        details = {d["index"]: d for d in it.get_tensor_details()}
+        out, seen = [], set()
+        try:
+            for op in it._get_ops_details():
+                if op["op_name"] == "DELEGATE":  # a delegate's node lists the outputs of the ops it took over
+                    continue
+                for i in op["outputs"]:
+                    d = details.get(int(i))
+                    if d is None or int(i) in seen:
+                        continue
+                    seen.add(int(i))
+                    y = it.get_tensor(int(i))
+                    if np.issubdtype(y.dtype, np.integer):
+                        scale, zp = d["quantization"]
+                        if not scale:
+                            continue  # an index or shape tensor, not an activation
+                        y = (y.astype(np.float32) - zp) * np.float32(scale)
+                    out.append((d["name"], np.array(y, dtype=np.float32, copy=True)))
+        except ValueError as exc:
+            raise ZooError(f"LiteRT cannot expose the intermediate tensors of {self.path}: {exc}") from None
+        return out
+
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if self._it is None:
             raise ZooError("TfliteNet.infer called outside `with TfliteNet(...) as net:`")
@@ -183,3 +218,104 @@ class SavedModelNet:
             raise ZooError("SavedModelNet.infer called outside `with SavedModelNet(...) as net:`")
         outs = [self.fn(**{INPUT_NAME: tf.constant(x[i : i + 1])}) for i in range(x.shape[0])]
         return {k: np.concatenate([o[k].numpy() for o in outs], 0) for k in outs[0]}
+
+
+def tf_origin(name: str) -> tuple[str, str] | None:
+    """Where a TFLite (or TensorFlow) tensor comes from: each convolution's ops run in a name scope of
+    its PyTorch module path, BatchNorm folded in (exporters.tflite.network), so a tensor naming a conv
+    op is that conv's output, with its ReLU when the name (a fused op's) names the scope's Relu too."""
+    scope = conv_module(name)
+    if scope is None:
+        return None
+    return scope, "ConvRelu" if f"{scope}/Relu" in name.split(";") else "Conv"
+
+
+class TfliteTap(Tap):
+    """Every tensor of a .tflite model in LiteRT (``experimental_preserve_all_tensors``), NHWC."""
+
+    name = "litert"
+    layout = "NHWC"
+
+    def __init__(self, meta, path, threads: int = 1):
+        super().__init__(meta, threads)
+        self.net = TfliteNet(path, threads=threads, preserve_all_tensors=True)
+
+    def _load(self) -> None:
+        self.net.__enter__()
+
+    def _unload(self) -> None:
+        self.net.__exit__(None, None, None)
+
+    def _tensors(self, x):
+        return self.net.all_tensors(x)
+
+    def origin(self, name: str):
+        return tf_origin(name)
+
+
+def tf_graph_origin(name: str) -> tuple[str, str] | None:
+    """Where a tensor of our TensorFlow graph comes from ('base_net.1.0/BiasAdd:0': the conv of module
+    base_net.1.0 with its BatchNorm folded in; '.../Relu:0': the same through its ReLU). The conv op's
+    own output, before its bias, is no PyTorch module's output: None."""
+    scope, _, op = name.rsplit(":", 1)[0].rpartition("/")
+    if not scope:
+        return None
+    if op == "BiasAdd":
+        return scope, "Conv"
+    if op == "Relu":
+        return scope, "ConvRelu"
+    return None
+
+
+class SavedModelTap(Tap):
+    """Every intermediate tensor of a SavedModel in TensorFlow: the serving signature's function body
+    (the graph the SavedModel stores) imported on its own and pruned to fetch every float op output.
+    Our SavedModels hold their weights as constants (exporters.tflite.network), so the body runs alone."""
+
+    name = "tensorflow"
+    layout = "NHWC"
+
+    def __init__(self, meta, primary, threads: int = 1):
+        super().__init__(meta, threads)
+        self.folder = Path(primary).parent
+
+    def _load(self) -> None:
+        import tensorflow as tf  # heavy: imported when used
+        from tensorflow.python.framework import function_def_to_graph  # heavy; TF's own FunctionDef importer
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised in this process
+        try:
+            gd = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY].graph.as_graph_def()
+            calls = [n for n in gd.node if n.op in ("PartitionedCall", "StatefulPartitionedCall")]
+            if len(calls) != 1:
+                raise ValueError(f"expected one function call in the signature, found {len(calls)}")
+            fname = calls[0].attr["f"].func.name
+            fdef = next(f for f in gd.library.function if f.signature.name == fname)
+            body = function_def_to_graph.function_def_to_graph(fdef)
+            if len(body.inputs) != 1:
+                raise ValueError(f"the signature body takes {len(body.inputs)} inputs (variables?), expected 1")
+            inner = body.as_graph_def()
+            wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(inner, name=""), [])
+            self.order = [t.name for op in body.get_operations() if op.type not in ("Const", "Placeholder", "Identity")
+                          for t in op.outputs if t.dtype == tf.float32]
+            g = wrapped.graph
+            self.fn = wrapped.prune(feeds=[g.get_tensor_by_name(body.inputs[0].name)],
+                                    fetches=[g.get_tensor_by_name(n) for n in self.order])
+        except Exception as e:  # noqa: BLE001 - TF raises many types
+            raise ZooError(f"TensorFlow cannot expose the intermediate tensors of the SavedModel {self.folder}: "
+                           f"{str(e).splitlines()[0][:200]}") from None
+        self._tf = tf
+
+    def _unload(self) -> None:
+        self.fn = None
+
+    def _tensors(self, x):
+        outs = self.fn(self._tf.constant(x))
+        return [(n, o.numpy()) for n, o in zip(self.order, outs)]
+
+    def origin(self, name: str):
+        return tf_graph_origin(name)

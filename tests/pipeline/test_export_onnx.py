@@ -255,3 +255,17 @@ def test_end_to_end_nms_graph(export_dir, batch_cache):
     by_art = json.loads(zoo("detect", IMAGES / "1.jpg", "--artifact", folder / arts["nms"]["primary"], "--json", check=0).stdout)
     by_model = json.loads(zoo("detect", IMAGES / "1.jpg", "--model", "rfb-320", "--json", check=0).stdout)
     assert len(by_art["results"][0]["detections"]) == len(by_model["results"][0]["detections"])
+
+
+def test_a_requested_onnx_is_also_the_input_of_the_others(tmp_path):
+    """--head raw: the ONNX artifact asked for is the file MNN converts from; it is placed in the
+    folder before MNN runs, and MNN still finds it there."""
+    out = tmp_path / "out"
+    cp = zoo("export", "--model", "rfb-320", "--to", "onnx,mnn", "--head", "raw", "--out", out,
+             "--images", IMAGES / "1.jpg", "--min-evidence", "1")
+    assert cp.returncode == 0, cp.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted((a["target"], a["head"], a["parity"]["passed"]) for a in m["artifacts"]) == [
+        ("mnn", "raw", True), ("onnx", "raw", True)]
+    onnx_sha = next(f["sha256"] for a in m["artifacts"] if a["target"] == "onnx" for f in a["files"])
+    assert next(a for a in m["artifacts"] if a["target"] == "mnn")["lineage"]["onnx_sha256"] == onnx_sha

@@ -17,6 +17,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     parity_images,
@@ -69,6 +70,9 @@ def check(
             typer.echo(line)
             for f in r["failures"]:
                 typer.echo(f"      {f}")
+            hint = "" if r["passed"] else diff_hint(Path(res["folder"]) / r["primary"], runtime)
+            if hint:
+                typer.echo(hint)
     if not res["passed"]:
         failing = [r for r in results if not r["passed"]]
         first = failing[0] if failing else None

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +17,7 @@ from zoo.core.errors import ZooError
 from zoo.core.images import collect_readable
 from zoo.core.model.specs import parse_input_size, parse_labels
 from zoo.core.parity_set import ENV_IMAGES, default_images
+from zoo.pipeline.profile import render, write_timings
 
 #: exit codes (documented in README.md)
 EXIT_OK, EXIT_USER, EXIT_FAILED = 0, 1, 2
@@ -94,9 +97,35 @@ def exit_on_weak_evidence(parities: list[dict | None], min_evidence: int, allow:
     raise typer.Exit(EXIT_FAILED)
 
 
+def diff_hint(primary: str | Path, runtime: str | None = None) -> str:
+    """The line a failing artifact's FAIL line ends with: the `zoo diff` command that shows which of its
+    layers departs from PyTorch (empty when the file is not there to compare)."""
+    if not Path(primary).is_file():
+        return ""
+    return f"      layer by layer: zoo diff {primary}" + (f" --runtime {runtime}" if runtime else "")
+
+
 def print_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2))
 
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def default_jobs() -> int:
+    """--jobs when not given: one worker process per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+JobsOpt = Annotated[Optional[int], typer.Option("--jobs", min=1, help="Parallel worker processes (default: the number of cores).")]
+ProfileOpt = Annotated[bool, typer.Option("--profile", help="Print where the time went and write DIR/timings.json.")]
+
+
+def profile_run(out: Path, jobs: int, started: float, rows: list) -> None:
+    """After an export or a release with --profile: the table on stderr, DIR/timings.json written."""
+    wall = time.time() - started
+    path = write_timings(out, sys.argv[1:], jobs, wall, rows)
+    stderr(render(rows, wall))
+    stderr(f"timings: {path}")
+

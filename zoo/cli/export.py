@@ -1,6 +1,7 @@
 """`zoo export`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,10 @@ import typer
 from validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
+    JobsOpt,
+    ProfileOpt,
+    default_jobs,
+    profile_run,
     AllowWeakOpt,
     ArchOpt,
     CheckpointOpt,
@@ -19,6 +24,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     ModelOpt,
     ThreadsOpt,
+    diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     parity_images,
@@ -34,7 +40,7 @@ from zoo.pipeline.build import KEEP_FLOAT, export_model
 from zoo.pipeline.plan import make_plan
 
 
-def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE) -> str:
+def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | None = None) -> str:
     p = a.parity or {}
     d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
@@ -44,6 +50,9 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE) -> str:
             f"{evidence_text(p, min_evidence)}")
     if not a.passed:
         line += "\n      " + "\n      ".join(p.get("failures", []))
+        hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""
+        if hint:
+            line += "\n" + hint
     return line
 
 
@@ -61,7 +70,8 @@ def export(
     images: ImagesOpt = None,
     calib: Annotated[Optional[Path], typer.Option("--calib", help="Calibration images for int8 (default: built-in).")] = None,
     threads: ThreadsOpt = 1,
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
+    jobs: JobsOpt = None,
+    profile: ProfileOpt = False,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per conversion (default: per target).")] = None,
     keep_float: Annotated[str, typer.Option(
         "--keep-float", help="int8: auto (the sensitive layers the model-level analysis finds stay float) or none "
@@ -78,6 +88,9 @@ def export(
     img_paths = collect_readable(images, "--images") if images is not None else None
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
     make_plan(targets, precisions, head, nms)  # names checked before any weights are read
+    started = time.time()
+    jobs = jobs or default_jobs()
+    rows: list = []
     rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
     if img_paths is None:
         img_paths = parity_images(None)  # the pinned photos (fetched on first use)
@@ -85,15 +98,17 @@ def export(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
         options={"keep_float": keep_float} if keep_float != "auto" else None,
-        min_evidence=min_evidence,
+        min_evidence=min_evidence, timings=rows if profile else None,
     )
+    if profile:
+        profile_run(Path(out), jobs, started, rows)
     requested = {(t, p) for t in targets for p in precisions}
     mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested]
     if json_:
         print_json(manifest.to_dict())
     else:
         for a in mine:
-            typer.echo(parity_line(a, min_evidence))
+            typer.echo(parity_line(a, min_evidence, folder=Path(out)))
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {f.error}")
         typer.echo(f"manifest: {Path(out) / MANIFEST}")

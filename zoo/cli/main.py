@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from zoo.cli import bench, check, detect, evaluate, export, listing, release
+from zoo.cli import bench, check, detect, diff, evaluate, export, listing, publish, release
 from zoo.core.errors import ZooError
 
 app = typer.Typer(
@@ -20,11 +20,14 @@ app.command("detect")(detect.detect)
 app.command("eval")(evaluate.eval_)
 app.command("export")(export.export)
 app.command("check")(check.check)
+app.command("diff")(diff.diff)
 app.command("list")(listing.list_)
 app.command("bench")(bench.bench)
 app.command("report")(bench.report)
 app.command("release")(release.release)
 app.command("verify")(release.verify)
+app.command("publish")(publish.publish)
+app.command("pull")(publish.pull)
 
 
 class Interrupted(BaseException):

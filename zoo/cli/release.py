@@ -1,6 +1,7 @@
 """`zoo release` and `zoo verify`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +11,10 @@ from exporters import target_names
 from validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.cli.common import (
     EXIT_FAILED,
+    JobsOpt,
+    ProfileOpt,
+    default_jobs,
+    profile_run,
     AllowWeakOpt,
     ImagesOpt,
     JsonOpt,
@@ -17,6 +22,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     print_json,
@@ -40,7 +46,8 @@ def release(
     models: Annotated[Optional[str], typer.Option("--models", help="Model ids (default: all).")] = None,
     targets: Annotated[Optional[str], typer.Option("--targets", help="Targets (default: all).")] = None,
     precisions: Annotated[str, typer.Option("--precisions", help="Precisions.")] = "fp32,fp16,int8",
-    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel worker processes.")] = 1,
+    jobs: JobsOpt = None,
+    profile: ProfileOpt = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Build only slice K of N: K/N.")] = None,
     merge: Annotated[Optional[list[Path]], typer.Option("--merge", help="Join shard folders into --out: --merge A B ... (or repeat --merge).")] = None,
     more: Annotated[Optional[list[Path]], typer.Argument(help="More shard folders for --merge.", show_default=False)] = None,
@@ -60,6 +67,8 @@ def release(
     if merge:
         manifest = merge_shards(out, list(merge) + list(more or []), progress=progress)
     else:
+        started, rows = time.time(), []
+        jobs = jobs or default_jobs()
         model_ids = split_list(models, "--models") if models else list(MODELS)
         target_list = split_list(targets, "--targets") if targets else target_names()
         manifest = build_release(
@@ -67,7 +76,10 @@ def release(
             images=collect_readable(images, "--images") if images else None,  # default: the pinned photos
             calib=collect_readable(calib, "--calib") if calib else None,
             shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress, min_evidence=min_evidence,
+            timings=rows if profile else None,
         )
+        if profile:
+            profile_run(Path(out), jobs, started, rows)
     if junit:
         write_junit(junit, "release", artifact_cases(manifest))
     if json_:
@@ -79,6 +91,9 @@ def release(
             if not a.passed:
                 typer.echo(f"FAIL  {a.model} {a.target}/{a.precision}/{a.head}: {'; '.join((a.parity or {}).get('failures') or [])}"
                            f"  {evidence_text(a.parity, min_evidence)}")
+                hint = diff_hint(Path(out) / a.primary)
+                if hint:
+                    typer.echo(hint)
             elif weak_evidence(a.parity, min_evidence) or ((a.parity or {}).get("evidence") or {}).get("overlap"):
                 typer.echo(f"PASS  {a.model} {a.target}/{a.precision}/{a.head}  {evidence_text(a.parity, min_evidence)}")
         for f in manifest.failed:
@@ -99,6 +114,11 @@ def verify(
 ) -> None:
     """Re-check every file's sha256 and re-run the golden kit through every artifact."""
     res = run_verify(folder, threads=threads, progress=None if json_ else stderr, runtime=runtime_option(runtime))
+    report_verify(res, junit, json_)
+
+
+def report_verify(res: dict, junit: Path | None, json_: bool) -> None:
+    """Print a verify result (or its JSON), write its JUnit file, exit 2 when it failed."""
     if junit:
         write_junit(junit, "verify", res["cases"])
     if json_:
@@ -109,6 +129,12 @@ def verify(
                 # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
                 ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""
                 typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else "") + ev)
+        part = res.get("partial")
+        if part:
+            typer.echo(f"partial pull ({part['record']}): left out {len(part['left_out'])} artifact(s)"
+                       f"{': ' + ', '.join(part['left_out']) if part['left_out'] else ''}; "
+                       f"and {len(part['left_out_files'])} other file(s)"
+                       f"{': ' + ', '.join(part['left_out_files']) if part['left_out_files'] else ''}")
     if not res["passed"]:
         first = next(c for c in res["cases"] if not c["passed"])
         stderr(f"error: verification failed: {first['failure']}")

@@ -5,14 +5,25 @@ Parent: ``run_isolated("pkg.worker", [...], job, work, timeout, name)`` writes `
 starts ``python -m pkg.worker ... JOB RESULT`` in its own session, and returns the RESULT JSON,
 or ``{"ok": False, "error": ...}`` for a timeout (killed), a signal or an exit without result.
 Child: ``worker_main(argv, run)`` reads the job, calls ``run(job)`` and writes the result.
+
+Warm workers (`WarmWorkers`): the same worker module started once per family (e.g. one export
+target) and handed one job after another, so a run pays a runtime's imports (TensorFlow ~8 s,
+torch ~3.5 s) once per family instead of once per job. The guarantees stay those of a fresh
+process per job: each job has its own log, timeout and result; a job that crashes, hangs (killed
+at its timeout) or fails takes its process with it, and the next job of that family starts a fresh
+one. A family whose converter keeps process-global state that would leak into its files must not
+be run warm (the tests build an artifact warm after other jobs and fresh, and compare the bytes).
 """
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -43,11 +54,7 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
     work.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
     job_path.write_text(json.dumps(job))
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_extra or {})
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = _child_env(env_extra)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", module, *args, str(job_path), str(result_path)],
@@ -69,17 +76,145 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
     if result_path.is_file():
         return json.loads(result_path.read_text())
     if rc < 0:
-        try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = str(-rc)
-        return {"ok": False, "error": f"{what} crashed ({sig}); last output: {_tail(log_path) or 'none'}"}
+        return {"ok": False, "error": f"{what} crashed ({_signal_name(rc)}); last output: {_tail(log_path) or 'none'}"}
     return {"ok": False, "error": f"{what} exited with code {rc} without a result; last output: {_tail(log_path) or 'none'}"}
 
 
-def worker_main(argv: list[str], run) -> int:
-    """The child side: ``argv`` ends with JOB RESULT; ``run(job)`` returns the result dict."""
-    job_path, result_path = Path(argv[-2]), Path(argv[-1])
+def _child_env(env_extra: dict | None) -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.update(env_extra or {})
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return str(-rc)
+
+
+class _Warm:
+    """One warm worker process: jobs in on stdin (a JSON line each), "done" lines out on stdout."""
+
+    def __init__(self, module: str, work: Path, env: dict):
+        work.mkdir(parents=True, exist_ok=True)
+        self.boot_log = work / f".warm-{id(self)}.log"
+        with open(self.boot_log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", module, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, env=env, start_new_session=True,
+            )
+        self.jobs = 0
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def run(self, job_path: Path, result_path: Path, log_path: Path, timeout: float, what: str) -> dict:
+        """The job's result; on a timeout, a crash or a lost channel the process is dead afterwards."""
+        line = json.dumps({"job": str(job_path), "result": str(result_path), "log": str(log_path)}) + "\n"
+        try:
+            self.proc.stdin.write(line.encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died between jobs: reported below as a crash
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                return {"ok": False, "error": f"{what} timed out after {timeout:.0f} s (killed)"}
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if ready:
+                got = self.proc.stdout.readline()
+                if got.strip() == b"done":
+                    self.jobs += 1
+                    break
+                if got:  # anything else on the channel: not our protocol; do not trust the process
+                    continue
+                rc = self.proc.wait()  # end of the channel: the process is gone
+                if result_path.is_file():
+                    break
+                why = (f"{what} crashed ({_signal_name(rc)})" if rc < 0 else
+                       f"{what} exited with code {rc} without a result")
+                return {"ok": False, "error": f"{why}; last output: {_tail(log_path) or 'none'}"}
+        if result_path.is_file():
+            return json.loads(result_path.read_text())
+        self.kill()
+        return {"ok": False, "error": f"{what} wrote no result; last output: {_tail(log_path) or 'none'}"}
+
+
+class WarmWorkers:
+    """Warm worker processes per family, for one run (``with WarmWorkers(module) as warm:``).
+
+    ``warm.run(family, job, work, timeout, name)`` behaves as ``run_isolated`` (same files, same
+    errors) but reuses an idle process of that family; a process that did not answer cleanly is
+    killed and never reused. ``close()`` (the ``with`` block's end) stops them all.
+    """
+
+    def __init__(self, module: str, env_extra: dict | None = None):
+        self.module, self.env = module, _child_env(env_extra)
+        self._idle: dict[str, list[_Warm]] = {}
+        self._lock = threading.Lock()
+        self.started = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def run(self, family: str, job: dict, work: Path, timeout: float, name: str, what: str = "converter") -> dict:
+        work.mkdir(parents=True, exist_ok=True)
+        job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
+        job_path.write_text(json.dumps(job))
+        result_path.unlink(missing_ok=True)
+        with self._lock:
+            idle = self._idle.get(family) or []
+            w = idle.pop() if idle else None
+        if w is None or w.proc.poll() is not None:
+            if w is not None:
+                w.kill()
+            w = _Warm(self.module, work, self.env)
+            with self._lock:
+                self.started += 1
+        _ACTIVE.add(w.proc)
+        try:
+            res = w.run(job_path, result_path, log_path, timeout, what)
+        except BaseException:
+            w.kill()
+            raise
+        finally:
+            _ACTIVE.discard(w.proc)
+        if res.get("ok") and w.proc.poll() is None:
+            with self._lock:
+                self._idle.setdefault(family, []).append(w)
+        else:  # any failure: this process is not trusted with another job
+            w.kill()
+        return res
+
+    def close(self) -> None:
+        with self._lock:
+            procs = [w for ws in self._idle.values() for w in ws]
+            self._idle.clear()
+        for w in procs:
+            w.kill()
+
+
+def _run_job(job_path: Path, result_path: Path, run) -> None:
     job = json.loads(job_path.read_text())
     try:
         result = run(job)
@@ -90,4 +225,36 @@ def worker_main(argv: list[str], run) -> int:
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         result = {"ok": False, "error": f"{type(e).__name__}: {msg}"}
     atomic_write_text(result_path, json.dumps(result))
+
+
+def _serve(run) -> int:
+    """A warm worker: one job per line of stdin, its output into the job's own log, "done" on the
+    original stdout once its result is written. Ends at the end of stdin."""
+    channel = os.fdopen(os.dup(1), "wb", buffering=0)
+    requests = os.fdopen(os.dup(0), "rb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # a converter must not read our channel
+    for line in requests:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        _run_job(Path(req["job"]), Path(req["result"]), run)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        channel.write(b"done\n")
+    return 0
+
+
+def worker_main(argv: list[str], run) -> int:
+    """The child side: ``argv`` ends with JOB RESULT; ``run(job)`` returns the result dict.
+    ``--serve``: a warm worker (`WarmWorkers`), jobs read from stdin one after another."""
+    if argv == ["--serve"]:
+        return _serve(run)
+    _run_job(Path(argv[-2]), Path(argv[-1]), run)
     return 0

@@ -151,3 +151,65 @@ class NativeRunner(Runner):
         if self.layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return list(self.net.infer(x).items())
+
+
+class Tap(abc.ABC):
+    """Every intermediate tensor of an artifact, run in its own runtime (for `zoo diff`)::
+
+        with tap:
+            pairs = tap.tensors(x)      # x: (1, 3, H, W) float32, preprocessed
+            origin = tap.origin(name)   # where a tensor comes from, or None
+
+    ``pairs`` are ``(runtime tensor name, array)`` in the runtime's execution order, batch first and
+    NCHW whatever the runtime's layout (4-D tensors of an NHWC runtime are transposed). ``origin``
+    is ``(PyTorch module path, kind)`` as zoo.core.model.layers defines it, read from the names the
+    file carries or from the mapping recorded in its metadata at export time. Each format implements
+    one beside its runner (``Target.make_tap``)."""
+
+    name = "tap"
+    layout = "NCHW"
+
+    def __init__(self, meta: ArtifactMeta, threads: int = 1):
+        self.meta = meta
+        self.threads = max(1, int(threads))
+        self._active = False
+
+    def __enter__(self):
+        if not self._active:
+            self._load()
+            self._active = True
+        return self
+
+    def __exit__(self, *exc):
+        self._unload()
+        self._active = False
+        return False
+
+    @abc.abstractmethod
+    def _load(self) -> None: ...
+
+    def _unload(self) -> None:
+        pass
+
+    @abc.abstractmethod
+    def _tensors(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Every intermediate tensor for one NCHW float sample (NHWC input already for an NHWC tap)."""
+
+    @abc.abstractmethod
+    def origin(self, name: str) -> tuple[str, str] | None: ...
+
+    def tensors(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        if not self._active:
+            raise RuntimeError(f"{type(self).__name__}.tensors called outside `with tap:`")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+            raise ZooError(f"tap input must be (1, 3, H, W), got {x.shape}")
+        if self.layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        out = []
+        for name, a in self._tensors(x):
+            a = np.asarray(a, dtype=np.float32)
+            if self.layout == "NHWC" and a.ndim == 4:
+                a = a.transpose(0, 3, 1, 2)
+            out.append((name, a))
+        return out

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,8 @@ from zoo.core.manifest import (
 from zoo.core.isolation import kill_active_workers
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
-from zoo.pipeline.worker import run_worker
+from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
+from zoo.pipeline.worker import run_worker, warm_workers
 
 FILE_MODE = 0o644
 #: --keep-float: "auto" runs the model-level sensitivity analysis for int8, "none" keeps no layer float
@@ -71,12 +73,15 @@ def build_artifacts(
     previous: list[Artifact] | None = None,
     on_done=None,
     min_evidence: int = MIN_EVIDENCE,
+    timings: list | None = None,
 ) -> tuple[list[Artifact], list[Failure]]:
     """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
 
     ``on_done(artifact_or_failure, ok)`` is called as each one lands (the caller may record it).
     ``min_evidence``: the reference faces behind a strong verdict, recorded in each parity result.
+    ``timings``: a list that receives where each job's time went (`zoo export --profile`).
     """
+    clock = time.time()
     options = options or {}
     model_id = resolved.spec.id
     meta0 = resolved.meta()
@@ -118,12 +123,20 @@ def build_artifacts(
                 "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
                 "options": options, "threads": threads, "min_evidence": min_evidence,
                 "sensitivity": sensitivity if base_precision(j.precision) == "int8" else {},
+                "reference": references, "weights": weights if weights and Path(weights).is_file() else None,
             }
 
-        def execute(j: Job, onnx_path: str | None) -> tuple[Job, dict, dict]:
+        def record(what: str, submitted: float, started: float, res: dict) -> None:
+            if timings is not None:
+                timings.append(job_timing(model_id, what, submitted, started, time.time(), res))
+
+        def execute(j: Job, onnx_path: str | None, submitted: float | None = None) -> tuple[Job, dict, dict]:
+            started = time.time()
             jd = job_dict(j, onnx_path)
             say(f"{model_id}: {'building intermediate ' if j.intermediate else 'exporting '}{j.label()} ...")
-            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"))
+            res = run_worker(jd, work / "logs", timeout or get_target(j.target).timeout, j.label().replace("/", "-"),
+                             warm=warm)
+            record(("onnx intermediate " + j.head) if j.intermediate else j.label(), submitted or started, started, res)
             return j, jd, res
 
         def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
@@ -141,6 +154,8 @@ def build_artifacts(
                 os.chmod(src / f, FILE_MODE)  # converters may create 0600 temporaries
                 os.replace(src / f, dest)  # same file system: atomic
                 rels.append(str(Path(j.target) / f))
+                if onnx_by_head.get(j.head) == str(src / f):  # the input of the targets converting from it
+                    onnx_by_head[j.head] = str(dest)
             t = get_target(j.target)
             lineage = {"checkpoint_sha256": resolved.checkpoint_sha256}
             if t.source == "onnx":
@@ -157,42 +172,71 @@ def build_artifacts(
         sensitivity_error = None
         if options.get("keep_float", "auto") == "auto" and any(base_precision(j.precision) == "int8" for j in todo):
             # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
+            t_s = time.time()
             sensitivity, sensitivity_error = analyse_sensitivity(
                 {"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
                  "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256},
                 work / "logs", lambda msg: say(f"{model_id}: {msg}"))
             sensitivity = sensitivity or {}
+            record("int8 sensitivity analysis", t_s, t_s, {"ok": sensitivity_error is None})
+        # the PyTorch reference outputs on the parity images, once for every job (cached across runs),
+        # and the weights as NumPy for targets that build their own network: one torch process
+        references: dict = {}
+        weights: str | None = None
+        ref_job = None
+        if images:
+            if any(get_target(j.target).numpy_weights for j in todo):
+                weights = str(work / "weights.npz")
+            references, ref_job = reference_job(
+                str(resolved.checkpoint_path.resolve()), resolved.checkpoint_sha256, meta0.to_dict(),
+                ["decoded" if j.head == "nms" else j.head for j in todo], images, threads, weights)
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}
         first = [j for j in todo if j.target == "onnx" and j.precision == "fp32" and j.head in need_heads]
         first += [Job("onnx", "fp32", h, intermediate=True) for h in sorted(need_heads) if ("onnx", "fp32", h) not in keys]
         rest = [j for j in todo if j not in first]
-        for j in first:
-            j, jd, res = execute(j, None)
-            if res.get("ok"):
-                onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
-            if j.intermediate:
-                if not res.get("ok"):
-                    say(f"  FAILED intermediate onnx/{j.head}: {res.get('error')}")
-                    onnx_by_head.pop(j.head, None)
-                    intermediate_errors[j.head] = res.get("error")
-                continue
-            land(j, jd, res, onnx_by_head)
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futs = []
-            for j in rest:
-                t = get_target(j.target)
-                sh = t.source_head(j.head)
-                if sensitivity_error and base_precision(j.precision) == "int8":
-                    land(j, {}, {"ok": False, "error": sensitivity_error}, onnx_by_head)
-                    continue
-                if t.source == "onnx" and sh not in onnx_by_head:
-                    why = intermediate_errors.get(sh) or "see the onnx artifact's error"
-                    land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
-                    continue
-                futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None))
+        def run_reference(submitted: float) -> dict:
+            started = time.time()
+            res = run_worker(ref_job, work / "logs", REFERENCE_TIMEOUT, "reference")
+            record("pytorch reference", submitted, started, res)
+            if not res.get("ok"):  # every worker then computes its own reference: slower, still right
+                say(f"{model_id}: the shared PyTorch reference failed ({res.get('error')}); each job computes its own")
+            return res
+
+        futs = []
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, warm_workers() as warm:
             try:
+                ref_future = None
+                if ref_job is not None:
+                    if jobs > 1 and first:  # beside the ONNX export: a core each
+                        ref_future = pool.submit(run_reference, time.time())
+                    else:
+                        run_reference(time.time())
+                for j in first:
+                    j, jd, res = execute(j, None)
+                    if res.get("ok"):
+                        onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
+                    if j.intermediate:
+                        if not res.get("ok"):
+                            say(f"  FAILED intermediate onnx/{j.head}: {res.get('error')}")
+                            onnx_by_head.pop(j.head, None)
+                            intermediate_errors[j.head] = res.get("error")
+                        continue
+                    land(j, jd, res, onnx_by_head)
+                if ref_future is not None:
+                    ref_future.result()
+                for j in rest:
+                    t = get_target(j.target)
+                    sh = t.source_head(j.head)
+                    if sensitivity_error and base_precision(j.precision) == "int8":
+                        land(j, {}, {"ok": False, "error": sensitivity_error}, onnx_by_head)
+                        continue
+                    if t.source == "onnx" and sh not in onnx_by_head:
+                        why = intermediate_errors.get(sh) or "see the onnx artifact's error"
+                        land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
+                        continue
+                    futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None, time.time()))
                 for f in futs:
                     land(*f.result(), onnx_by_head)
             except BaseException:
@@ -202,7 +246,33 @@ def build_artifacts(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if timings is not None:
+        timings.append({"model": model_id, "what": "all", "wall": round(time.time() - clock, 3)})
     return artifacts, failed
+
+
+def job_timing(model_id: str, what: str, submitted: float, started: float, done: float, res: dict) -> dict:
+    """Where one worker's time went, in seconds: waiting for a free worker slot, interpreter start-up
+    and our modules, the runtime/converter imports, conversion, quantization, the PyTorch reference
+    and the runtime's inference for parity."""
+    t = res.get("timings") or {}
+    row = {"model": model_id, "what": what, "ok": bool(res.get("ok")), "total": round(done - submitted, 3),
+           "waiting": round(started - submitted, 3)}
+    if "t0" in t:
+        export = t.get("export", 0.0)
+        quant = t.get("quantization", 0.0)
+        row.update({
+            "startup": round(max(0.0, t.get("t1", t["t0"]) - started), 3),
+            "imports": round(t.get("imports", 0.0), 3),
+            "conversion": round(max(0.0, export - quant), 3),
+            "quantization": round(quant, 3),
+            "reference": round(t.get("reference", 0.0), 3),
+            "inference": round(t.get("inference", 0.0), 3),
+        })
+        row["torch"] = bool(t.get("torch"))  # whether the worker loaded torch
+        row["other"] = round(max(0.0, row["total"] - row["waiting"] - sum(
+            row[k] for k in ("startup", "imports", "conversion", "quantization", "reference", "inference"))), 3)
+    return row
 
 
 def export_model(
@@ -220,6 +290,7 @@ def export_model(
     progress=None,
     nms: bool = False,
     min_evidence: int = MIN_EVIDENCE,
+    timings: list | None = None,
 ) -> Manifest:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``
     (parity on ``images``, default: the pinned photos of zoo.core.parity_set)."""
@@ -229,7 +300,7 @@ def export_model(
     images_s = [str(p) for p in (images or default_images())]
     calib_s = [str(p) for p in (calib or default_calibration())]
     artifacts, failed = build_artifacts(resolved, plan, out, images_s, calib_s, options, threads, jobs, timeout, progress,
-                                        min_evidence=min_evidence)
+                                        min_evidence=min_evidence, timings=timings)
     return write_export_manifest(out, resolved.describe(), artifacts, failed, plan.skipped, old)
 
 

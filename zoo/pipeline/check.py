@@ -4,6 +4,7 @@ The evidence of each new verdict is recorded like an export's; for an int8 artif
 are compared (by sha256) with the calibration images its manifest entry recorded, and the overlap reported."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from exporters import get_target, select_runtime
 from validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.core.errors import ZooError
 from zoo.core.manifest import MANIFEST, file_problem, read_manifest
-from zoo.pipeline.worker import run_worker
+from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
+from zoo.pipeline.worker import run_worker, warm_workers
 
 
 def recorded_calibration(parity: dict | None, where: str) -> list[dict] | None:
@@ -30,6 +32,13 @@ def recorded_calibration(parity: dict | None, where: str) -> list[dict] | None:
     return [{"name": c["name"], "sha256": c["sha256"]} for c in calib]
 
 
+def _facts(meta) -> str:
+    """What the PyTorch reference of an artifact depends on besides checkpoint, head and images."""
+    if not isinstance(meta, dict):
+        return "?"
+    return json.dumps({k: meta.get(k) for k in ("arch", "input_size", "labels", "num_classes")}, sort_keys=True, default=str)
+
+
 def check(folder: Path, images: list[Path], checkpoint: Path | None = None, threads: int = 1,
           runtime: str | None = None, progress=None, min_evidence: int = MIN_EVIDENCE) -> dict:
     say = progress or (lambda msg: None)
@@ -42,7 +51,23 @@ def check(folder: Path, images: list[Path], checkpoint: Path | None = None, thre
     sha = (manifest.model or {}).get("checkpoint_sha256", "")
     ckpt = find_checkpoint(sha, checkpoint)
     results = []
-    with tempfile.TemporaryDirectory(prefix="zoo-check-") as td:
+    imgs = [str(p) for p in images]
+    with tempfile.TemporaryDirectory(prefix="zoo-check-") as td, warm_workers() as warm:
+        # the PyTorch reference once per model facts and head (cached across runs), not once per artifact
+        refs: dict[str, dict] = {}
+        for a in arts:
+            facts = _facts(a.meta)
+            head = "decoded" if a.head == "nms" else a.head
+            if head in refs.setdefault(facts, {}) or not imgs:
+                continue
+            try:
+                got, job = reference_job(str(Path(ckpt).resolve()), sha, a.meta, [head], imgs, threads)
+            except (ZooError, KeyError, TypeError, ValueError, AttributeError):
+                continue  # metadata this cannot read: that artifact's own check says what is wrong
+            if job is not None:
+                say(f"PyTorch reference ({head} head) ...")
+                run_worker(job, Path(td), REFERENCE_TIMEOUT, "reference")  # failed: each check computes its own
+            refs[facts].update(got)
         for a in arts:
             name = a.key.label()
             bad = [problems_by_file[f.path] for f in a.files if f.path in problems_by_file]
@@ -53,8 +78,9 @@ def check(folder: Path, images: list[Path], checkpoint: Path | None = None, thre
             job = {"kind": "check", "target": a.target, "meta": a.meta, "primary": str(root / a.primary),
                    "checkpoint": str(Path(ckpt).resolve()), "checkpoint_sha256": sha,
                    "images": [str(p) for p in images], "threads": threads, "runtime": runtime,
-                   "min_evidence": min_evidence, "calibration": calibration[a.key]}
-            res = run_worker(job, Path(td), get_target(a.target).timeout, name.replace("/", "-"))
+                   "min_evidence": min_evidence, "calibration": calibration[a.key],
+                   "reference": refs.get(_facts(a.meta))}
+            res = run_worker(job, Path(td), get_target(a.target).timeout, name.replace("/", "-"), warm=warm)
             if not res.get("ok"):
                 results.append({"artifact": name, "primary": a.primary, "passed": False, "failures": [res.get("error")]})
                 continue

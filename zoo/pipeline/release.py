@@ -50,6 +50,7 @@ def release(
     timeout: float | None = None,
     progress=None,
     min_evidence: int = MIN_EVIDENCE,
+    timings: list | None = None,
 ) -> Manifest:
     for m in models:
         get_spec(m)  # unknown ids fail before anything is written
@@ -91,6 +92,7 @@ def release(
             build_artifacts(
                 resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
                 previous=[a for a in previous if a.model == m], on_done=on_done, min_evidence=min_evidence,
+                timings=timings,
             )
         for m in models:
             extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))

@@ -7,29 +7,52 @@ process down; the parent (`run_worker`) reads RESULT.json (absent = crash) and m
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
+import time
 
-import numpy as np
+_T0 = time.time()  # when this interpreter reached our code: start-up ends here (zoo export --profile)
 
-from checkpoints.loader import load_state_dict
-from exporters import get_target
-from exporters.base import ExportRequest, write_sidecar
-from validation.parity import MIN_EVIDENCE, ParityInput, compare
-from zoo.core.images import image_records, load_batch
-from zoo.core.integrity import output_problem
-from zoo.core.isolation import run_isolated, worker_main
-from zoo.core.manifest import base_precision
-from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import TorchRunner
+import importlib  # noqa: E402
+import io  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
+from exporters import get_target  # noqa: E402
+from exporters.base import ExportRequest, write_sidecar  # noqa: E402
+from validation.parity import MIN_EVIDENCE, ParityInput, compare  # noqa: E402
+from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
+from zoo.core.images import image_records, load_batch  # noqa: E402
+from zoo.core.integrity import output_problem  # noqa: E402
+from zoo.core.isolation import WarmWorkers, run_isolated, worker_main  # noqa: E402
+from zoo.core.manifest import base_precision  # noqa: E402
+from zoo.core.meta import ArtifactMeta  # noqa: E402
+from zoo.core.runtime import TorchRunner  # noqa: E402
+from zoo.core.timing import phase, take  # noqa: E402
+from zoo.pipeline.reference import NAMES, read_reference, write_reference  # noqa: E402
+
+_T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the rest of start-up
 
 
-def run_worker(job: dict, work: Path, timeout: float, name: str) -> dict:
+MODULE = "zoo.pipeline.worker"
+
+
+def warm_workers() -> WarmWorkers:
+    """Warm processes of this worker for one run (`run_worker(..., warm=)`)."""
+    return WarmWorkers(MODULE)
+
+
+def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorkers | None = None) -> dict:
     """One job in its own interpreter; a crash or hang becomes an error result
-    ("converter crashed ..." for an export, "runtime crashed ..." for the others)."""
-    what = "converter" if job.get("kind", "export") == "export" else "runtime"
-    return run_isolated("zoo.pipeline.worker", [], job, work, timeout, name, what=what)
+    ("converter crashed ..." for an export, "runtime crashed ..." for the others). With ``warm``,
+    an export or check job runs in a warm process of its target's family, with the same guarantees."""
+    kind = job.get("kind", "export")
+    what = "converter" if kind == "export" else "runtime"
+    if warm is not None and kind in ("export", "check") and get_target(job["target"]).warm:
+        return warm.run(f"{kind}:{job['target']}", job, work, timeout, name, what=what)
+    return run_isolated(MODULE, [], job, work, timeout, name, what=what)
 
 
 def _inputs(images: list[str], meta: ArtifactMeta) -> tuple[np.ndarray, ParityInput]:
@@ -43,13 +66,28 @@ def _evidence_args(job: dict, calibration: list[dict] | None) -> dict:
     return {"min_evidence": job.get("min_evidence", MIN_EVIDENCE), "calibration": calibration if int8 else None}
 
 
-def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict) -> dict:
-    x, data = _inputs(images, meta)
+def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference: dict | None) -> dict:
+    """The PyTorch outputs for ``x``: the stored ones the parent prepared (zoo.pipeline.reference),
+    checked again here, else the model run in this process."""
     ref_head = "decoded" if meta.head == "nms" else meta.head
-    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
-        ref = ref_runner.infer(x)
-    with runner:
-        got = runner.infer(x)
+    if reference and reference.get(ref_head):
+        key, path = reference[ref_head]
+        with phase("reference"):
+            got = read_reference(Path(path), key, ref_head, len(x), meta.prior_count, meta.num_classes)
+        if got is not None:
+            return got
+    with phase("reference"):
+        with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
+            return ref_runner.infer(x)
+
+
+def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict,
+            reference: dict | None = None) -> dict:
+    x, data = _inputs(images, meta)
+    ref = _reference_outputs(state_dict, meta, x, reference)
+    with phase("inference"):
+        with runner:
+            got = runner.infer(x)
     return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **evidence)
 
 
@@ -96,9 +134,50 @@ def _sensitivity(job: dict) -> dict:
     return {"ok": True, "sensitivity": analysis}
 
 
+def _reference(job: dict) -> dict:
+    """The PyTorch reference outputs of one model for the heads asked (``job["heads"]``: head ->
+    [key, path]) on the parity images, written where asked; and, with ``job["weights"]``, the
+    verified weights as a NumPy archive for the converters that build their own network."""
+    meta = ArtifactMeta.from_dict(job["meta"])
+    with phase("imports"):
+        importlib.import_module("torch")
+    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    if job.get("weights"):
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in state_dict.items()})
+        atomic_write_bytes(Path(job["weights"]), buf.getvalue())
+    if job.get("heads"):
+        x, _, _ = load_batch([Path(p) for p in job["images"]], *meta.input_size)
+        for head, (key, path) in sorted(job["heads"].items()):
+            with phase("reference"):
+                with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=head), state_dict,
+                                 threads=job.get("threads", 1)) as r:
+                    out = r.infer(x)
+            write_reference(Path(path), key, {n: out[n] for n in NAMES[head]})
+    return {"ok": True}
+
+
+def _imports(target, torch: bool) -> None:
+    """Import the target's runtime modules (and torch when the job converts from PyTorch) up front,
+    so the profile shows what they cost apart from the work."""
+    with phase("imports"):
+        mods = target.requires if target.preload is None else target.preload
+        for m in (*mods, *(["torch"] if torch else [])):
+            importlib.import_module(m)
+
+
 def run(job: dict) -> dict:
+    res = _run(job)
+    if isinstance(res, dict):
+        res["timings"] = {**take(), "t0": _T0, "t1": _T1, "t_end": time.time(), "torch": "torch" in sys.modules}
+    return res
+
+
+def _run(job: dict) -> dict:
     if job["kind"] == "sensitivity":
         return _sensitivity(job)
+    if job["kind"] == "reference":
+        return _reference(job)
     target = get_target(job["target"])
     target.require()
     meta = ArtifactMeta.from_dict(job["meta"])
@@ -109,12 +188,14 @@ def run(job: dict) -> dict:
     if job["kind"] == "golden":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         return {"ok": True, "parity": _golden(runner, meta, job)}
-    state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
+    state_dict = LazyStateDict(Path(job["checkpoint"]), job["checkpoint_sha256"])  # read only if needed
     if job["kind"] == "check":
+        _imports(target, torch=False)
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         # the calibration recorded in the manifest, compared with these parity images
         evidence = _evidence_args(job, job.get("calibration"))
-        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"], evidence)}
+        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"], evidence, job.get("reference"))}
+    _imports(target, torch=target.source == "torch" and not job.get("weights"))
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     req = ExportRequest(
@@ -126,8 +207,10 @@ def run(job: dict) -> dict:
         calib=[Path(p) for p in job.get("calib", [])],
         options=job.get("options", {}),
         sensitivity=job.get("sensitivity") or {},
+        weights_npz=Path(job["weights"]) if job.get("weights") else None,
     )
-    res = target.export(req)
+    with phase("export"):
+        res = target.export(req)
     files = list(res.files)
     if not target.embeds_metadata:
         files.append(write_sidecar(out_dir, res.primary, res.meta, res.files))
@@ -135,7 +218,7 @@ def run(job: dict) -> dict:
     if job.get("images"):
         runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
         calib = image_records(job.get("calib", [])) if base_precision(res.meta.precision) == "int8" else None
-        parity = _parity(runner, state_dict, res.meta, job["images"], _evidence_args(job, calib))
+        parity = _parity(runner, state_dict, res.meta, job["images"], _evidence_args(job, calib), job.get("reference"))
     return {
         "ok": True,
         "primary": str(res.primary),

@@ -10,7 +10,7 @@ offsets where the reference sees a face (score > 0.5).
 
 `choose` then keeps in float the most sensitive convolutions: those whose error is at least
 ``KEEP_RATIO`` of the worst one's, within ``MAX_FLOAT_PARAMS`` of the weights (an int8 file stays under 45% of the fp32 one). Every target maps the chosen PyTorch module names to its own
-layers (`onnx_module_name`: ONNX node names, which MNN and the others inherit; TFLite names its
+layers (zoo.core.model.layers.onnx_module_name: ONNX node names, which MNN and the others inherit; TFLite names its
 convolutions by the module paths themselves, exporters.tflite.network.conv_module), so the same
 layers stay float wherever the format allows it. The result is JSON-ready and recorded in each
 int8 artifact's metadata, with each kept layer's parameter count (its price in bytes).
@@ -25,6 +25,9 @@ never on the parity photos.
 from __future__ import annotations
 
 import numpy as np
+
+# the module-to-tensor mapping and the error metrics are shared with `zoo diff` (one implementation)
+from zoo.core.model.layers import model_layers, onnx_module_name, output_error  # noqa: F401  (re-exported)
 
 #: keep a convolution float when its error is at least this fraction of the worst layer's
 KEEP_RATIO = 0.1
@@ -52,18 +55,7 @@ def _fake_weight(w):
 
 
 def _convs_in_order(model, x) -> list[str]:
-    import torch  # heavy
-
-    order: list[str] = []
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append(n))
-             for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in hooks:
-            h.remove()
-    return order
+    return model_layers(model, x).convs()
 
 
 def _input_ranges(model, x, names: list[str]) -> dict[str, tuple[float, float]]:
@@ -109,16 +101,6 @@ def _run(model, x, quantized: list[str], ranges) -> tuple[np.ndarray, np.ndarray
     return scores.numpy(), locations.numpy()
 
 
-def output_error(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> float:
-    """Face-score change where either run sees something, plus a tenth of the box-offset change on faces."""
-    ps, pg = ref[0][..., 1:].max(-1), got[0][..., 1:].max(-1)
-    active = np.maximum(ps, pg) > 0.05
-    score_err = float(np.abs(ps - pg)[active].mean()) if active.any() else 0.0
-    face = ps > 0.5
-    box_err = float(np.abs(ref[1] - got[1])[face].mean()) if face.any() else 0.0
-    return score_err + 0.1 * box_err
-
-
 def analyse(model, calib: np.ndarray) -> dict:
     """Per-convolution int8 sensitivity of ``model`` (a raw-head UltraFace in eval mode) on ``calib``
     ((N, 3, H, W) preprocessed images). Returns {"layers": [{"module", "params", "error"}] in
@@ -155,19 +137,3 @@ def choose(analysis: dict, keep_ratio: float = KEEP_RATIO, max_float_params: flo
             kept.append(l["module"])
             used += l["params"]
     return kept
-
-
-def onnx_module_name(node_name: str) -> str | None:
-    """The PyTorch module path of an exported ONNX node: '/base_net.7/branch0/branch0.0/conv/Conv'
-    -> 'base_net.7.branch0.0.conv' (torch.onnx names a node by the scopes it ran in: a child of a
-    Sequential or ModuleList appears as 'parent.index'). None for a name not of that form."""
-    parts = [p for p in node_name.split("/") if p]
-    if len(parts) < 2:
-        return None
-    scopes = parts[:-1]  # the last part is the op ('Conv', 'Conv_1')
-    name = scopes[0]
-    prev = scopes[0]
-    for s in scopes[1:]:
-        name += s[len(prev):] if s.startswith(prev + ".") else "." + s
-        prev = s
-    return name

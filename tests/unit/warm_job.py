@@ -1,0 +1,26 @@
+"""A worker for the warm-process tests: what it does is in the job."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+from zoo.core.isolation import worker_main
+
+
+def run(job: dict) -> dict:
+    print(f"job {job['do']} in {os.getpid()}", flush=True)
+    if job["do"] == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if job["do"] == "hang":
+        time.sleep(3600)
+    if job["do"] == "raise":
+        raise RuntimeError("the job failed")
+    if job["do"] == "exit":
+        os._exit(3)
+    return {"ok": True, "pid": os.getpid()}
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:], run))
