@@ -28,6 +28,12 @@ class OpenvinoTarget(Target):
     layout = "NCHW"
     extra = "openvino"
     requires = ("openvino", "nncf")
+    #: imported up front by the worker: openvino with its telemetry off (importing "openvino" by name
+    #: would bring openvino-telemetry in live first, and the export would then refuse to run)
+    preload = ("exporters.openvino.preload",)
+    #: openvino.convert_model names some nodes from process-wide counters ("Reshape_15" in a fresh
+    #: process, "Reshape_4959" after one conversion): a warm process would write other bytes
+    warm = False
     packages = ("openvino", "nncf")
     timeout = 900.0
     runtimes = ("openvino",)
