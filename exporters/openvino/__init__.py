@@ -23,7 +23,10 @@ class OpenvinoTarget(Target):
     description = "OpenVINO IR .xml + .bin (Intel CPUs, GPUs, NPUs)"
     suffixes = (".xml", ".bin")
     source = "onnx"
-    precisions = ("fp32", "fp16", "int8")
+    #: int8 (NNCF, `_int8`) passes parity on every model but is not offered yet: its IR is 49-53% of the
+    #: fp32 IR (the .bin 34-35%, the .xml nearly doubled by the quantization ops), over the 45% bound
+    #: every int8 artifact meets (tests/targets/test_targets.py); see README
+    precisions = ("fp32", "fp16")
     heads = ("raw", "decoded")
     layout = "NCHW"
     extra = "openvino"

@@ -18,7 +18,7 @@ from conftest import HALVES, IMAGES, ROOT, ort_run, zoo
 from exporters import get_target
 
 NONET = ROOT / "tests" / "targets" / "nonet"
-PRECISIONS = "fp32,fp16,int8"
+PRECISIONS = "fp32,fp16"
 
 
 @pytest.fixture(autouse=True)
@@ -84,44 +84,6 @@ def test_metadata_in_rt_info_equals_sidecar_and_manifest(export_dir):
             [a["primary"], a["primary"][:-4] + ".bin", sidecar_path(a["primary"]).as_posix()])
 
 
-def test_int8_runs_int8_convolutions_and_keeps_the_chosen_layers_float(export_dir):
-    """The int8 IR carries FakeQuantize and int8 weights; compiled for the CPU, the convolutions NNCF
-    was told to ignore (the input one, the sensitivity analysis' ones) run in f32 and the others in
-    u8/i8 (the runtime model's ``runtimePrecision``)."""
-    from exporters.openvino.runner import OpenvinoRunner
-    from zoo.core.meta import read_meta
-    from zoo.core.model.sensitivity import onnx_module_name
-
-    folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
-    a = _art(manifest, "int8")
-    q = a["meta"]["io"]["quantization"]
-    cal = a["meta"]["io"]["calibration"]
-    assert cal["method"] in cal["chosen_on"]["held_out_error"] and cal["chosen_on"]["held_out"]
-    assert not set(cal["chosen_on"]["held_out"]) & set(HALVES["B"])  # never chosen on the parity photos
-    assert q["float_kept"] and "scores" in q["float_nodes"]
-    assert "/base_net.0/base_net.0.0/Conv/WithoutBiases" in q["float_nodes"]  # reads the input
-    kept_convs = {n for n in q["float_nodes"] if n.endswith("Conv/WithoutBiases")}
-    # exactly the sensitivity analysis' convolutions and the input one (which it may hold already)
-    modules = {onnx_module_name(n[: -len("/WithoutBiases")]) for n in kept_convs}
-    assert modules == set(q["float_kept"]) | {"base_net.0.0"}
-    types = [op.get_type_name() for op in _read(folder / a["primary"]).get_ordered_ops()]
-    assert types.count("FakeQuantize") >= 20 and q["ops"]["FakeQuantize"] == types.count("FakeQuantize")
-
-    primary = folder / a["primary"]
-    with OpenvinoRunner(read_meta(primary), primary) as r:
-        runtime = r.compiled.get_runtime_model()
-    precision = {}
-    for op in runtime.get_ordered_ops():
-        rt = op.get_rt_info()
-        if rt["layerType"].astype(str) == "Convolution":
-            names = rt["originalLayersNames"].astype(str).split(",")
-            precision[names[0]] = rt["runtimePrecision"].astype(str)
-    assert precision, "no convolution in the runtime model"
-    for name, p in precision.items():
-        assert p == ("f32" if name in kept_convs else "u8") or (name not in kept_convs and p == "i8"), (name, p)
-    assert sum(p in ("u8", "i8") for p in precision.values()) >= 30
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_runner_compiles_with_the_thread_count_and_f32(threads, export_dir):
     from exporters.openvino.runner import OpenvinoRunner
@@ -137,12 +99,12 @@ def test_the_runner_compiles_with_the_thread_count_and_f32(threads, export_dir):
 
 
 def test_exporting_again_gives_the_same_bytes(export_dir, halves, tmp_path):
-    """fp32 and int8 (NNCF's choice and ranges included) are byte-reproducible."""
+    """fp32 and fp16 are byte-reproducible."""
     folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
     again = tmp_path / "again"
-    zoo("export", "--model", "rfb-320", "--to", "openvino", "--precision", "fp32,int8", "--out", again,
+    zoo("export", "--model", "rfb-320", "--to", "openvino", "--precision", "fp32,fp16", "--out", again,
         "--images", halves["B"], "--calib", halves["A"], "--min-evidence", "100", "--jobs", "1", check=0)
-    for p in ("fp32", "int8"):
+    for p in ("fp32", "fp16"):
         for f in _art(manifest, p)["files"]:
             assert (again / f["path"]).read_bytes() == (folder / f["path"]).read_bytes(), f["path"]
 
