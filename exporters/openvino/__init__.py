@@ -12,10 +12,10 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.openvino.convert import embed_metadata, onnx_to_ov, save_ir
-from exporters.openvino.runner import OpenvinoRunner
+from exporters.openvino.runner import OpenvinoRunner, OpenvinoTap
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import Runner
+from zoo.core.runtime import Runner, Tap
 
 
 class OpenvinoTarget(Target):
@@ -91,3 +91,6 @@ class OpenvinoTarget(Target):
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return OpenvinoRunner(meta, primary, threads=threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return OpenvinoTap(meta, primary, threads=threads)

@@ -8,7 +8,8 @@ import numpy as np
 from exporters.openvino.quiet import import_openvino
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
-from zoo.core.runtime import Runner
+from zoo.core.model.layers import onnx_origin
+from zoo.core.runtime import Runner, Tap
 
 
 def _first_line(e: Exception) -> str:
@@ -80,3 +81,76 @@ class OpenvinoRunner(Runner):
                 raise ZooError(f"OpenVINO failed to run {self.path.name}: {_first_line(e)}") from None
             parts.append([np.array(res[o], dtype=np.float32, copy=True) for o in self.compiled.outputs])
         return [(name, np.concatenate([p[j] for p in parts], 0)) for j, name in enumerate(self.out_names)]
+
+
+class OpenvinoTap(Tap):
+    """Every activation of an IR in OpenVINO (for `zoo diff`): the model is read from the file (the
+    file untouched), every floating-point output of an operation that computes on the input (not a
+    Parameter, Constant or Result, nor an operation on constants alone, such as weight decompression)
+    is added as a model output, and the model is compiled on the CPU plugin with the runner's settings.
+    OpenVINO keeps the ONNX tensor names on the outputs it converted (a Conv with a bias becomes
+    Convolution + Add; the Add carries the Conv's ONNX output name), so names map as ONNX names do.
+    The CPU plugin does not fuse an operation whose output is a model output, so a Conv+ReLU group
+    runs unfused here (the same arithmetic up to the rounding of the accumulation)."""
+
+    name = "openvino"
+
+    def __init__(self, meta: ArtifactMeta, path: Path, threads: int = 1):
+        super().__init__(meta, threads)
+        self.path = Path(path)
+        self.compiled = self.request = None
+
+    def _load(self) -> None:
+        ov = import_openvino(strict=False)
+        weights = self.path.with_suffix(".bin")
+        for p, what in ((self.path, "IR"), (weights, "IR weights")):
+            if not p.is_file():
+                raise ZooError(f"OpenVINO {what} file {p} not found")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path), str(weights))
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and others
+            raise ZooError(f"OpenVINO cannot read {self.path.name}: {_first_line(e)}") from None
+        floats = {ov.Type.f32, ov.Type.f16}
+        const: set[int] = set()
+        ports, self.order = [], []
+        for op in model.get_ordered_ops():
+            kind = op.get_type_name()
+            if kind in ("Parameter", "Result"):
+                continue
+            if kind == "Constant" or all(i.get_source_output().get_node().get_instance_id() in const
+                                         for i in op.inputs()):
+                const.add(op.get_instance_id())  # weights and what is computed from them alone
+                continue
+            for out in op.outputs():
+                names = sorted(out.get_names())
+                if out.get_element_type() in floats and names:
+                    ports.append(out)
+                    self.order.append(names[0])
+        try:
+            model.add_outputs(ports)
+            self.compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1,
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+            self.request = self.compiled.create_infer_request()
+        except Exception as e:  # noqa: BLE001
+            self._unload()
+            raise ZooError(f"OpenVINO cannot expose the tensors of {self.path.name}: {_first_line(e)}") from None
+        by_name = {}
+        for o in self.compiled.outputs:
+            for n in o.get_names():
+                by_name.setdefault(n, o)
+        self.order = [n for n in self.order if n in by_name]
+        self.ports = [by_name[n] for n in self.order]
+
+    def _unload(self) -> None:
+        self.request = self.compiled = None
+
+    def _tensors(self, x):
+        try:
+            res = self.request.infer({0: x})
+        except Exception as e:  # noqa: BLE001
+            raise ZooError(f"OpenVINO failed to run {self.path.name}: {_first_line(e)}") from None
+        return [(n, np.array(res[o], dtype=np.float32, copy=True)) for n, o in zip(self.order, self.ports)]
+
+    def origin(self, name: str):
+        return onnx_origin(name)
