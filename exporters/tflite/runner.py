@@ -33,6 +33,15 @@ def signature_io(it: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]
     return [(d["name"], d) for d in in_details], [(d["name"], d) for d in out_details]
 
 
+
+def _tf_threads(tf, threads: int) -> None:
+    """TensorFlow's thread pools for a SavedModel run: ``threads`` inside an op, one across ops."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process
+
 class TfliteNet:
     """Runs an UltraFace ``.tflite`` with LiteRT (``ai_edge_litert``)::
 
@@ -200,11 +209,7 @@ class SavedModelNet:
     def __enter__(self) -> "SavedModelNet":
         import tensorflow as tf  # heavy: imported when used
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # already initialised in this process
+        _tf_threads(tf, self.threads)
         try:
             self.fn = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY]
         except Exception as e:  # noqa: BLE001 - TF raises many types
@@ -286,11 +291,7 @@ class SavedModelTap(Tap):
         import tensorflow as tf  # heavy: imported when used
         from tensorflow.python.framework import function_def_to_graph  # heavy; TF's own FunctionDef importer
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # already initialised in this process
+        _tf_threads(tf, self.threads)
         try:
             gd = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY].graph.as_graph_def()
             calls = [n for n in gd.node if n.op in ("PartitionedCall", "StatefulPartitionedCall")]
