@@ -22,6 +22,7 @@ _MODULES = {
     "tflite": "exporters.tflite:TfliteTarget",
     "saved_model": "exporters.tflite:SavedModelTarget",
     "caffe": "exporters.caffe:CaffeTarget",
+    "openvino": "exporters.openvino:OpenvinoTarget",
 }
 
 

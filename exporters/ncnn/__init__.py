@@ -11,7 +11,6 @@ from exporters.ncnn.quantize import quantize_int8
 from exporters.ncnn.runner import NcnnNet, NcnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
-from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner, Tap
 
@@ -44,6 +43,8 @@ class NcnnTarget(Target):
             with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
                 info = onnx_to_ncnn(req.onnx_path, td, "fp32", fp16=False, dynamic_size=dyn)
                 with phase("quantization"):
+                    from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
+
                     calib, _, _ = load_batch(req.calib, *m.input_size)
                     q = quantize_int8(info["param"], info["bin"], calib, req.out_dir / param, req.out_dir / binf,
                                       input_blob=info["input_blob"])

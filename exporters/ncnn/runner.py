@@ -120,7 +120,10 @@ class NcnnNet:
         for i in range(x.shape[0]):
             # batch_index picks one (C,H,W) sample out of the 4-D array (pnnx's own recipe);
             # a plain 3-D array does not map correctly in this ncnn build.
-            mat = self._mat(x[i:i + 1], batch_index=0).clone()
+            try:
+                mat = self._mat(x[i:i + 1], batch_index=0).clone()
+            except TypeError:  # ncnn's Python bindings before batch_index (2024 and older): the 3-D (C,H,W) form
+                mat = self._mat(np.ascontiguousarray(x[i])).clone()
             ex = self._net.create_extractor()
             try:
                 rc = ex.input(self.input_blob, mat)

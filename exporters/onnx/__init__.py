@@ -17,7 +17,6 @@ from exporters.onnx.runner import OnnxRuntimeRunner, OnnxRuntimeTap, OpenCVRunne
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.fsutil import atomic_write_bytes
-from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import Runner, Tap
 
@@ -71,6 +70,8 @@ class OnnxTarget(Target):
         import onnx  # heavy
 
         fit, held = req.calib_split()
+        from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
+
         x, _, _ = load_batch(fit, *req.meta.input_size)
         fp32_meta = req.meta.with_(precision="fp32")
         errors = {}

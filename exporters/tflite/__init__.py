@@ -23,7 +23,6 @@ from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
 from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
 from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
-from zoo.core.images import load_batch
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner, Tap
 from zoo.core.timing import phase
@@ -62,6 +61,8 @@ class TfliteTarget(Target):
         calib = None
         base = req.meta.precision.split("-")[0]
         if base == "int8":
+            from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
+
             x, _, _ = load_batch(req.calib, *req.meta.input_size)
             calib = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         rel = Path(req.stem + ".tflite")

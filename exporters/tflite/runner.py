@@ -33,6 +33,15 @@ def signature_io(it: Any) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]
     return [(d["name"], d) for d in in_details], [(d["name"], d) for d in out_details]
 
 
+
+def _tf_threads(tf, threads: int) -> None:
+    """TensorFlow's thread pools for a SavedModel run: ``threads`` inside an op, one across ops."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised in this process
+
 class TfliteNet:
     """Runs an UltraFace ``.tflite`` with LiteRT (``ai_edge_litert``)::
 
@@ -56,7 +65,10 @@ class TfliteNet:
         try:
             from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
         except ImportError as exc:
-            raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
+            try:  # LiteRT's releases before ai-edge-litert (`zoo compat` tests them)
+                from tflite_runtime.interpreter import Interpreter  # optional runtime: LiteRT's older line
+            except ImportError:
+                raise ZooError(f"ai-edge-litert is not installed: {exc}") from None
         threads, p = self.threads, self.path
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ZooError(f"threads must be a positive integer, got {threads!r}")
@@ -218,11 +230,7 @@ class SavedModelNet:
     def __enter__(self) -> "SavedModelNet":
         import tensorflow as tf  # heavy: imported when used
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # already initialised in this process
+        _tf_threads(tf, self.threads)
         try:
             self.fn = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY]
         except Exception as e:  # noqa: BLE001 - TF raises many types
@@ -304,11 +312,7 @@ class SavedModelTap(Tap):
         import tensorflow as tf  # heavy: imported when used
         from tensorflow.python.framework import function_def_to_graph  # heavy; TF's own FunctionDef importer
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # already initialised in this process
+        _tf_threads(tf, self.threads)
         try:
             gd = tf.saved_model.load(str(self.folder)).signatures[SIGNATURE_KEY].graph.as_graph_def()
             calls = [n for n in gd.node if n.op in ("PartitionedCall", "StatefulPartitionedCall")]

@@ -9,6 +9,7 @@ from validation.bench.cost import cost_for_meta
 from validation.parity import SIZE_BUCKETS
 from validation.bench.items import model_files
 from validation.bench.store import BENCH_FILE, read_bench
+from validation.compat import COMPAT_FILE, read_compat
 from zoo.core.errors import ZooError
 from zoo.core.manifest import read_manifest
 
@@ -89,6 +90,7 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
         raise ZooError("--bench FILE goes with exactly one release folder")
     artifacts, failed, notes, models = [], [], [], {}
     bench_docs = []
+    compat: list[dict] = []
     for folder in folders:
         if not folder.exists():
             raise ZooError(f"not found: {folder}")
@@ -102,6 +104,11 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
             notes.append(f"{folder.name}: no {BENCH_FILE} (run `zoo bench {folder.name}`): sizes and parity only")
         else:
             bench_docs.append((folder, bpath, bench))
+        if (folder / COMPAT_FILE).is_file():  # `zoo compat`'s result: shown, never trusted blindly
+            doc, problem = read_compat(folder / COMPAT_FILE)
+            current = {a.primary: (a.file(a.primary).sha256 if a.file(a.primary) else None) for a in manifest.artifacts}
+            compat.append({"folder": str(folder), "file": str(folder / COMPAT_FILE), "doc": doc, "problem": problem,
+                           "current": current})
         by_key: dict[tuple, list[dict]] = {}
         for r in (bench or {}).get("results", []):
             by_key.setdefault((r.get("model"), r.get("target"), r.get("precision"), r.get("head")), []).append(r)
@@ -168,5 +175,6 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
         "artifacts": artifacts,
         "failed": failed,
         "reference": published(),
+        "compat": compat,
         "notes": notes,
     }

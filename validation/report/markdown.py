@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from validation.compat import markdown_section
 from validation.parity import EVIDENCE_RULED, SIZE_BUCKETS
 from validation.report.collect import result_for
 
@@ -201,6 +202,8 @@ def render_markdown(rep: dict) -> str:
                  "max abs diff scores", "boxes"], rows, ["l", "l", "l", "l", "l", "r", "r", "r", "r"])
     L.append("")
     L += _fidelity(arts)
+    for c in rep.get("compat") or []:  # `zoo compat`'s compat.json beside the manifest
+        L += markdown_section(c["doc"], c["problem"], Path(c["folder"]).name, c.get("current"))
 
     # -- accuracy, published
     L.append("### Accuracy (published)")

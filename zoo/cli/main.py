@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from zoo.cli import bench, check, detect, diff, evaluate, export, listing, publish, release
+from zoo.cli import bench, check, compat, detect, diff, evaluate, export, listing, publish, release
 from zoo.core.errors import ZooError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("release")(release.release)
 app.command("verify")(release.verify)
 app.command("publish")(publish.publish)
 app.command("pull")(publish.pull)
+app.command("compat")(compat.compat)
 
 
 class Interrupted(BaseException):

@@ -13,6 +13,9 @@ process per job: each job has its own log, timeout and result; a job that crashe
 at its timeout) or fails takes its process with it, and the next job of that family starts a fresh
 one. A family whose converter keeps process-global state that would leak into its files must not
 be run warm (the tests build an artifact warm after other jobs and fresh, and compare the bytes).
+
+``python``: another interpreter (e.g. a `zoo compat` runtime environment) instead of this one; with
+``pythonpath`` its import path is exactly those folders (no PYTHONPATH inherited from this process).
 """
 from __future__ import annotations
 
@@ -50,14 +53,15 @@ def _tail(log: Path, n: int = 3) -> str:
 
 
 def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: float, name: str,
-                 env_extra: dict | None = None, what: str = "converter") -> dict:
+                 env_extra: dict | None = None, what: str = "converter", python: str | None = None,
+                 pythonpath: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
     job_path.write_text(json.dumps(job))
-    env = _child_env(env_extra)
+    env = _child_env(env_extra, pythonpath)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, str(job_path), str(result_path)],
+            [python or sys.executable, "-m", module, *args, str(job_path), str(result_path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
         _ACTIVE.add(proc)
@@ -80,12 +84,16 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
     return {"ok": False, "error": f"{what} exited with code {rc} without a result; last output: {_tail(log_path) or 'none'}"}
 
 
-def _child_env(env_extra: dict | None) -> dict:
+def _child_env(env_extra: dict | None, pythonpath: list[str] | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.update(env_extra or {})
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+        env.pop("PYTHONHOME", None)
+    else:
+        env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 

@@ -22,17 +22,13 @@ from zoo.core.model import priors as P
 from zoo.core.model.processing import decode
 
 
-class Runner(abc.ABC):
-    """Base runner: subclasses implement ``_load`` and ``_run``."""
-
-    name = "runner"
+class _Lifecycle(abc.ABC):
+    """Load on ``__enter__``, release on ``__exit__``: the lifecycle every `Runner` and `Tap` shares."""
 
     def __init__(self, meta: ArtifactMeta, threads: int = 1):
         self.meta = meta
         self.threads = max(1, int(threads))
         self._active = False
-        self._priors: dict[tuple[int, int], np.ndarray] = {}
-        self._size = tuple(meta.input_size)  # (W, H) of the batch being decoded
 
     def __enter__(self):
         if not self._active:
@@ -50,6 +46,17 @@ class Runner(abc.ABC):
 
     def _unload(self) -> None:
         pass
+
+
+class Runner(_Lifecycle):
+    """Base runner: subclasses implement ``_load`` and ``_run``."""
+
+    name = "runner"
+
+    def __init__(self, meta: ArtifactMeta, threads: int = 1):
+        super().__init__(meta, threads)
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+        self._size = tuple(meta.input_size)  # (W, H) of the batch being decoded
 
     @abc.abstractmethod
     def _run(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -159,7 +166,7 @@ class NativeRunner(Runner):
         return list(self.net.infer(x).items())
 
 
-class Tap(abc.ABC):
+class Tap(_Lifecycle):
     """Every intermediate tensor of an artifact, run in its own runtime (for `zoo diff`)::
 
         with tap:
@@ -174,28 +181,6 @@ class Tap(abc.ABC):
 
     name = "tap"
     layout = "NCHW"
-
-    def __init__(self, meta: ArtifactMeta, threads: int = 1):
-        self.meta = meta
-        self.threads = max(1, int(threads))
-        self._active = False
-
-    def __enter__(self):
-        if not self._active:
-            self._load()
-            self._active = True
-        return self
-
-    def __exit__(self, *exc):
-        self._unload()
-        self._active = False
-        return False
-
-    @abc.abstractmethod
-    def _load(self) -> None: ...
-
-    def _unload(self) -> None:
-        pass
 
     @abc.abstractmethod
     def _tensors(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:

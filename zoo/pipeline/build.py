@@ -192,6 +192,10 @@ def build_artifacts(
             references, ref_job = reference_job(
                 str(resolved.checkpoint_path.resolve()), resolved.checkpoint_sha256, meta0.to_dict(),
                 ["decoded" if j.head == "nms" else j.head for j in todo], images, threads, weights)
+            if ref_job is not None and not weights and all(get_target(j.target).source == "torch" for j in todo):
+                # every job loads torch anyway (ONNX from PyTorch): each computes the reference itself and
+                # stores it for the next run, rather than waiting for a worker of its own
+                ref_job = None
         onnx_by_head: dict[str, str] = {}
         intermediate_errors: dict[str, str] = {}
         keys = {j.key for j in todo}

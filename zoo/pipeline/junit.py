@@ -9,13 +9,16 @@ from zoo.core.manifest import Manifest
 
 
 def write_junit(path: Path, suite: str, cases: list[dict]) -> None:
-    """cases: {"name", "passed", "failure" (message or None), optional "classname", "time"}."""
+    """cases: {"name", "passed", "failure" (message or None), optional "classname", "time", "skipped"}."""
     failures = sum(1 for c in cases if not c["passed"])
+    skipped = sum(1 for c in cases if c.get("skipped"))
     root = ET.Element("testsuites", name="ultraface-zoo", tests=str(len(cases)), failures=str(failures))
-    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)), failures=str(failures), errors="0", skipped="0")
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)), failures=str(failures), errors="0", skipped=str(skipped))
     for c in cases:
         tc = ET.SubElement(ts, "testcase", name=c["name"], classname=c.get("classname", f"zoo.{suite}"), time=f"{c.get('time', 0):.3f}")
-        if not c["passed"]:
+        if c.get("skipped"):
+            ET.SubElement(tc, "skipped", message=(c.get("failure") or "skipped")[:500])
+        elif not c["passed"]:
             f = ET.SubElement(tc, "failure", message=(c.get("failure") or "failed")[:500])
             f.text = c.get("failure") or "failed"
     ET.indent(root)

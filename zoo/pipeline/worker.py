@@ -23,6 +23,7 @@ from checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
 from exporters import get_target  # noqa: E402
 from exporters.base import ExportRequest, write_sidecar  # noqa: E402
 from validation.parity import MIN_EVIDENCE, ParityInput, compare  # noqa: E402
+from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
@@ -79,7 +80,14 @@ def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference:
             return got
     with phase("reference"):
         with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
-            return ref_runner.infer(x)
+            out = ref_runner.infer(x)
+    if reference and reference.get(ref_head):  # computed here: kept for the next run (zoo.pipeline.reference)
+        key, path = reference[ref_head]
+        try:
+            write_reference(Path(path), key, {n: out[n] for n in NAMES[ref_head]})
+        except (OSError, ZooError):  # a read-only cache only costs the next run the reference again
+            pass
+    return out
 
 
 def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from zoo.core.model import priors as P
@@ -20,6 +19,8 @@ def preprocess(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) BGR image, got shape {image_bgr.shape}")
+    import cv2  # lazy: the runners (and `zoo compat`'s runtime environments) need no OpenCV
+
     resized = cv2.resize(image_bgr, (width, height))
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
     x = (rgb - MEAN) / STD

@@ -1,0 +1,96 @@
+"""OpenVINO target: our ONNX converted with ``openvino.convert_model`` and written with
+``openvino.save_model`` as an IR (.xml + .bin): fp32, fp16 (weights compressed to fp16) and int8
+(NNCF post-training quantization; the setting measured best on held-out calibration images).
+
+Modules: ``quiet`` (openvino and nncf imported with their usage reporting turned off),
+``convert`` (ONNX -> IR, metadata in rt_info), ``quantize`` (NNCF int8), ``runner``
+(``OpenvinoRunner``: ``Core().compile_model(model, "CPU")``)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from exporters.base import ExportRequest, ExportResult, Target
+from exporters.openvino.convert import embed_metadata, onnx_to_ov, save_ir
+from exporters.openvino.runner import OpenvinoRunner, OpenvinoTap
+from zoo.core.errors import ZooError
+from zoo.core.meta import ArtifactMeta
+from zoo.core.runtime import Runner, Tap
+
+
+class OpenvinoTarget(Target):
+    name = "openvino"
+    description = "OpenVINO IR .xml + .bin (Intel CPUs, GPUs, NPUs)"
+    suffixes = (".xml", ".bin")
+    source = "onnx"
+    #: int8 (NNCF, `_int8`) passes parity on every model but is not offered yet: its IR is 49-53% of the
+    #: fp32 IR (the .bin 34-35%, the .xml nearly doubled by the quantization ops), over the 45% bound
+    #: every int8 artifact meets (tests/targets/test_targets.py); see README
+    precisions = ("fp32", "fp16")
+    heads = ("raw", "decoded")
+    layout = "NCHW"
+    extra = "openvino"
+    requires = ("openvino", "nncf")
+    #: imported up front by the worker: openvino with its telemetry off (importing "openvino" by name
+    #: would bring openvino-telemetry in live first, and the export would then refuse to run)
+    preload = ("exporters.openvino.preload",)
+    #: openvino.convert_model names some nodes from process-wide counters ("Reshape_15" in a fresh
+    #: process, "Reshape_4959" after one conversion): a warm process would write other bytes
+    warm = False
+    packages = ("openvino", "nncf")
+    timeout = 900.0
+    runtimes = ("openvino",)
+
+    def default_head(self, precision: str) -> str:
+        return "raw"
+
+    def export(self, req: ExportRequest) -> ExportResult:
+        m = req.meta
+        if m.precision == "int8" and m.head != "raw":
+            raise ZooError("OpenVINO int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
+        model = onnx_to_ov(req.onnx_path)
+        meta = m
+        if m.precision == "int8":
+            model, meta = self._int8(req, model)
+        embed_metadata(model, meta)
+        xml, bin_ = save_ir(model, req.out_dir, req.stem, fp16=m.precision == "fp16")
+        return ExportResult(primary=xml, files=[xml, bin_], meta=meta, tools=self.tool_versions())
+
+    def _int8(self, req: ExportRequest, model):
+        """NNCF int8 with the setting (CANDIDATES) that measures best against the fp32 IR on the
+        held-out third of the calibration images (never the parity images), then quantized again on
+        every calibration image; the softmax, the input convolutions and the sensitivity analysis'
+        layers stay float."""
+        from exporters.openvino.quantize import CANDIDATES, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
+        from zoo.core.images import load_batch  # heavy (OpenCV)
+
+        m = req.meta
+        fit, held = req.calib_split()
+        ignored = float_nodes(model, req.float_kept)
+        x_fit, _, _ = load_batch(fit, *m.input_size)
+        errors: dict[str, float] = {}
+        with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
+            xml, _ = save_ir(model, Path(td), "fp32", fp16=False)
+            score = req.quant_scorer(OpenvinoRunner(m.with_(precision="fp32"), Path(td) / xml), held)
+            for name in CANDIDATES:
+                cand, _ = save_ir(to_int8(model, x_fit, ignored, name), Path(td), name, fp16=False)
+                errors[name] = score(OpenvinoRunner(m, Path(td) / cand))
+        best = min(errors, key=errors.get)
+        x_all, _, _ = load_batch(sorted(req.calib), *m.input_size)
+        q = to_int8(model, x_all, ignored, best)
+        preset, estimator = CANDIDATES[best]
+        meta = m.with_(io={
+            "calibration": {"method": best, "preset": preset.lower(), "activation_ranges": estimator or "nncf default",
+                            "subset_size": len(req.calib), "fast_bias_correction": True,
+                            "images": [p.name for p in sorted(req.calib)],
+                            "chosen_on": {"fit": [p.name for p in fit], "held_out": [p.name for p in held],
+                                          "held_out_error": errors}},
+            "quantization": {"format": "NNCF FakeQuantize, int8 weights", "float_kept": req.float_kept,
+                             "float_nodes": ignored, "ops": quantized_ops(q), "sensitivity": req.sensitivity}})
+        return q, meta
+
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
+        return OpenvinoRunner(meta, primary, threads=threads)
+
+    def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
+        return OpenvinoTap(meta, primary, threads=threads)

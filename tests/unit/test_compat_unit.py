@@ -1,0 +1,151 @@
+"""Issue 19 (`zoo compat`), the parts that need no environment: the matrix file, --runtime parsing, the
+runner modules importing without torch or OpenCV, and compat.json read back whatever it holds."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fuzzing import fuzz
+from validation.compat import SCHEMA, markdown_section, read_compat, render_text, summarize
+from zoo.core.errors import ZooError
+from zoo.pipeline.compat_env import load_matrix, parse_matrix, parse_runtime_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_matrix_covers_every_runtime_with_reasons():
+    from exporters import runtime_names
+
+    m = load_matrix()
+    for rt in runtime_names():
+        assert rt in m.runtimes, f"{rt} has no entry in the matrix"
+        defaults = [s for s in m.default([rt])]
+        if rt == "tensorflow":  # deliberately none (size): documented in the file
+            assert not defaults
+            continue
+        assert 3 <= len(defaults) <= 5, (rt, defaults)
+        assert all(len(s.why) > 20 for s in defaults)
+        assert len({s.env_name for s in defaults}) == len(defaults)
+    # LiteRT's older line comes from tflite-runtime, ordered before ai-edge-litert
+    lite = sorted(m.default(["litert"]), key=lambda s: s.sort_key())
+    assert lite[0].package == "tflite-runtime" and lite[0].module == "tflite_runtime"
+
+
+def test_runtime_option_parsing():
+    m = load_matrix()
+    known = ["onnxruntime", "mnn", "ncnn", "litert", "opencv"]
+    specs = parse_runtime_specs("onnxruntime==1.17.3, mnn==3.0.0,tflite-runtime==2.14.0", m, known)
+    assert [(s.runtime, s.package, s.version) for s in specs] == [
+        ("onnxruntime", "onnxruntime", "1.17.3"), ("mnn", "MNN", "3.0.0"), ("litert", "tflite-runtime", "2.14.0")]
+    assert specs[0].numpy == "numpy<2"  # the matrix entry's pin
+    assert parse_runtime_specs("onnxruntime==1.18.0", m, known)[0].numpy == "numpy"  # not in the matrix: plain
+    for bad, needle in (("onnxruntime", "NAME==VERSION"), ("onnxrutime==1.17.3", "did you mean"), ("", "empty"),
+                        ("mnn==3.0.0; rm -rf /", "NAME==VERSION")):
+        with pytest.raises(ZooError, match=needle):
+            parse_runtime_specs(bad, m, known)
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({}, "schema = 1"),
+    ({"schema": 1, "runtime": {"x": {"package": "x"}}}, "'module'"),
+    ({"schema": 1, "runtime": {"x": {"package": "x y", "module": "x"}}}, "not a valid name"),
+    ({"schema": 1, "runtime": {"x": {"package": "x", "module": "x", "version": [{"version": "1.0"}]}}}, "'why'"),
+    ({"schema": 1, "runtime": {"x": {"package": "x", "module": "x", "version": [
+        {"version": "1.0", "why": "w", "package": "other"}]}}}, "aliases"),
+    ({"schema": 1, "runtime": {"x": {"package": "x", "module": "x", "version": [
+        {"version": "1.0", "why": "w", "numpy": "scipy"}]}}}, "NumPy"),
+    ({"schema": 1, "runtime": {"x": {"package": "x", "module": "x", "version": [
+        {"version": "1.0", "why": "w"}, {"version": "1.0", "why": "w"}]}}}, "twice"),
+])
+def test_a_bad_matrix_is_one_line(data, needle):
+    with pytest.raises(ZooError, match=needle):
+        parse_matrix(data)
+
+
+_BLOCKER = r"""
+import importlib, importlib.abc, sys
+BLOCK = {"torch", "cv2", "onnx", "onnxsim", "tensorflow", "scipy", "typer", "tqdm", "pnnx", "checkpoints", "validation"}
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCK:
+            raise ImportError(f"refused: {name}")
+sys.meta_path.insert(0, Refuse())
+import zoo.pipeline.compat_worker
+from exporters import get_target, target_names
+for t in target_names():
+    get_target(t)
+for m in ("exporters.onnx.runner", "exporters.mnn.runner", "exporters.ncnn.runner", "exporters.tflite.runner",
+          "exporters.caffe.runner", "zoo.core.runtime", "zoo.core.meta"):
+    importlib.import_module(m)
+print("ok", sorted(n for n in sys.modules if n.split(".")[0] in BLOCK))
+"""
+
+
+def test_runner_modules_import_without_torch_or_opencv():
+    """What a compat environment imports (the worker, the registry, every target's package and runner)
+    must not need torch, OpenCV, the converters or the layers above the exporters."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT)
+    cp = subprocess.run([sys.executable, "-c", _BLOCKER], capture_output=True, text=True, env=env, timeout=120)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert cp.stdout.strip() == "ok []"
+
+
+def _cell(**kw) -> dict:
+    c = {"artifact": "rfb-320 mnn/int8/raw", "model": "rfb-320", "target": "mnn", "precision": "int8", "head": "raw",
+         "primary": "mnn/rfb-320-raw-int8.mnn", "sha256": "ab" * 32, "runtime": "mnn", "package": "MNN",
+         "version": "3.6.1", "rank": 1, "status": "PASS", "message": None,
+         "parity": {"passed": True, "matched": 3, "reference": 3, "extra": 0, "max_abs": {"scores": 0.01}}}
+    c.update(kw)
+    return c
+
+
+def test_summary_oldest_passing_and_table():
+    cells = [_cell(version="3.0.0", status="cannot-load", message="MNN cannot load x", parity=None),
+             _cell(version="3.1.0"), _cell(version="3.6.1"),
+             _cell(version="9.9.9", status="unavailable", message="not available", parity=None)]
+    s = summarize(cells)["rfb-320 mnn/int8/raw"]["mnn"]
+    assert s["oldest_passing"] == "3.1.0" and s["all_newer_pass"]
+    doc = {"schema": SCHEMA, "results": cells}
+    text = render_text(doc)
+    assert "cannot-load [1]" in text and "[1] rfb-320 mnn/int8/raw in mnn 3.0.0: MNN cannot load x" in text
+    md = "\n".join(markdown_section(doc, None, "rel"))
+    assert "runs on mnn >= 3.1.0" in md and "3.0.0 cannot-load" in md
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                           max_leaves=10)
+cell_keys = list(_cell().keys()) + ["schema", "results", "python", "created", "evidence", "summary"]
+
+
+@fuzz(80)
+@given(mode=st.sampled_from(["cell", "doc", "bytes"]),
+       junk=st.dictionaries(st.sampled_from(cell_keys) | st.text(max_size=8), json_values, max_size=5),
+       raw=st.binary(max_size=200))
+def test_damaged_compat_json_is_one_problem_line_never_a_traceback(tmp_path_factory, mode, junk, raw):
+    path = tmp_path_factory.mktemp("c") / "compat.json"
+    if mode == "cell":
+        cell = _cell()
+        cell.update(junk)
+        path.write_text(json.dumps({"schema": SCHEMA, "results": [cell]}))
+    elif mode == "doc":
+        path.write_text(json.dumps({"schema": SCHEMA, "results": [_cell()], **{k: v for k, v in junk.items() if k != "schema"}}))
+    else:
+        path.write_bytes(raw)
+    doc, problem = read_compat(path)
+    assert (doc is None) != (problem is None)
+    if problem:
+        assert "\n" not in problem
+    lines = markdown_section(doc, problem, "rel", {"mnn/rfb-320-raw-int8.mnn": "cd" * 32})
+    assert lines[0] == "### Runtime compatibility"
+    if doc is not None:
+        render_text(doc)
+        summarize(doc["results"])
