@@ -28,6 +28,7 @@ class OpenvinoTarget(Target):
     #: every int8 artifact meets (tests/targets/test_targets.py); see README
     precisions = ("fp32", "fp16")
     heads = ("raw", "decoded")
+    dynamic = True  # convert_model keeps the dynamic ONNX's free axes; the CPU plugin runs any shape
     layout = "NCHW"
     extra = "openvino"
     requires = ("openvino", "nncf")

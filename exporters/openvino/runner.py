@@ -22,7 +22,7 @@ def _first_line(e: Exception) -> str:
 class OpenvinoRunner(Runner):
     """OpenVINO CPU: ``INFERENCE_NUM_THREADS`` = threads, one stream, f32 inference precision (the
     CPU plugin may pick bf16/fp16 by default on processors with that arithmetic), samples one at a time
-    (the IR has a batch-1 input)."""
+    (the IR has a batch-1 input); a dynamic IR runs a batch in one request at its own size."""
 
     name = "openvino"
 
@@ -49,9 +49,16 @@ class OpenvinoRunner(Runner):
         if len(model.inputs) != 1:
             raise ZooError(f"{self.path.name}: expected one image input, got {len(model.inputs)}")
         pshape = model.inputs[0].get_partial_shape()
-        if pshape.rank.is_dynamic or pshape.rank.get_length() != 4 or pshape.is_dynamic:
+        if pshape.rank.is_dynamic or pshape.rank.get_length() != 4:
+            raise ZooError(f"{self.path.name}: expected a 4-D image input, got {pshape}")
+        if self.meta.is_dynamic:  # N, H and W free: the whole batch in one request, at its own size
+            if pshape[1].is_dynamic or pshape[1].get_length() != 3:
+                raise ZooError(f"{self.path.name}: expected a 3-channel image input, got {pshape}")
+            self.input_shape = None
+        elif pshape.is_dynamic:
             raise ZooError(f"{self.path.name}: expected a static 4-D image input, got {pshape}")
-        self.input_shape = tuple(int(d) for d in pshape.to_shape())
+        else:
+            self.input_shape = tuple(int(d) for d in pshape.to_shape())
         try:
             self.compiled = core.compile_model(model, "CPU", self.config())
             self.request = self.compiled.create_infer_request()
@@ -70,6 +77,13 @@ class OpenvinoRunner(Runner):
         return self.compiled.get_property(name)
 
     def _run(self, x):
+        if self.input_shape is None:  # dynamic IR: the batch as it is
+            try:
+                res = self.request.infer({0: x})
+            except Exception as e:  # noqa: BLE001
+                raise ZooError(f"OpenVINO failed to run {self.path.name} on input {tuple(x.shape)}: {_first_line(e)}") from None
+            return [(name, np.array(res[o], dtype=np.float32, copy=True))
+                    for name, o in zip(self.out_names, self.compiled.outputs)]
         want = (1,) + tuple(x.shape[1:])
         if want != self.input_shape:
             raise ZooError(f"{self.path.name} takes input {self.input_shape}, got samples of {want}")
