@@ -16,6 +16,7 @@ from zoo.core.fsutil import atomic_write_text
 from zoo.core.integrity import sidecar_files
 from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
+from zoo.core.model import priors as P
 from zoo.core.model.layers import output_error
 from zoo.core.runtime import Runner, Tap
 
@@ -62,17 +63,21 @@ class ExportRequest:
         """A function scoring an int8 candidate runner against ``reference`` (the fp32 file of the same
         format, which matches PyTorch to ~1e-5; no torch in a converter's process) on ``images``:
         face-score and box changes (zoo.core.model.layers.output_error); lower is better. The
-        reference runs once, however many candidates are scored."""
+        reference runs once, however many candidates are scored. A dynamic artifact is scored at its
+        trained size and at the sizes its parity proves (P.parity_sizes), the mean of the errors."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
 
-        x, _, _ = load_batch(images, *self.meta.input_size)
+        trained = tuple(self.meta.input_size)
+        sizes = [trained] + ([s for _, s in P.parity_sizes(trained)] if self.meta.is_dynamic else [])
+        xs = [load_batch(images, *size)[0] for size in sizes]
         with reference:
-            ref = reference.infer(x)
+            refs = [reference.infer(x) for x in xs]
 
         def score(runner: Runner) -> float:
             with runner:
-                got = runner.infer(x)
-            return output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
+                gots = [runner.infer(x) for x in xs]
+            return float(np.mean([output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
+                                  for ref, got in zip(refs, gots)]))
 
         return score
 

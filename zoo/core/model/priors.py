@@ -107,3 +107,4 @@ def parity_sizes(trained: tuple[int, int]) -> list[tuple[str, tuple[int, int]]]:
     odd_h = round_side(h * 1.15) + (DYNAMIC_MULTIPLE if (round_side(h * 1.15) // DYNAMIC_MULTIPLE) % 2 == 0 else 0)
     return [("twice", (2 * w, 2 * h)), ("portrait", (h, w)), ("16:9", (long2, round_side(long2 * 9 / 16))),
             ("odd", (odd_w, odd_h))]
+
