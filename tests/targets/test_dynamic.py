@@ -197,3 +197,18 @@ def test_a_target_that_cannot_is_skipped_with_the_reason(tmp_path, photos):
     m = json.loads((out / "manifest.json").read_text())
     assert [s["target"] for s in m["skipped"] if s.get("dynamic")] == ["caffe"]
     assert [a["target"] for a in m["artifacts"]] == ["onnx"]
+
+
+def test_check_reproves_the_sizes_and_the_batch(dynamic_export, photos):
+    """`zoo check` re-runs a dynamic artifact's parity at its sizes and batch, not only at the trained size."""
+    folder, manifest, _ = dynamic_export("slim-320")
+    cp = zoo("check", folder, "--images", photos, "--min-evidence", "1", "--json")
+    res = json.loads(cp.stdout)
+    assert {r["artifact"] for r in res["results"]} == {f"{a['target']}/{a['precision']}/{a['head']}/dynamic"
+                                                       for a in manifest["artifacts"]}
+    for r in res["results"]:
+        dyn = r["parity"]["dynamic"]
+        assert set(dyn["tested_sizes"]) >= {"320x240", "640x480", "240x320", "640x360", "376x280"}, r["artifact"]
+        assert dyn["batch"]["n"] == 4 and dyn["batch"]["passed"], r["artifact"]
+        assert r["passed"] and dyn["passed"], (r["artifact"], r["failures"])
+    assert cp.returncode == 0, cp.stderr

@@ -18,6 +18,7 @@ from zoo.cli.common import (
     RuntimeOpt,
     ThreadsOpt,
     diff_hint,
+    dynamic_text,
     evidence_text,
     exit_on_weak_evidence,
     parity_images,
@@ -66,7 +67,7 @@ def check(
             line = (f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
                     f"extra {d.get('extra', 0)}  max|diff| {outs}")
             if r.get("parity"):
-                line += f"  {evidence_text(r['parity'], min_evidence)}"
+                line += f"  {evidence_text(r['parity'], min_evidence)}{dynamic_text(r['parity'])}"
             typer.echo(line)
             for f in r["failures"]:
                 typer.echo(f"      {f}")

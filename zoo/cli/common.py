@@ -65,6 +65,16 @@ def parity_images(images: Path | None) -> list[Path]:
     return collect_readable(images, "--images") if images is not None else default_images(stderr)
 
 
+def dynamic_text(parity: dict | None) -> str:
+    """A dynamic artifact's sizes and batch, for its PASS/FAIL line ("" for a fixed-size one)."""
+    dyn = (parity or {}).get("dynamic")
+    if not dyn:
+        return ""
+    sizes = ", ".join(f"{k} {v['matched']}/{v['reference']}+{v['extra']}" for k, v in dyn.get("sizes", {}).items())
+    b = dyn.get("batch") or {}
+    return f"\n      dynamic: {sizes}; batch {b.get('n', '-')} {'= batch-1' if b.get('passed') else 'DIFFERS'}"
+
+
 def evidence_text(parity: dict | None, min_evidence: int = MIN_EVIDENCE, judge: bool = True) -> str:
     """What a verdict rests on, for its PASS/FAIL line: ``evidence 16 img 285 faces (<16px 31, ...)``, then
     ``weak evidence (...)`` for an fp16/int8 verdict on fewer than ``min_evidence`` faces (with ``judge``)

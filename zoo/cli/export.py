@@ -25,6 +25,7 @@ from zoo.cli.common import (
     ModelOpt,
     ThreadsOpt,
     diff_hint,
+    dynamic_text,
     evidence_text,
     exit_on_weak_evidence,
     parity_images,
@@ -48,11 +49,7 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | No
     line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} "
             f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}  "
             f"{evidence_text(p, min_evidence)}")
-    dyn = p.get("dynamic")
-    if dyn:  # the one file at several sizes and a batch
-        sizes = ", ".join(f"{k} {v['matched']}/{v['reference']}+{v['extra']}" for k, v in dyn.get("sizes", {}).items())
-        b = dyn.get("batch") or {}
-        line += f"\n      dynamic: {sizes}; batch {b.get('n', '-')} {'= batch-1' if b.get('passed') else 'DIFFERS'}"
+    line += dynamic_text(p)  # a dynamic file: its sizes and batch
     if not a.passed:
         line += "\n      " + "\n      ".join(p.get("failures", []))
         hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""

@@ -165,6 +165,14 @@ def _dynamic_parity(runner, state_dict, meta: ArtifactMeta, images: list[str], e
     return out
 
 
+def _add_dynamic(parity: dict, runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict) -> None:
+    """A dynamic artifact's verdict includes the one file at several sizes and a batch (_dynamic_parity)."""
+    dyn = _dynamic_parity(runner, state_dict, meta, images, evidence)
+    parity["dynamic"] = dyn
+    parity["failures"] = parity["failures"] + dyn["failures"]
+    parity["passed"] = parity["passed"] and dyn["passed"]
+
+
 def _golden(runner, meta: ArtifactMeta, job: dict) -> dict:
     """Run the golden images through the artifact and compare with the stored PyTorch outputs."""
     ref = {p.stem: np.load(p) for p in sorted(Path(job["reference_dir"]).glob("*.npy"))}
@@ -268,7 +276,11 @@ def _run(job: dict) -> dict:
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         # the calibration recorded in the manifest, compared with these parity images
         evidence = _evidence_args(job, job.get("calibration"))
-        return {"ok": True, "parity": _parity(runner, state_dict, meta, job["images"], evidence, job.get("reference"))}
+        parity = _parity(runner, state_dict, meta, job["images"], evidence, job.get("reference"))
+        if meta.is_dynamic:
+            _add_dynamic(parity, target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime),
+                         state_dict, meta, job["images"], evidence)
+        return {"ok": True, "parity": parity}
     _imports(target, torch=target.source == "torch" and not job.get("weights"))
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -293,12 +305,9 @@ def _run(job: dict) -> dict:
         runner = target.runner(out_dir / res.primary, res.meta, threads=threads)
         calib = image_records(job.get("calib", [])) if base_precision(res.meta.precision) == "int8" else None
         parity = _parity(runner, state_dict, res.meta, job["images"], _evidence_args(job, calib), job.get("reference"))
-        if res.meta.is_dynamic:  # the one file at several sizes and a batch; its verdict is part of the artifact's
-            dyn = _dynamic_parity(target.runner(out_dir / res.primary, res.meta, threads=threads), state_dict,
-                                  res.meta, job["images"], _evidence_args(job, calib))
-            parity["dynamic"] = dyn
-            parity["failures"] = parity["failures"] + dyn["failures"]
-            parity["passed"] = parity["passed"] and dyn["passed"]
+        if res.meta.is_dynamic:
+            _add_dynamic(parity, target.runner(out_dir / res.primary, res.meta, threads=threads), state_dict,
+                         res.meta, job["images"], _evidence_args(job, calib))
     return {
         "ok": True,
         "primary": str(res.primary),
