@@ -48,6 +48,8 @@ class TfliteTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu", "ai-edge-litert")
     timeout = 600.0
     runtimes = ("litert",)
+    no_min_runtime = ("TensorFlow's TFLiteConverter has no LiteRT-release setting (its target_spec limits op sets and "
+                      "types; each operator's version follows what the graph uses)")
 
     def expand(self, precision: str) -> list[str]:
         # int8 (the sensitivity analysis' convolutions kept float) in two IO flavours: float input/output,

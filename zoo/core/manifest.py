@@ -40,19 +40,28 @@ class ArtifactKey:
     target: str
     precision: str
     head: str
+    #: "" (the default build) or the ``NAME==VERSION`` the artifact was converted for (`--min-runtime`)
+    min_runtime: str = ""
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}"
+        return f"{self.target}/{self.precision}/{self.head}" + min_runtime_suffix(self.min_runtime, "@")
 
     def __str__(self) -> str:
         return f"{self.model} {self.label()}"
 
 
+def min_runtime_suffix(spec: str, sep: str = "-for-") -> str:
+    """The name part of an artifact converted for an older runtime (``mnn==3.0.0`` -> ``-for-mnn3.0.0``,
+    or ``@mnn3.0.0`` in labels); "" for the default build."""
+    return f"{sep}{spec.replace('==', '')}" if spec else ""
+
+
 def sort_key(key: ArtifactKey, target_order: list[str]) -> tuple:
-    """The manifest's order: model, target (registry order), precision (fp32, fp16, int8), flavour, head."""
+    """The manifest's order: model, target (registry order), precision (fp32, fp16, int8), flavour, head,
+    then the default build before builds for an older runtime."""
     t = target_order.index(key.target) if key.target in target_order else len(target_order)
     base = base_precision(key.precision)
-    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head)
+    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head, key.min_runtime)
 
 
 # --------------------------------------------------------------------------- paths
@@ -151,13 +160,17 @@ class Failure:
     precision: str
     head: str
     error: str
+    min_runtime: str = ""
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.min_runtime)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head, "error": self.error}
+        d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head}
+        if self.min_runtime:
+            d["min_runtime"] = self.min_runtime
+        return {**d, "error": self.error}
 
     @classmethod
     def from_dict(cls, d: dict, where: str, default_model: str = "") -> "Failure":
@@ -165,7 +178,14 @@ class Failure:
         if not isinstance(model, str):
             raise ZooError(f"{where}: 'model' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
-                   str(d.get("error", "")))
+                   str(d.get("error", "")), _min_runtime(d, where))
+
+
+def _min_runtime(d: dict, where: str) -> str:
+    v = d.get("min_runtime", "")
+    if not isinstance(v, str) or len(v) > 80:
+        raise ZooError(f"{where}: 'min_runtime' must be short text (NAME==VERSION)")
+    return v
 
 
 @dataclass
@@ -184,10 +204,11 @@ class Artifact:
     meta: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
     inputs_sha256: str | None = None
+    min_runtime: str = ""  # "" or the NAME==VERSION it was converted for (`zoo export --min-runtime`)
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.min_runtime)
 
     @property
     def passed(self) -> bool:
@@ -203,7 +224,7 @@ class Artifact:
 
     def to_dict(self) -> dict:
         d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head,
-             "layout": self.layout, "primary": self.primary, "files": [f.to_dict() for f in self.files],
+             **({"min_runtime": self.min_runtime} if self.min_runtime else {}), "layout": self.layout, "primary": self.primary, "files": [f.to_dict() for f in self.files],
              "tools": self.tools, "parity": self.parity, "meta": self.meta, "lineage": self.lineage}
         if self.inputs_sha256 is not None:
             d["inputs_sha256"] = self.inputs_sha256
@@ -232,7 +253,7 @@ class Artifact:
             raise ZooError(f"{where}: 'inputs_sha256' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
                    str(d.get("layout", "NCHW")), primary, files, d.get("tools", {}), parity, d.get("meta", {}),
-                   d.get("lineage", {}), ish)
+                   d.get("lineage", {}), ish, _min_runtime(d, where))
 
 
 # --------------------------------------------------------------------------- manifest

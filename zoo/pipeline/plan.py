@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporters import get_target, target_names
+from exporters import get_target, runtime_names, target_names
 from zoo.core.errors import ZooError, nearest
 from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, sort_key
 
@@ -14,16 +14,17 @@ class Job:
     precision: str
     head: str
     intermediate: bool = False  # an ONNX file other targets read, not an artifact
+    min_runtime: str = ""  # "" or NAME==VERSION: converted for that older runtime release (`--min-runtime`)
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.target, self.precision, self.head)
+    def key(self) -> tuple[str, str, str] | tuple[str, str, str, str]:
+        return (self.target, self.precision, self.head) + ((self.min_runtime,) if self.min_runtime else ())
 
     def artifact_key(self, model: str) -> ArtifactKey:
-        return ArtifactKey(model, self.target, self.precision, self.head)
+        return ArtifactKey(model, self.target, self.precision, self.head, self.min_runtime)
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}"
+        return self.artifact_key("").label()
 
 
 @dataclass
@@ -49,10 +50,51 @@ def check_names(precisions: list[str], head: str | None) -> None:
         raise ZooError(f"unknown head {head!r}; valid: decoded, raw")
 
 
-def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False) -> Plan:
-    """Validate names, expand target x precision, put the ONNX that others read first."""
+#: package names people write for a registered runtime
+_RUNTIME_ALIASES = {"tflite": "litert", "tflite-runtime": "litert", "ai-edge-litert": "litert",
+                    "opencv-python": "opencv", "opencv-python-headless": "opencv"}
+
+
+def parse_min_runtime(text: str | None, targets: list) -> dict[str, str]:
+    """``--min-runtime NAME==VERSION[,...]`` -> {target name: "NAME==VERSION"} for the given targets (Target
+    objects) that run on NAME; refused in one line when a runtime is unknown, named twice, run by none of
+    the targets, or when a target running on it has no converter option for that release."""
+    if not text:
+        return {}
+    specs: dict[str, str] = {}
+    for item in (s.strip() for s in text.split(",")):
+        name, sep, version = item.partition("==")
+        name, version = name.strip().lower(), version.strip()
+        name = _RUNTIME_ALIASES.get(name, name)
+        if not sep or not name or not version:
+            raise ZooError(f"bad --min-runtime {item!r}: expected NAME==VERSION, e.g. mnn==3.0.0")
+        if name not in runtime_names():
+            raise ZooError(f"--min-runtime: unknown runtime {name!r}{nearest(name, runtime_names())}; "
+                           f"known: {', '.join(runtime_names())}")
+        if name in specs:
+            raise ZooError(f"--min-runtime names {name} twice")
+        specs[name] = version
+    out: dict[str, str] = {}
+    for name, version in specs.items():
+        users = [t for t in targets if name in t.runtimes]
+        if not users:
+            raise ZooError(f"--min-runtime {name}=={version}: none of the targets ({', '.join(t.name for t in targets)}) "
+                           f"runs on {name}")
+        for t in users:
+            t.min_runtime_option(name, version)  # raises when no converter option can target it
+            if t.name in out:
+                raise ZooError(f"--min-runtime: target {t.name} is named by two runtimes ({out[t.name]}, {name}=={version})")
+            out[t.name] = f"{name}=={version}"
+    return out
+
+
+def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False,
+              min_runtime: str | None = None) -> Plan:
+    """Validate names, expand target x precision, put the ONNX that others read first; ``min_runtime``
+    (``NAME==VERSION[,...]``): the jobs of targets running on NAME convert for that older release."""
     check_names(precisions, head)
     objs = [get_target(t) for t in dict.fromkeys(targets)]  # raises on unknown names
+    older = parse_min_runtime(min_runtime, objs)
     plan = Plan(jobs=[])
     for t in objs:
         if not t.available():
@@ -71,7 +113,7 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             for v in t.expand(p):
-                plan.jobs.append(Job(t.name, v, h))
+                plan.jobs.append(Job(t.name, v, h, min_runtime=older.get(t.name, "")))
     if nms:
         if "onnx" not in [t.name for t in objs]:
             raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")
