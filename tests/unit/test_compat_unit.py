@@ -149,3 +149,27 @@ def test_damaged_compat_json_is_one_problem_line_never_a_traceback(tmp_path_fact
     if doc is not None:
         render_text(doc)
         summarize(doc["results"])
+
+
+def test_runs_on_never_claims_a_range_a_failure_contradicts():
+    """Issue 19 (a): A < B < C with B failing is "runs on >= C; also on A", never ">= A"."""
+    from validation.compat import runs_on
+
+    cells = [_cell(version="3.0.0"), _cell(version="3.1.0"), _cell(version="3.4.1", status="cannot-load", parity=None),
+             _cell(version="3.6.1")]
+    s = summarize(cells)["rfb-320 mnn/int8/raw"]["mnn"]
+    assert s["oldest_passing"] == "3.0.0" and not s["all_newer_pass"] and s["runs_from"] == "3.6.1"
+    line = runs_on("mnn", s)
+    assert line.startswith("runs on mnn >= 3.6.1; also on 3.0.0, 3.1.0 (tested: ")
+    assert "3.4.1 cannot-load" in line and ">= 3.0.0" not in line
+    # the newest tested release fails: no range at all
+    s = summarize([_cell(version="3.0.0"), _cell(version="3.6.1", status="FAIL")])["rfb-320 mnn/int8/raw"]["mnn"]
+    assert s["runs_from"] is None
+    assert runs_on("mnn", s).startswith("runs on mnn 3.0.0 only; not on 3.6.1 (FAIL)")
+    # an artifact converted for an older release: the claim is checked against the tested releases
+    built = [dict(c, artifact="rfb-320 mnn/int8/raw@mnn3.0.0", min_runtime="mnn==3.0.0") for c in cells]
+    s = summarize(built)["rfb-320 mnn/int8/raw@mnn3.0.0"]["mnn"]
+    assert s["built_for"] == "mnn==3.0.0" and s["built_for_holds"] is False
+    assert "built for mnn==3.0.0 and newer (not borne out" in runs_on("mnn", s)
+    s = summarize([c for c in built if c["status"] == "PASS"])["rfb-320 mnn/int8/raw@mnn3.0.0"]["mnn"]
+    assert s["built_for_holds"] is True and runs_on("mnn", s).startswith("runs on mnn >= 3.0.0; built for mnn==3.0.0 and newer (tested")
