@@ -263,3 +263,28 @@ def markdown_section(doc: dict | None, problem: str | None, folder_name: str, cu
         L.append("")
     return L
 
+
+def card_section(doc: dict | None, problem: str | None, model: str, current: dict[str, str] | None = None) -> list[str]:
+    """The model card view's compatibility section (`zoo card`): per artifact of ``model``, the oldest
+    release of each tested runtime it runs on from ``compat.json``. Never part of the card in the
+    release (its hashed content): a view, printed or written elsewhere."""
+    L = ["## Runtime compatibility", "",
+         "From `zoo compat` (compat.json beside the release, outside its hashed content); not part of the card itself.", ""]
+    if problem:
+        return L + [f"> **compat.json unusable**: {_md(problem)}", ""]
+    if doc is None:
+        return L + ["No `zoo compat` result for this release yet: run `zoo compat DIR`.", ""]
+    mine = [c for c in doc["results"] if c["model"] == model]
+    if not mine:
+        return L + [f"`zoo compat` tested no artifact of {_md(model)}.", ""]
+    L.append(f"Tested on {_md(doc.get('python', '?'))}, {_md(doc.get('created', ''))}.")
+    L.append("")
+    primary = {c["artifact"]: c["primary"] for c in mine}
+    stale = {c["artifact"] for c in mine
+             if current is not None and c.get("sha256") and current.get(c["primary"]) not in (None, c["sha256"])}
+    for art, by_rt in summarize(mine).items():
+        name = art[len(model) + 1:] if art.startswith(model + " ") else art
+        L.append(f"- `{_md(name)}` (`{_md(primary[art])}`): " + "; ".join(_md(runs_on(rt, s)) for rt, s in by_rt.items())
+                 + (" **stale: the file changed since `zoo compat` ran**" if art in stale else ""))
+    L.append("")
+    return L

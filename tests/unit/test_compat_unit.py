@@ -173,3 +173,50 @@ def test_runs_on_never_claims_a_range_a_failure_contradicts():
     assert "built for mnn==3.0.0 and newer (not borne out" in runs_on("mnn", s)
     s = summarize([c for c in built if c["status"] == "PASS"])["rfb-320 mnn/int8/raw@mnn3.0.0"]["mnn"]
     assert s["built_for_holds"] is True and runs_on("mnn", s).startswith("runs on mnn >= 3.0.0; built for mnn==3.0.0 and newer (tested")
+
+
+def _release_with_card(root: Path) -> Path:
+    """A release folder as `zoo release` leaves it, reduced to one artifact and its model's card."""
+    from zoo.core.manifest import Artifact, FileEntry, Manifest, write_manifest
+
+    rel = root / "rel"
+    (rel / "mnn").mkdir(parents=True)
+    (rel / "cards").mkdir()
+    (rel / "mnn" / "rfb-320-raw-int8.mnn").write_bytes(b"mnn bytes")
+    (rel / "cards" / "rfb-320.md").write_text("# rfb-320: the card\n\n## Artifacts\n", encoding="utf-8")
+    art = Artifact("rfb-320", "mnn", "int8", "raw", "NCHW", "mnn/rfb-320-raw-int8.mnn",
+                   [FileEntry.of(rel, "mnn/rfb-320-raw-int8.mnn")], parity={"passed": True})
+    write_manifest(rel, Manifest(artifacts=[art], release={"models": ["rfb-320"], "targets": ["mnn"], "precisions": ["int8"]},
+                                 models={"rfb-320": {}}, files=[FileEntry.of(rel, "cards/rfb-320.md")]))
+    sha = art.files[0].sha256
+    cells = [_cell(version=v, status=st_, sha256=sha, parity=None if st_ != "PASS" else _cell()["parity"])
+             for v, st_ in (("3.0.0", "PASS"), ("3.4.1", "cannot-load"), ("3.6.1", "PASS"))]
+    (rel / "compat.json").write_text(json.dumps({"schema": SCHEMA, "python": "Python 3.11", "results": cells}))
+    return rel
+
+
+def test_card_view_appends_compat_and_leaves_the_release_unchanged(tmp_path):
+    """Issue 19 (a): `zoo card DIR --model M` prints the release's card with a compatibility section from
+    compat.json; the card in the release (hashed content) is not touched, and the view is never written
+    into the release."""
+    from conftest import assert_clean_error, zoo
+
+    rel = _release_with_card(tmp_path)
+    before = {p: p.read_bytes() for p in rel.rglob("*") if p.is_file()}
+    cp = zoo("card", rel, "--model", "rfb-320", check=0)
+    assert cp.stdout.startswith("# rfb-320: the card\n\n## Artifacts\n\n## Runtime compatibility\n")
+    assert ("- `mnn/int8/raw` (`mnn/rfb-320-raw-int8.mnn`): runs on mnn >= 3.6.1; also on 3.0.0 "
+            "(tested: 3.0.0 PASS, 3.4.1 cannot-load, 3.6.1 PASS)") in cp.stdout
+    zoo("card", rel, "--model", "rfb-320", "--out", tmp_path / "view.md", check=0)
+    assert (tmp_path / "view.md").read_text() == cp.stdout
+    assert_clean_error(zoo("card", rel, "--model", "rfb-320", "--out", rel / "cards" / "view.md"), "inside the release")
+    assert_clean_error(zoo("card", rel, "--model", "slim-320"), "model 'slim-320' is not in rel")
+    assert {p: p.read_bytes() for p in rel.rglob("*") if p.is_file()} == before
+    doc = json.loads((rel / "compat.json").read_text())  # compat ran on another file than the manifest lists now
+    (rel / "compat.json").write_text(json.dumps({**doc, "results": [{**c, "sha256": "cd" * 32} for c in doc["results"]]}))
+    assert "**stale: the file changed since `zoo compat` ran**" in zoo("card", rel, "--model", "rfb-320", check=0).stdout
+    (rel / "compat.json").write_text("{")
+    assert "> **compat.json unusable**" in zoo("card", rel, "--model", "rfb-320", check=0).stdout
+    (rel / "cards" / "rfb-320.md").write_text("# forged\n")
+    assert_clean_error(zoo("card", rel, "--model", "rfb-320"), "cards/rfb-320.md: sha256 mismatch")
+    assert_clean_error(zoo("card", tmp_path / "nowhere", "--model", "rfb-320"), "not a folder")
