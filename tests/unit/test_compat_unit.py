@@ -220,3 +220,44 @@ def test_card_view_appends_compat_and_leaves_the_release_unchanged(tmp_path):
     (rel / "cards" / "rfb-320.md").write_text("# forged\n")
     assert_clean_error(zoo("card", rel, "--model", "rfb-320"), "cards/rfb-320.md: sha256 mismatch")
     assert_clean_error(zoo("card", tmp_path / "nowhere", "--model", "rfb-320"), "not a folder")
+
+
+def test_prune_removes_only_our_environments_the_matrix_no_longer_names(tmp_path):
+    """Issue 19 (c): `zoo compat --prune` removes cached environments (and unavailable markers) that no
+    release of the matrix file (or of --runtime) names; another Python's, half-built ones and anything
+    that is not ours stay."""
+    from conftest import assert_clean_error, zoo
+    from zoo.pipeline.compat_env import READY
+
+    m = load_matrix()
+    cache = tmp_path / "envs"
+
+    def env(name: str, ready: bool = True) -> Path:
+        (cache / name / "bin").mkdir(parents=True)
+        (cache / name / "bin" / "python").write_text("")
+        if ready:
+            (cache / name / READY).write_text("{}")
+        return cache / name
+
+    current = env(m.spec("mnn", "3.0.0").env_name)
+    gone = env(m.spec("mnn", "2.9.0").env_name)  # not in the matrix: a release that left it
+    changed = env(m.spec("mnn", "3.0.0").env_name.rsplit("-", 1)[0] + "-0badc0de")  # its entry changed
+    other_python = env("mnn-2.9.0-py27-0badc0de")
+    building = env(f".{m.spec('mnn', '3.1.0').env_name}.abc.tmp", ready=False)
+    not_ours = env(m.spec("mnn", "2.8.0").env_name, ready=False)
+    (cache / f"{m.spec('onnxruntime', '1.14.1').env_name}.unavailable.json").write_text("{}")
+    (cache / f"{m.spec('onnxruntime', '1.20.1').env_name}.unavailable.json").write_text("{}")
+    (cache / "notes.txt").write_text("mine")
+    env_vars = {"ZOO_COMPAT_DIR": str(cache)}
+    cp = zoo("compat", "--prune", "--runtime", "mnn==2.9.0", "--json", env=env_vars, check=0)
+    assert json.loads(cp.stdout)["removed"] == [  # --runtime keeps mnn==2.9.0
+        {"name": changed.name, "bytes": 2}, {"name": f"{m.spec('onnxruntime', '1.14.1').env_name}.unavailable.json", "bytes": 2}]
+    assert gone.is_dir()
+    cp = zoo("compat", "--prune", env=env_vars, check=0)
+    assert cp.stdout.startswith("removed 1 environment(s) and marker(s)") and "removed " + gone.name in cp.stderr
+    assert not gone.exists() and not changed.exists()
+    for p in (current, other_python, building, not_ours, cache / "notes.txt",
+              cache / f"{m.spec('onnxruntime', '1.20.1').env_name}.unavailable.json"):
+        assert p.exists(), p
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".gone")] == []
+    assert_clean_error(zoo("compat", "--prune", tmp_path, env=env_vars), "--prune takes no folders")
