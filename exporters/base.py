@@ -195,6 +195,16 @@ class Target:
                            f"it has: {', '.join(self.runtimes)}")
         return runtime
 
+    #: why no converter option of this target builds for an older runtime release (`zoo export --min-runtime`)
+    no_min_runtime: str = "its converter has no option to target an older release"
+
+    def min_runtime_option(self, runtime: str, version: str) -> dict:
+        """The converter options that build this target's files for ``runtime`` release ``version`` and older
+        ones from it (`zoo export --min-runtime NAME==VERSION`); a ZooError when no option can. The base
+        target has none; a target whose converter has such an option overrides this."""
+        raise ZooError(f"--min-runtime {runtime}=={version}: target {self.name} cannot target an older {runtime}: "
+                       f"{self.no_min_runtime}")
+
     def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None) -> Runner:
         """A `Runner` (load on enter, infer, release on exit) for an artifact's primary file."""
         return self.make_runner(self.check_runtime(runtime), Path(primary), meta, threads)

@@ -39,6 +39,9 @@ def _cell_problem(c, i: int) -> str | None:
         return f"results[{i}].rank must be an integer"
     if c.get("sha256") is not None and not isinstance(c["sha256"], str):
         return f"results[{i}].sha256 must be text or null"
+    mr = c.get("min_runtime", "")
+    if not isinstance(mr, str) or len(mr) > 80 or (mr and mr.count("==") != 1):
+        return f"results[{i}].min_runtime must be NAME==VERSION (short text)"
     p = c.get("parity")
     if p is not None:
         if not isinstance(p, dict):
@@ -100,7 +103,11 @@ def _order(c: dict) -> tuple:
 
 def summarize(results: list[dict]) -> dict:
     """Per artifact, per runtime: the releases tested (oldest first) with their status, the oldest
-    passing one, and whether every tested release from it on passes (``runs on RUNTIME >= X``)."""
+    passing one, whether every tested release from it on passes, ``runs_from``: the oldest release from
+    which every newer tested one passes (``runs on RUNTIME >= X``; None when the newest tested one does
+    not pass), and for an artifact converted for an older release (`zoo export --min-runtime`)
+    ``built_for`` (NAME==VERSION) and ``built_for_holds`` (every tested release of NAME from VERSION on
+    passes; None: none tested)."""
     out: dict = {}
     for c in results:
         out.setdefault(c["artifact"], {}).setdefault(c["runtime"], []).append(c)
@@ -113,6 +120,14 @@ def summarize(results: list[dict]) -> dict:
             passing = [c for c in tested if c["status"] == "PASS"]
             oldest = passing[0] if passing else None
             from_oldest = tested[tested.index(oldest):] if oldest else []
+            runs_from = None
+            for c in reversed(tested):  # the longest run of passes ending at the newest tested release
+                if c["status"] != "PASS":
+                    break
+                runs_from = c
+            built_for = next((c["min_runtime"] for c in cells if c.get("min_runtime")), "")
+            name, _, floor = built_for.partition("==")
+            claimed = [c for c in tested if name == rt and version_key(c["version"]) >= version_key(floor)] if built_for else []
             summary[art][rt] = {
                 "tested": [{"version": c["version"], "package": c["package"], "status": c["status"],
                             "alias": c.get("rank", 1) == 0} for c in cells],
@@ -120,23 +135,37 @@ def summarize(results: list[dict]) -> dict:
                 "oldest_passing_package": oldest["package"] if oldest else None,
                 "oldest_is_alias": bool(oldest) and oldest.get("rank", 1) == 0,
                 "all_newer_pass": bool(oldest) and all(c["status"] == "PASS" for c in from_oldest),
+                "runs_from": runs_from["version"] if runs_from else None,
+                **({"built_for": built_for,
+                    "built_for_holds": all(c["status"] == "PASS" for c in claimed) if claimed else None}
+                   if built_for and name == rt else {}),
             }
     return summary
 
 
 def runs_on(rt: str, s: dict) -> str:
-    """``runs on mnn >= 3.1.0 (tested: 3.0.0 cannot-load, 3.1.0 PASS, ...)`` for one summary entry."""
+    """``runs on mnn >= 3.1.0 (tested: 3.0.0 cannot-load, 3.1.0 PASS, ...)`` for one summary entry. The
+    ``>= X`` is the oldest release from which every newer tested one passes: a failure is never inside
+    the range claimed (3.0.0 PASS, 3.4.1 cannot-load, 3.6.1 PASS: ``>= 3.6.1; also 3.0.0``)."""
     tested = ", ".join(f"{t['version']}{' ' + t['package'] if t.get('alias') else ''} {t['status']}" for t in s["tested"])
     old = s["oldest_passing"]
+    runs_from = s.get("runs_from", old if s["all_newer_pass"] else None)
+    passing = [t["version"] for t in s["tested"] if t["status"] == "PASS"]
     if old is None:
         head = f"runs on no tested {rt} release"
-    elif s["all_newer_pass"]:
-        pkg = s.get("oldest_passing_package")
-        head = f"runs on {rt} >= {old}" + (f" ({pkg})" if s.get("oldest_is_alias") and pkg else "")
+    elif runs_from is not None:
+        entry = next((t for t in s["tested"] if t["version"] == runs_from and t["status"] == "PASS"), {})
+        head = f"runs on {rt} >= {runs_from}" + (f" ({entry['package']})" if entry.get("alias") else "")
+        older = passing[:passing.index(runs_from)] if runs_from in passing else []
+        if older:
+            head += f"; also on {', '.join(older)}"
     else:
-        passing = [t["version"] for t in s["tested"] if t["status"] == "PASS"]
         failing = [f"{t['version']} ({t['status']})" for t in s["tested"] if t["status"] not in ("PASS", "unavailable")]
-        head = f"runs on {rt} {', '.join(passing)}; not on {', '.join(failing)}"
+        head = f"runs on {rt} {', '.join(passing)} only; not on {', '.join(failing)}"
+    if s.get("built_for"):
+        holds = s.get("built_for_holds")
+        head += f"; built for {s['built_for']} and newer" + (
+            "" if holds else " (not borne out: see the tested releases)" if holds is False else " (not tested)")
     return f"{head} (tested: {tested})"
 
 
@@ -232,4 +261,30 @@ def markdown_section(doc: dict | None, problem: str | None, folder_name: str, cu
     if stale:
         L.append(f"> stale: {', '.join(map(_md, stale))} changed since `zoo compat` ran: re-run it.")
         L.append("")
+    return L
+
+
+def card_section(doc: dict | None, problem: str | None, model: str, current: dict[str, str] | None = None) -> list[str]:
+    """The model card view's compatibility section (`zoo card`): per artifact of ``model``, the oldest
+    release of each tested runtime it runs on from ``compat.json``. Never part of the card in the
+    release (its hashed content): a view, printed or written elsewhere."""
+    L = ["## Runtime compatibility", "",
+         "From `zoo compat` (compat.json beside the release, outside its hashed content); not part of the card itself.", ""]
+    if problem:
+        return L + [f"> **compat.json unusable**: {_md(problem)}", ""]
+    if doc is None:
+        return L + ["No `zoo compat` result for this release yet: run `zoo compat DIR`.", ""]
+    mine = [c for c in doc["results"] if c["model"] == model]
+    if not mine:
+        return L + [f"`zoo compat` tested no artifact of {_md(model)}.", ""]
+    L.append(f"Tested on {_md(doc.get('python', '?'))}, {_md(doc.get('created', ''))}.")
+    L.append("")
+    primary = {c["artifact"]: c["primary"] for c in mine}
+    stale = {c["artifact"] for c in mine
+             if current is not None and c.get("sha256") and current.get(c["primary"]) not in (None, c["sha256"])}
+    for art, by_rt in summarize(mine).items():
+        name = art[len(model) + 1:] if art.startswith(model + " ") else art
+        L.append(f"- `{_md(name)}` (`{_md(primary[art])}`): " + "; ".join(_md(runs_on(rt, s)) for rt, s in by_rt.items())
+                 + (" **stale: the file changed since `zoo compat` ran**" if art in stale else ""))
+    L.append("")
     return L

@@ -5,6 +5,8 @@ Modules: ``native`` (the compiled extensions and their captured log), ``convert`
 bizCode metadata, reproducible files), ``quantize`` (full int8 calibration), ``runner`` (``MnnNet``)."""
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,23 +43,52 @@ class MnnTarget(Target):
         # int8: full quantisation (weights and activations), and weight-only int8 (float compute)
         return ["int8", "int8-weight"] if precision == "int8" else [precision]
 
+    #: the oldest MNN `--min-runtime` accepts: this project's declared minimum (pyproject: MNN>=3.0), the
+    #: oldest MNN 3 wheel on PyPI and the oldest release `zoo compat` can prove a file in
+    OLDEST = (3, 0)
+
+    def min_runtime_option(self, runtime: str, version: str) -> dict:
+        """MNN's converter has ``--targetVersion`` ("compatibility for old mnn engine", a major.minor
+        number; default: the converter's own release): ``mnn==3.0.0`` converts with ``--targetVersion 3.0``."""
+        m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})(?:\.\d{1,5})?", version)
+        if runtime != "mnn" or not m:
+            raise ZooError(f"--min-runtime {runtime}=={version}: expected an MNN release such as mnn==3.0.0")
+        wanted = (int(m[1]), int(m[2]))
+        if wanted < self.OLDEST:
+            raise ZooError(f"--min-runtime mnn=={version}: this project supports MNN >= {'.'.join(map(str, self.OLDEST))} "
+                           "(no older release can be proven here)")
+        try:
+            have = tuple(int(v) for v in importlib.metadata.version("MNN").split(".")[:2])
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            have = None
+        if have is not None and wanted > have:
+            raise ZooError(f"--min-runtime mnn=={version} is newer than the converter (MNN {'.'.join(map(str, have))}): "
+                           "nothing older to target")
+        return {"targetVersion": f"{wanted[0]}.{wanted[1]}"}
+
     def export(self, req: ExportRequest) -> ExportResult:
         m = req.meta
         if m.precision == "int8" and m.head != "raw":
             raise ZooError("MNN full int8 quantises the raw-head graph (the decoded one bakes in the priors): use --head raw")
         rel = Path(req.stem + ".mnn")
+        target_version = None
+        spec = req.options.get("min_runtime")
+        if spec:  # converted for an older MNN: said in the file's metadata too
+            name, _, version = spec.partition("==")
+            target_version = self.min_runtime_option(name, version)["targetVersion"]
+            m = m.with_(io={**m.io, "min_runtime": spec, "converter": {"targetVersion": target_version}})
         biz = m.to_json()
         if m.precision == "int8":
             with phase("quantization"):
-                meta = self._int8(req, rel, biz)
+                meta = self._int8(req, rel, biz, m, target_version)
         else:
             onnx_to_mnn(req.onnx_path, req.out_dir / rel, fp16=m.precision == "fp16",
-                        weight_int8=m.precision == "int8-weight", biz_code=biz)
+                        weight_int8=m.precision == "int8-weight", biz_code=biz, target_version=target_version)
             meta = m
         make_reproducible(req.out_dir / rel)
         return ExportResult(primary=rel, files=[rel], meta=meta, tools=self.tool_versions())
 
-    def _int8(self, req: ExportRequest, rel: Path, biz: str) -> ArtifactMeta:
+    def _int8(self, req: ExportRequest, rel: Path, biz: str, m: ArtifactMeta, target_version: str | None) -> ArtifactMeta:
         """Full int8 with the calibration that measures best on the held-out part of the calibration
         images (never the parity images), the sensitive layers kept float. The candidates: ADMM on the
         few images where the fp32 model finds the most faces, ADMM on a few spread over the set, and EMA
@@ -65,14 +96,15 @@ class MnnTarget(Target):
         rfb-320 and KL wrecked slim-320; at 640x480 ADMM on 4 spread images of the default set lost 9% of
         rfb-640's faces (its held-out error 0.0132) where the face-rich 4 kept them (0.0075), while at
         320x240 the spread 4 measured best (0.0054 vs 0.0109). The quantizations run two at a time, each
-        in its own process (MNN's quantizer crashed when a second one ran in the process of the first)."""
-        m = req.meta
+        in its own process (MNN's quantizer crashed when a second one ran in the process of the first).
+        ``target_version``: the fp32 file the quantizer reads is converted with ``--targetVersion`` (the
+        quantizer itself has no such option)."""
         fit, held = req.calib_split()
         errors: dict[str, float] = {}
         failures: dict[str, str] = {}
         with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
             fp32 = Path(td) / "fp32.mnn"
-            onnx_to_mnn(req.onnx_path, fp32, biz_code=biz)
+            onnx_to_mnn(req.onnx_path, fp32, biz_code=biz, target_version=target_version)
             skip = skip_ops_for(req.onnx_path, req.float_kept)
             score = req.quant_scorer(self.runner(fp32, m.with_(precision="fp32")), held)
             rich = req.face_rich(self.runner(fp32, m.with_(precision="fp32")), fit, MAX_CALIB)
@@ -103,6 +135,7 @@ class MnnTarget(Target):
             copy_file_atomic(Path(td) / f"{best.replace(' ', '-')}.mnn", req.out_dir / rel)
         method, used = candidates[best]
         return m.with_(io={
+            **m.io,
             "calibration": {"method": method, "weights": "MAX_ABS", "images": [p.name for p in used],
                             "chosen": best, "face_counts": {p.name: n for p, n in rich},
                             "held_out": [p.name for p in held], "held_out_error": errors,

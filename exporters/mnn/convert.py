@@ -44,6 +44,7 @@ def onnx_to_mnn(
     fp16: bool = False,
     weight_int8: bool = False,
     biz_code: str = "",
+    target_version: str | None = None,
 ) -> None:
     """Convert an ONNX file to MNN with the native converter, in-process.
 
@@ -54,6 +55,8 @@ def onnx_to_mnn(
     * ``biz_code``: stored verbatim in the model's bizCode field (our JSON
       metadata); at most MAX_BIZ_CODE_CHARS characters, no NUL.  Empty means
       "not set" and MNN then stores "MNNTest".
+    * ``target_version``: MNN's ``--targetVersion`` (major.minor such as "3.0",
+      "compatibility for old mnn engine"); None: the converter's own release.
 
     The input keeps its name/shape but uses the NC4HW4 layout
     (``--keepInputFormat=false``, required by ADMM quantization); callers feed
@@ -87,6 +90,10 @@ def onnx_to_mnn(
             argv.append("--fp16")
         if weight_int8:
             argv += ["--weightQuantBits", "8"]
+        if target_version is not None:
+            if not re.fullmatch(r"\d{1,3}\.\d{1,3}", str(target_version)):
+                raise ZooError(f"target_version must be major.minor such as 3.0, got {target_version!r}")
+            argv += ["--targetVersion", str(target_version)]
         with native_output() as log:
             ok = import_tools().mnnconvert(argv)
         if not ok or not tmp.is_file() or tmp.stat().st_size == 0:

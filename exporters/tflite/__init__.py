@@ -49,6 +49,8 @@ class TfliteTarget(Target):
     timeout = 600.0
     runtimes = ("litert",)
     dynamic = True  # a (None, None, None, 3) signature; LiteRT resizes it (resize_tensor_input)
+    no_min_runtime = ("TensorFlow's TFLiteConverter has no LiteRT-release setting (its target_spec limits op sets and "
+                      "types; each operator's version follows what the graph uses)")
 
     def expand(self, precision: str) -> list[str]:
         # int8 (the sensitivity analysis' convolutions kept float) in two IO flavours: float input/output,

@@ -149,3 +149,115 @@ def test_damaged_compat_json_is_one_problem_line_never_a_traceback(tmp_path_fact
     if doc is not None:
         render_text(doc)
         summarize(doc["results"])
+
+
+def test_runs_on_never_claims_a_range_a_failure_contradicts():
+    """Issue 19 (a): A < B < C with B failing is "runs on >= C; also on A", never ">= A"."""
+    from validation.compat import runs_on
+
+    cells = [_cell(version="3.0.0"), _cell(version="3.1.0"), _cell(version="3.4.1", status="cannot-load", parity=None),
+             _cell(version="3.6.1")]
+    s = summarize(cells)["rfb-320 mnn/int8/raw"]["mnn"]
+    assert s["oldest_passing"] == "3.0.0" and not s["all_newer_pass"] and s["runs_from"] == "3.6.1"
+    line = runs_on("mnn", s)
+    assert line.startswith("runs on mnn >= 3.6.1; also on 3.0.0, 3.1.0 (tested: ")
+    assert "3.4.1 cannot-load" in line and ">= 3.0.0" not in line
+    # the newest tested release fails: no range at all
+    s = summarize([_cell(version="3.0.0"), _cell(version="3.6.1", status="FAIL")])["rfb-320 mnn/int8/raw"]["mnn"]
+    assert s["runs_from"] is None
+    assert runs_on("mnn", s).startswith("runs on mnn 3.0.0 only; not on 3.6.1 (FAIL)")
+    # an artifact converted for an older release: the claim is checked against the tested releases
+    built = [dict(c, artifact="rfb-320 mnn/int8/raw@mnn3.0.0", min_runtime="mnn==3.0.0") for c in cells]
+    s = summarize(built)["rfb-320 mnn/int8/raw@mnn3.0.0"]["mnn"]
+    assert s["built_for"] == "mnn==3.0.0" and s["built_for_holds"] is False
+    assert "built for mnn==3.0.0 and newer (not borne out" in runs_on("mnn", s)
+    s = summarize([c for c in built if c["status"] == "PASS"])["rfb-320 mnn/int8/raw@mnn3.0.0"]["mnn"]
+    assert s["built_for_holds"] is True and runs_on("mnn", s).startswith("runs on mnn >= 3.0.0; built for mnn==3.0.0 and newer (tested")
+
+
+def _release_with_card(root: Path) -> Path:
+    """A release folder as `zoo release` leaves it, reduced to one artifact and its model's card."""
+    from zoo.core.manifest import Artifact, FileEntry, Manifest, write_manifest
+
+    rel = root / "rel"
+    (rel / "mnn").mkdir(parents=True)
+    (rel / "cards").mkdir()
+    (rel / "mnn" / "rfb-320-raw-int8.mnn").write_bytes(b"mnn bytes")
+    (rel / "cards" / "rfb-320.md").write_text("# rfb-320: the card\n\n## Artifacts\n", encoding="utf-8")
+    art = Artifact("rfb-320", "mnn", "int8", "raw", "NCHW", "mnn/rfb-320-raw-int8.mnn",
+                   [FileEntry.of(rel, "mnn/rfb-320-raw-int8.mnn")], parity={"passed": True})
+    write_manifest(rel, Manifest(artifacts=[art], release={"models": ["rfb-320"], "targets": ["mnn"], "precisions": ["int8"]},
+                                 models={"rfb-320": {}}, files=[FileEntry.of(rel, "cards/rfb-320.md")]))
+    sha = art.files[0].sha256
+    cells = [_cell(version=v, status=st_, sha256=sha, parity=None if st_ != "PASS" else _cell()["parity"])
+             for v, st_ in (("3.0.0", "PASS"), ("3.4.1", "cannot-load"), ("3.6.1", "PASS"))]
+    (rel / "compat.json").write_text(json.dumps({"schema": SCHEMA, "python": "Python 3.11", "results": cells}))
+    return rel
+
+
+def test_card_view_appends_compat_and_leaves_the_release_unchanged(tmp_path):
+    """Issue 19 (a): `zoo card DIR --model M` prints the release's card with a compatibility section from
+    compat.json; the card in the release (hashed content) is not touched, and the view is never written
+    into the release."""
+    from conftest import assert_clean_error, zoo
+
+    rel = _release_with_card(tmp_path)
+    before = {p: p.read_bytes() for p in rel.rglob("*") if p.is_file()}
+    cp = zoo("card", rel, "--model", "rfb-320", check=0)
+    assert cp.stdout.startswith("# rfb-320: the card\n\n## Artifacts\n\n## Runtime compatibility\n")
+    assert ("- `mnn/int8/raw` (`mnn/rfb-320-raw-int8.mnn`): runs on mnn >= 3.6.1; also on 3.0.0 "
+            "(tested: 3.0.0 PASS, 3.4.1 cannot-load, 3.6.1 PASS)") in cp.stdout
+    zoo("card", rel, "--model", "rfb-320", "--out", tmp_path / "view.md", check=0)
+    assert (tmp_path / "view.md").read_text() == cp.stdout
+    assert_clean_error(zoo("card", rel, "--model", "rfb-320", "--out", rel / "cards" / "view.md"), "inside the release")
+    assert_clean_error(zoo("card", rel, "--model", "slim-320"), "model 'slim-320' is not in rel")
+    assert {p: p.read_bytes() for p in rel.rglob("*") if p.is_file()} == before
+    doc = json.loads((rel / "compat.json").read_text())  # compat ran on another file than the manifest lists now
+    (rel / "compat.json").write_text(json.dumps({**doc, "results": [{**c, "sha256": "cd" * 32} for c in doc["results"]]}))
+    assert "**stale: the file changed since `zoo compat` ran**" in zoo("card", rel, "--model", "rfb-320", check=0).stdout
+    (rel / "compat.json").write_text("{")
+    assert "> **compat.json unusable**" in zoo("card", rel, "--model", "rfb-320", check=0).stdout
+    (rel / "cards" / "rfb-320.md").write_text("# forged\n")
+    assert_clean_error(zoo("card", rel, "--model", "rfb-320"), "cards/rfb-320.md: sha256 mismatch")
+    assert_clean_error(zoo("card", tmp_path / "nowhere", "--model", "rfb-320"), "not a folder")
+
+
+def test_prune_removes_only_our_environments_the_matrix_no_longer_names(tmp_path):
+    """Issue 19 (c): `zoo compat --prune` removes cached environments (and unavailable markers) that no
+    release of the matrix file (or of --runtime) names; another Python's, half-built ones and anything
+    that is not ours stay."""
+    from conftest import assert_clean_error, zoo
+    from zoo.pipeline.compat_env import READY
+
+    m = load_matrix()
+    cache = tmp_path / "envs"
+
+    def env(name: str, ready: bool = True) -> Path:
+        (cache / name / "bin").mkdir(parents=True)
+        (cache / name / "bin" / "python").write_text("")
+        if ready:
+            (cache / name / READY).write_text("{}")
+        return cache / name
+
+    current = env(m.spec("mnn", "3.0.0").env_name)
+    gone = env(m.spec("mnn", "2.9.0").env_name)  # not in the matrix: a release that left it
+    changed = env(m.spec("mnn", "3.0.0").env_name.rsplit("-", 1)[0] + "-0badc0de")  # its entry changed
+    other_python = env("mnn-2.9.0-py27-0badc0de")
+    building = env(f".{m.spec('mnn', '3.1.0').env_name}.abc.tmp", ready=False)
+    not_ours = env(m.spec("mnn", "2.8.0").env_name, ready=False)
+    (cache / f"{m.spec('onnxruntime', '1.14.1').env_name}.unavailable.json").write_text("{}")
+    (cache / f"{m.spec('onnxruntime', '1.20.1').env_name}.unavailable.json").write_text("{}")
+    (cache / "notes.txt").write_text("mine")
+    env_vars = {"ZOO_COMPAT_DIR": str(cache)}
+    cp = zoo("compat", "--prune", "--runtime", "mnn==2.9.0", "--json", env=env_vars, check=0)
+    assert json.loads(cp.stdout)["removed"] == [  # --runtime keeps mnn==2.9.0
+        {"name": changed.name, "bytes": 2}, {"name": f"{m.spec('onnxruntime', '1.14.1').env_name}.unavailable.json", "bytes": 2}]
+    assert gone.is_dir()
+    cp = zoo("compat", "--prune", env=env_vars, check=0)
+    assert cp.stdout.startswith("removed 1 environment(s) and marker(s)") and "removed " + gone.name in cp.stderr
+    assert not gone.exists() and not changed.exists()
+    for p in (current, other_python, building, not_ours, cache / "notes.txt",
+              cache / f"{m.spec('onnxruntime', '1.20.1').env_name}.unavailable.json"):
+        assert p.exists(), p
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".gone")] == []
+    assert_clean_error(zoo("compat", "--prune", tmp_path, env=env_vars), "--prune takes no folders")

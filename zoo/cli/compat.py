@@ -14,7 +14,7 @@ from validation.parity import MIN_EVIDENCE
 from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, JunitOpt, ThreadsOpt, parity_images, print_json, stderr
 from zoo.core.errors import ZooError
 from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs
-from zoo.pipeline.compat_env import compat_dir, dir_bytes, load_matrix, prepare_env
+from zoo.pipeline.compat_env import compat_dir, dir_bytes, load_matrix, parse_runtime_specs, prepare_env, prune_envs
 from zoo.pipeline.junit import write_junit
 
 
@@ -27,6 +27,8 @@ def compat(
         "--matrix", help="A named matrix of zoo/core/data/compat_matrix.toml: default (the default when no --runtime).")] = None,
     prepare: Annotated[bool, typer.Option(
         "--prepare", help="Only create the environments (of the artifacts' runtimes, or of every runtime without paths).")] = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Only remove cached environments no release of the matrix file (or of --runtime) names.")] = False,
     images: ImagesOpt = None,
     checkpoint: CheckpointOpt = None,
     threads: ThreadsOpt = 1,
@@ -44,6 +46,18 @@ def compat(
     # what gets installed is always said (stderr); with --json the progress lines are not
     say = (lambda msg: stderr(msg) if msg.startswith(("creat", "note")) else None) if json_ else stderr
     m = load_matrix()
+    if prune:
+        if paths or prepare or matrix:
+            raise ZooError("--prune takes no folders, --prepare or --matrix: it keeps every release of the matrix file "
+                           "and those of --runtime")
+        keep = m.all() + (parse_runtime_specs(runtime, m, runtime_names()) if runtime else [])
+        res = prune_envs(cache, keep, say)
+        if json_:
+            print_json({"cache": str(cache), **res})
+        else:
+            typer.echo(f"removed {len(res['removed'])} environment(s) and marker(s), {res['bytes'] / 2**20:.0f} MiB; "
+                       f"kept {len(res['kept'])} in {cache}")
+        return
     subjects = collect(paths) if paths else []
     wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
     specs = select_specs(m, runtime, matrix, wanted)

@@ -46,7 +46,7 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | No
     d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
     status = "PASS" if a.passed else "FAIL"
-    line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} "
+    line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} {'for ' + a.min_runtime + '  ' if a.min_runtime else ''}"
             f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}  "
             f"{evidence_text(p, min_evidence)}")
     line += dynamic_text(p)  # a dynamic file: its sizes and batch
@@ -82,6 +82,9 @@ def export(
                              "(every layer int8, to measure what the float layers buy).")] = "auto",
     min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
     allow_weak_evidence: AllowWeakOpt = False,
+    min_runtime: Annotated[Optional[str], typer.Option(
+        "--min-runtime", help="Convert for an older runtime release, NAME==VERSION[,...] (where a converter option "
+                              "exists: mnn==3.0.0 -> MNN's --targetVersion 3.0); prove it with `zoo compat`.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Export artifacts, prove each against PyTorch, write DIR/manifest.json."""
@@ -91,7 +94,7 @@ def export(
     precisions = split_list(precision, "--precision")
     img_paths = collect_readable(images, "--images") if images is not None else None
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
-    plan = make_plan(targets, precisions, head, nms, dynamic)  # names checked before any weights are read
+    plan = make_plan(targets, precisions, head, nms, dynamic, min_runtime)  # names checked before any weights are read
     for sk in plan.skipped:
         if sk.get("dynamic"):
             stderr(f"skipped: {sk['reason']}")
@@ -105,12 +108,15 @@ def export(
         rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
         threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
         options={"keep_float": keep_float} if keep_float != "auto" else None,
-        min_evidence=min_evidence, timings=rows if profile else None, dynamic=dynamic,
+        min_evidence=min_evidence, timings=rows if profile else None, dynamic=dynamic, min_runtime=min_runtime,
     )
     if profile:
         profile_run(Path(out), jobs, started, rows)
     requested = {(t, p) for t in targets for p in precisions}
-    mine = [a for a in manifest.artifacts if (a.target, base_precision(a.precision)) in requested and a.dynamic == dynamic]
+    built = {(j.target, j.min_runtime) for j in plan.jobs}  # a default build and one for an older runtime are not the same
+    mine = [a for a in manifest.artifacts
+            if (a.target, base_precision(a.precision)) in requested and (a.target, a.min_runtime) in built
+            and a.dynamic == dynamic]
     if json_:
         print_json(manifest.to_dict())
     else:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from zoo.cli import bench, check, compat, detect, diff, evaluate, export, listing, publish, release
+from zoo.cli import bench, card, check, compat, detect, diff, evaluate, export, listing, publish, release
 from zoo.core.errors import ZooError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("verify")(release.verify)
 app.command("publish")(publish.publish)
 app.command("pull")(publish.pull)
 app.command("compat")(compat.compat)
+app.command("card")(card.card)
 
 
 class Interrupted(BaseException):

@@ -162,3 +162,16 @@ def atomic_dir(path: Path):
         for p in (tmp, old):
             if p is not None and p.exists():
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def remove_dir(path: Path) -> None:
+    """Remove a folder so that it disappears under its name at once: it is first moved to a temporary
+    name beside it, then deleted (an interrupted removal leaves a hidden ``.NAME.*.gone``, never a
+    half-deleted folder under the real name)."""
+    path = Path(path)
+    try:
+        gone = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".gone", dir=path.parent))
+        os.replace(path, gone / "x")
+    except OSError as e:
+        raise _explain(e, path) from None
+    shutil.rmtree(gone, ignore_errors=True)

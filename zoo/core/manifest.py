@@ -41,19 +41,30 @@ class ArtifactKey:
     precision: str
     head: str
     dynamic: bool = False  # batch, height and width free at run time: its own artifact beside the fixed one
+    #: "" (the default build) or the ``NAME==VERSION`` the artifact was converted for (`--min-runtime`)
+    min_runtime: str = ""
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.dynamic else "")
+        return (f"{self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.dynamic else "")
+                + min_runtime_suffix(self.min_runtime, "@"))
 
     def __str__(self) -> str:
         return f"{self.model} {self.label()}"
 
 
+def min_runtime_suffix(spec: str, sep: str = "-for-") -> str:
+    """The name part of an artifact converted for an older runtime (``mnn==3.0.0`` -> ``-for-mnn3.0.0``,
+    or ``@mnn3.0.0`` in labels); "" for the default build."""
+    return f"{sep}{spec.replace('==', '')}" if spec else ""
+
+
 def sort_key(key: ArtifactKey, target_order: list[str]) -> tuple:
-    """The manifest's order: model, target (registry order), precision (fp32, fp16, int8), flavour, head."""
+    """The manifest's order: model, target (registry order), precision (fp32, fp16, int8), flavour, head,
+    then the default build before builds for an older runtime."""
     t = target_order.index(key.target) if key.target in target_order else len(target_order)
     base = base_precision(key.precision)
-    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head, key.dynamic)
+    return (key.model, t, PRECISIONS.index(base) if base in PRECISIONS else 9, key.precision, key.head, key.dynamic,
+            key.min_runtime)
 
 
 # --------------------------------------------------------------------------- paths
@@ -160,15 +171,18 @@ class Failure:
     head: str
     error: str
     dynamic: bool = False
+    min_runtime: str = ""
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic, self.min_runtime)
 
     def to_dict(self) -> dict:
         d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head}
         if self.dynamic:  # written only when set: fixed-size entries keep their old shape
             d["dynamic"] = True
+        if self.min_runtime:
+            d["min_runtime"] = self.min_runtime
         d["error"] = self.error
         return d
 
@@ -178,7 +192,14 @@ class Failure:
         if not isinstance(model, str):
             raise ZooError(f"{where}: 'model' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
-                   str(d.get("error", "")), _dynamic(d, where))
+                   str(d.get("error", "")), _dynamic(d, where), _min_runtime(d, where))
+
+
+def _min_runtime(d: dict, where: str) -> str:
+    v = d.get("min_runtime", "")
+    if not isinstance(v, str) or len(v) > 80:
+        raise ZooError(f"{where}: 'min_runtime' must be short text (NAME==VERSION)")
+    return v
 
 
 @dataclass
@@ -198,10 +219,11 @@ class Artifact:
     lineage: dict = field(default_factory=dict)
     inputs_sha256: str | None = None
     dynamic: bool = False
+    min_runtime: str = ""  # "" or the NAME==VERSION it was converted for (`zoo export --min-runtime`)
 
     @property
     def key(self) -> ArtifactKey:
-        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic)
+        return ArtifactKey(self.model, self.target, self.precision, self.head, self.dynamic, self.min_runtime)
 
     @property
     def passed(self) -> bool:
@@ -219,6 +241,8 @@ class Artifact:
         d = {"model": self.model, "target": self.target, "precision": self.precision, "head": self.head}
         if self.dynamic:  # written only when set: fixed-size entries keep their old shape
             d["dynamic"] = True
+        if self.min_runtime:
+            d["min_runtime"] = self.min_runtime
         d |= {"layout": self.layout, "primary": self.primary, "files": [f.to_dict() for f in self.files],
              "tools": self.tools, "parity": self.parity, "meta": self.meta, "lineage": self.lineage}
         if self.inputs_sha256 is not None:
@@ -248,7 +272,7 @@ class Artifact:
             raise ZooError(f"{where}: 'inputs_sha256' must be str")
         return cls(model, _req(d, "target", str, where), _req(d, "precision", str, where), _req(d, "head", str, where),
                    str(d.get("layout", "NCHW")), primary, files, d.get("tools", {}), parity, d.get("meta", {}),
-                   d.get("lineage", {}), ish, _dynamic(d, where))
+                   d.get("lineage", {}), ish, _dynamic(d, where), _min_runtime(d, where))
 
 
 # --------------------------------------------------------------------------- manifest

@@ -47,7 +47,9 @@ def inputs_sha256(resolved: ResolvedModel, job: Job, images: list[str], calib: l
     """What an artifact depends on: checkpoint, model facts, options, images, tool versions, our version."""
     t = get_target(job.target)
     facts = {
-        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(), "job": [job.target, job.precision, job.head] + (["dynamic"] if job.dynamic else []),
+        "checkpoint": resolved.checkpoint_sha256, "model": resolved.describe(),
+        "job": [job.target, job.precision, job.head] + (["dynamic"] if job.dynamic else [])
+        + ([job.min_runtime] if job.min_runtime else []),
         "images": [sha256_file(Path(p)) for p in images],
         "calib": [sha256_file(Path(p)) for p in calib] if base_precision(job.precision) == "int8" else [],
         "options": options, "tools": t.tool_versions(), "zoo": __version__, "parity": RULES,
@@ -123,7 +125,8 @@ def build_artifacts(
                 "out_dir": str(work / "out" / j.label().replace("/", "-")),
                 "stem": j.stem(model_id),
                 "onnx_path": onnx_path, "calib": calib, "images": [] if j.intermediate else images,
-                "options": options, "threads": threads, "min_evidence": min_evidence,
+                "options": {**options, "min_runtime": j.min_runtime} if j.min_runtime else options,
+                "threads": threads, "min_evidence": min_evidence,
                 "sensitivity": sensitivity if base_precision(j.precision) == "int8" else {},
                 "reference": references, "weights": weights if weights and Path(weights).is_file() else None,
             }
@@ -144,7 +147,8 @@ def build_artifacts(
         def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
             key = j.artifact_key(model_id)
             if not res.get("ok"):
-                failed.append(Failure(key.model, key.target, key.precision, key.head, res.get("error", "unknown error"), key.dynamic))
+                failed.append(Failure(key.model, key.target, key.precision, key.head, res.get("error", "unknown error"),
+                                      key.dynamic, key.min_runtime))
                 say(f"  FAILED {model_id} {j.label()}: {res.get('error')}")
                 done(failed[-1], False)
                 return
@@ -162,7 +166,8 @@ def build_artifacts(
             lineage = {"checkpoint_sha256": resolved.checkpoint_sha256}
             if t.source == "onnx":
                 lineage["onnx_sha256"] = sha256_file(Path(onnx_by_head[t.source_head(j.head)]))
-            art = Artifact(key.model, key.target, key.precision, key.head, layout=t.layout, dynamic=key.dynamic, primary=str(Path(j.target) / res["primary"]),
+            art = Artifact(key.model, key.target, key.precision, key.head, layout=t.layout, dynamic=key.dynamic,
+                           min_runtime=key.min_runtime, primary=str(Path(j.target) / res["primary"]),
                            files=file_entries(out, rels), tools=res["tools"], parity=res["parity"], meta=res["meta"],
                            lineage=lineage, inputs_sha256=hashes[j.key])
             artifacts.append(art)
@@ -203,7 +208,7 @@ def build_artifacts(
         dyn = any(j.dynamic for j in todo)
         first = [j for j in todo if j.target == "onnx" and j.precision == "fp32" and j.head in need_heads]
         first += [Job("onnx", "fp32", h, intermediate=True, dynamic=dyn) for h in sorted(need_heads)
-                  if ("onnx", "fp32", h, dyn) not in keys]
+                  if ("onnx", "fp32", h, dyn, "") not in keys]
         rest = [j for j in todo if j not in first]
         def run_reference(submitted: float) -> dict:
             started = time.time()
@@ -301,10 +306,12 @@ def export_model(
     min_evidence: int = MIN_EVIDENCE,
     timings: list | None = None,
     dynamic: bool = False,
+    min_runtime: str | None = None,
 ) -> Manifest:
     """Build every requested artifact of one model into ``out`` and write ``out/manifest.json``
-    (parity on ``images``, default: the pinned photos of zoo.core.parity_set)."""
-    plan = make_plan(targets, precisions, head, nms, dynamic)
+    (parity on ``images``, default: the pinned photos of zoo.core.parity_set); ``min_runtime``
+    (``NAME==VERSION[,...]``): the targets running on NAME convert for that older release."""
+    plan = make_plan(targets, precisions, head, nms, dynamic, min_runtime)
     out = ensure_writable_dir(Path(out))
     old = existing_manifest(out)  # refused now, before any work, if it is not ours
     images_s = [str(p) for p in (images or default_images())]

@@ -6,8 +6,10 @@ from pathlib import Path
 from checkpoints import loader
 from checkpoints.resolve import ResolvedModel
 from exporters import target_names
+from validation.compat import COMPAT_FILE, card_section, read_compat
+from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_write_text
-from zoo.core.manifest import Artifact, sort_key
+from zoo.core.manifest import Artifact, file_problem, read_manifest, sort_key
 from zoo.core.model.priors import prior_count
 
 CARDS = "cards"
@@ -52,3 +54,27 @@ def write_card(out: Path, resolved: ResolvedModel, artifacts: list[Artifact]) ->
     rel = f"{CARDS}/{s.id}.md"
     atomic_write_text(out / rel, "\n".join(lines) + "\n")
     return rel
+
+
+def card_view(folder: Path, model: str) -> str:
+    """A release's card of ``model`` (checked against its sha256 in the manifest) with a "Runtime
+    compatibility" section appended from the release's compat.json (`zoo compat`). The card in the
+    release is not changed: cards are hashed, byte-reproducible content, compatibility results are not."""
+    folder = Path(folder)
+    m = read_manifest(folder)
+    if not m.is_release:
+        raise ZooError(f"{folder} is not a release folder: model cards are written by `zoo release`")
+    models = list(m.release.get("models", []))
+    if model not in models:
+        raise ZooError(f"model {model!r} is not in {folder.name}{nearest(model, models)}; it has: {', '.join(models)}")
+    rel = f"{CARDS}/{model}.md"
+    entry = next((f for f in m.files if f.path == rel), None)
+    if entry is None:
+        raise ZooError(f"{folder.name} lists no card {rel}")
+    problem = file_problem(folder, entry)
+    if problem:
+        raise ZooError(f"{folder.name}: {problem}; the release does not verify (`zoo verify {folder.name}`)")
+    card = (folder / rel).read_text(encoding="utf-8")
+    doc, cproblem = read_compat(folder / COMPAT_FILE) if (folder / COMPAT_FILE).is_file() else (None, None)
+    current = {a.primary: (a.file(a.primary).sha256 if a.file(a.primary) else None) for a in m.artifacts}
+    return card.rstrip("\n") + "\n\n" + "\n".join(card_section(doc, cproblem, model, current)).rstrip("\n") + "\n"

@@ -191,7 +191,7 @@ def _cell(s: Subject, spec: EnvSpec, status: str, message: str | None = None, pa
     prim = a.file(a.primary)
     return {"artifact": s.label, "model": a.model, "target": a.target, "precision": a.precision, "head": a.head,
             "primary": a.primary, "sha256": prim.sha256 if prim else None,
-            "runtime": spec.runtime, "package": spec.package, "version": spec.version, "rank": spec.rank,
+            **({"min_runtime": a.min_runtime} if a.min_runtime else {}), "runtime": spec.runtime, "package": spec.package, "version": spec.version, "rank": spec.rank,
             "status": status, "message": message, "parity": parity, "seconds": round(seconds, 2),
             **({"numpy": found} if found else {})}
 

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from zoo.core.errors import ZooError, nearest
-from zoo.core.fsutil import atomic_dir, atomic_write_text, user_cache
+from zoo.core.fsutil import atomic_dir, atomic_write_text, remove_dir, user_cache
 
 ENV_DIR = "ZOO_COMPAT_DIR"
 READY = "zoo-compat-env.json"
@@ -91,6 +91,10 @@ class Matrix:
         pkg = package or rt["package"]
         return EnvSpec(runtime, pkg, version, rt["module"] if pkg == rt["package"] else _module_of(pkg, rt),
                        "numpy", tuple(rt["extra"]), "", 1 if pkg == rt["package"] else 0, rt["deps"])
+
+    def all(self) -> list[EnvSpec]:
+        """Every release the matrix file lists, default or not."""
+        return [v["spec"] for rt in self.runtimes.values() for v in rt["versions"]]
 
     def default(self, runtimes: list[str] | None = None) -> list[EnvSpec]:
         return [v["spec"] for name, rt in self.runtimes.items() if runtimes is None or name in runtimes
@@ -331,3 +335,43 @@ def dir_bytes(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def _python_tag() -> str:
+    return f"py{sys.version_info.major}{sys.version_info.minor}"
+
+
+def prune_envs(cache: Path, keep: list[EnvSpec], say=lambda msg: None) -> dict:
+    """Remove the environments (and remembered-unavailable markers) of ``cache`` that no spec of ``keep``
+    names: those of matrix entries that changed or left the matrix. Only what is recognisably ours and
+    for this Python is touched: a folder holding ``zoo-compat-env.json`` or a ``NAME.unavailable.json``,
+    with this Python's tag in NAME; anything else (another Python's, a folder being built) stays.
+    Returns {"removed": [{"name", "bytes"}], "kept": [names], "bytes": freed}."""
+    cache = Path(cache)
+    wanted = {s.env_name for s in keep}
+    removed, kept = [], []
+    if not cache.is_dir():
+        return {"removed": removed, "kept": kept, "bytes": 0}
+    tag = f"-{_python_tag()}-"
+    for p in sorted(cache.iterdir()):
+        name = p.name
+        if name.endswith(".unavailable.json") and p.is_file():
+            env = name[: -len(".unavailable.json")]
+            if tag in env and env not in wanted:
+                size = p.stat().st_size
+                p.unlink()
+                removed.append({"name": name, "bytes": size})
+                say(f"removed {name}")
+            continue
+        if not p.is_dir() or p.is_symlink() or tag not in name:
+            continue
+        if not (p / READY).is_file():  # not ours, or being built right now (a hidden temporary name)
+            continue
+        if name in wanted:
+            kept.append(name)
+            continue
+        size = dir_bytes(p)
+        remove_dir(p)
+        removed.append({"name": name, "bytes": size})
+        say(f"removed {name} ({size / 2**20:.0f} MiB)")
+    return {"removed": removed, "kept": kept, "bytes": sum(r["bytes"] for r in removed)}

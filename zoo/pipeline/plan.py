@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporters import get_target, target_names
+from exporters import get_target, runtime_names, target_names
 from zoo.core.errors import ZooError, nearest
-from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, sort_key
+from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, min_runtime_suffix, sort_key
 
 
 @dataclass(frozen=True)
@@ -15,20 +15,22 @@ class Job:
     head: str
     intermediate: bool = False  # an ONNX file other targets read, not an artifact
     dynamic: bool = False  # batch, height and width free at run time (`zoo export --dynamic`)
+    min_runtime: str = ""  # "" or NAME==VERSION: converted for that older runtime release (`--min-runtime`)
 
     @property
     def key(self) -> tuple:
-        return (self.target, self.precision, self.head, self.dynamic)
+        return (self.target, self.precision, self.head, self.dynamic, self.min_runtime)
 
     def artifact_key(self, model: str) -> ArtifactKey:
-        return ArtifactKey(model, self.target, self.precision, self.head, self.dynamic)
+        return ArtifactKey(model, self.target, self.precision, self.head, self.dynamic, self.min_runtime)
 
     def label(self) -> str:
-        return f"{self.target}/{self.precision}/{self.head}" + ("/dynamic" if self.dynamic else "")
+        return self.artifact_key("").label()
 
     def stem(self, model: str) -> str:
-        """The base file name: ``rfb-320-raw-fp32``, ``rfb-320-raw-fp32-dynamic``."""
-        return f"{model}-{self.head}-{self.precision}" + ("-dynamic" if self.dynamic else "")
+        """The base file name: ``rfb-320-raw-fp32``, ``rfb-320-raw-fp32-dynamic``, ``rfb-320-raw-int8-for-mnn3.0.0``."""
+        return (f"{model}-{self.head}-{self.precision}" + ("-dynamic" if self.dynamic else "")
+                + min_runtime_suffix(self.min_runtime))
 
 
 @dataclass
@@ -38,7 +40,8 @@ class Plan:
     unavailable: list[Job] = field(default_factory=list)  # jobs whose target's runtime is missing
 
     def unavailable_failures(self, model: str) -> list[Failure]:
-        return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target), j.dynamic)
+        return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target), j.dynamic,
+                        j.min_runtime)
                 for j in self.unavailable]
 
 
@@ -55,17 +58,58 @@ def check_names(precisions: list[str], head: str | None) -> None:
         raise ZooError(f"unknown head {head!r}; valid: decoded, raw")
 
 
+#: package names people write for a registered runtime
+_RUNTIME_ALIASES = {"tflite": "litert", "tflite-runtime": "litert", "ai-edge-litert": "litert",
+                    "opencv-python": "opencv", "opencv-python-headless": "opencv"}
+
+
+def parse_min_runtime(text: str | None, targets: list) -> dict[str, str]:
+    """``--min-runtime NAME==VERSION[,...]`` -> {target name: "NAME==VERSION"} for the given targets (Target
+    objects) that run on NAME; refused in one line when a runtime is unknown, named twice, run by none of
+    the targets, or when a target running on it has no converter option for that release."""
+    if not text:
+        return {}
+    specs: dict[str, str] = {}
+    for item in (s.strip() for s in text.split(",")):
+        name, sep, version = item.partition("==")
+        name, version = name.strip().lower(), version.strip()
+        name = _RUNTIME_ALIASES.get(name, name)
+        if not sep or not name or not version:
+            raise ZooError(f"bad --min-runtime {item!r}: expected NAME==VERSION, e.g. mnn==3.0.0")
+        if name not in runtime_names():
+            raise ZooError(f"--min-runtime: unknown runtime {name!r}{nearest(name, runtime_names())}; "
+                           f"known: {', '.join(runtime_names())}")
+        if name in specs:
+            raise ZooError(f"--min-runtime names {name} twice")
+        specs[name] = version
+    out: dict[str, str] = {}
+    for name, version in specs.items():
+        users = [t for t in targets if name in t.runtimes]
+        if not users:
+            raise ZooError(f"--min-runtime {name}=={version}: none of the targets ({', '.join(t.name for t in targets)}) "
+                           f"runs on {name}")
+        for t in users:
+            t.min_runtime_option(name, version)  # raises when no converter option can target it
+            if t.name in out:
+                raise ZooError(f"--min-runtime: target {t.name} is named by two runtimes ({out[t.name]}, {name}=={version})")
+            out[t.name] = f"{name}=={version}"
+    return out
+
+
 DYNAMIC_HEAD = "raw"
 
 
 def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: bool = False,
-              dynamic: bool = False) -> Plan:
+              dynamic: bool = False, min_runtime: str | None = None) -> Plan:
     """Validate names, expand target x precision, put the ONNX that others read first.
 
     ``dynamic``: every job makes a dynamic artifact (raw head: the priors of the actual size are made on
-    the host); a target whose runtime cannot is skipped with the reason, and none able is an error."""
+    the host); a target whose runtime cannot is skipped with the reason, and none able is an error.
+    ``min_runtime`` (``NAME==VERSION[,...]``): the jobs of targets running on NAME convert for that
+    older release."""
     check_names(precisions, head)
     objs = [get_target(t) for t in dict.fromkeys(targets)]  # raises on unknown names
+    older = parse_min_runtime(min_runtime, objs)
     plan = Plan(jobs=[])
     if dynamic:
         if nms:
@@ -85,7 +129,8 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
         if not t.available():
             for p in precisions:
                 if p in t.precisions:
-                    plan.unavailable.append(Job(t.name, p, head or t.default_head(p), dynamic=dynamic))
+                    plan.unavailable.append(Job(t.name, p, head or t.default_head(p), dynamic=dynamic,
+                                                min_runtime=older.get(t.name, "")))
             continue
         offered = [p for p in precisions if p in t.precisions]
         for p in precisions:
@@ -98,7 +143,7 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             for v in t.expand(p):
-                plan.jobs.append(Job(t.name, v, h, dynamic=dynamic))
+                plan.jobs.append(Job(t.name, v, h, dynamic=dynamic, min_runtime=older.get(t.name, "")))
     if nms:
         if "onnx" not in [t.name for t in objs]:
             raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")
