@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
-from exporters.openvino.convert import embed_metadata, onnx_to_ov, save_ir
+from exporters.openvino.convert import F16_MIN_VALUES, embed_metadata, onnx_to_ov, save_ir
 from exporters.openvino.runner import OpenvinoRunner, OpenvinoTap
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
@@ -53,7 +53,8 @@ class OpenvinoTarget(Target):
         if m.precision == "int8":
             model, meta = self._int8(req, model)
         embed_metadata(model, meta)
-        xml, bin_ = save_ir(model, req.out_dir, req.stem, fp16=m.precision == "fp16")
+        xml, bin_ = save_ir(model, req.out_dir, req.stem, fp16=m.precision == "fp16",
+                            f16_float_weights=m.precision == "int8")
         return ExportResult(primary=xml, files=[xml, bin_], meta=meta, tools=self.tool_versions())
 
     def _int8(self, req: ExportRequest, model):
@@ -73,7 +74,8 @@ class OpenvinoTarget(Target):
             xml, _ = save_ir(model, Path(td), "fp32", fp16=False)
             score = req.quant_scorer(OpenvinoRunner(m.with_(precision="fp32"), Path(td) / xml), held)
             for name in CANDIDATES:
-                cand, _ = save_ir(to_int8(model, x_fit, ignored, name), Path(td), name, fp16=False)
+                cand, _ = save_ir(to_int8(model, x_fit, ignored, name), Path(td), name, fp16=False,
+                                  f16_float_weights=True)
                 errors[name] = score(OpenvinoRunner(m, Path(td) / cand))
         best = min(errors, key=errors.get)
         x_all, _, _ = load_batch(sorted(req.calib), *m.input_size)
@@ -85,7 +87,9 @@ class OpenvinoTarget(Target):
                             "images": [p.name for p in sorted(req.calib)],
                             "chosen_on": {"fit": [p.name for p in fit], "held_out": [p.name for p in held],
                                           "held_out_error": errors}},
-            "quantization": {"format": "NNCF FakeQuantize, int8 weights", "float_kept": req.float_kept,
+            "quantization": {"format": "NNCF FakeQuantize, int8 weights",
+                             "float_weights": f"f16 (Convert to f32) when >= {F16_MIN_VALUES} values, else f32",
+                             "float_kept": req.float_kept,
                              "float_nodes": ignored, "ops": quantized_ops(q), "sensitivity": req.sensitivity}})
         return q, meta
 
