@@ -1,5 +1,6 @@
 """OpenVINO int8: NNCF post-training quantization (FakeQuantize on weights and activations) of the
-fp32 IR, with the same layers kept float as the other targets' int8."""
+fp32 IR, with the same layers kept float as the other targets' int8. (``convert.save_ir`` then writes
+it compacted, the float-kept convolutions' weights as f16: the int8 IR is 42-44% of the fp32 one.)"""
 from __future__ import annotations
 
 import numpy as np

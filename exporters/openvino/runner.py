@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.openvino.convert import constant_only_ops
 from exporters.openvino.quiet import import_openvino
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
@@ -126,15 +127,10 @@ class OpenvinoTap(Tap):
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError and others
             raise ZooError(f"OpenVINO cannot read {self.path.name}: {_first_line(e)}") from None
         floats = {ov.Type.f32, ov.Type.f16}
-        const: set[int] = set()
+        const = {op.get_instance_id() for op in constant_only_ops(model)}  # weights and their decompression
         ports, self.order = [], []
         for op in model.get_ordered_ops():
-            kind = op.get_type_name()
-            if kind in ("Parameter", "Result"):
-                continue
-            if kind == "Constant" or all(i.get_source_output().get_node().get_instance_id() in const
-                                         for i in op.inputs()):
-                const.add(op.get_instance_id())  # weights and what is computed from them alone
+            if op.get_type_name() in ("Parameter", "Result") or op.get_instance_id() in const:
                 continue
             for out in op.outputs():
                 names = sorted(out.get_names())

@@ -1,8 +1,8 @@
 """Issue 18: what is specific to the OpenVINO target, in the real OpenVINO runtime.
 
 (Parity of every precision for every model id, `check` in its runtime, `detect --artifact`, the int8
-size ratio, hostile files and the no-network audit of a whole export are registry-driven:
-test_targets.py, test_hostile_artifacts.py, test_no_network.py.)
+size ratio for every model id, `zoo diff`, hostile files and the no-network audit of a whole export are
+registry-driven: test_targets.py, test_diff.py, test_hostile_artifacts.py, test_no_network.py.)
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from conftest import HALVES, IMAGES, ROOT, ort_run, zoo
 from exporters import get_target
 
 NONET = ROOT / "tests" / "targets" / "nonet"
-PRECISIONS = "fp32,fp16"
+PRECISIONS = "fp32,fp16,int8"  # the target's precisions: the same export as test_targets.py's
 
 
 @pytest.fixture(autouse=True)
@@ -99,14 +99,86 @@ def test_the_runner_compiles_with_the_thread_count_and_f32(threads, export_dir):
 
 
 def test_exporting_again_gives_the_same_bytes(export_dir, halves, tmp_path):
-    """fp32 and fp16 are byte-reproducible."""
+    """Every precision is byte-reproducible (int8: the same calibration, the same NNCF run, the same
+    compaction and names)."""
     folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
     again = tmp_path / "again"
-    zoo("export", "--model", "rfb-320", "--to", "openvino", "--precision", "fp32,fp16", "--out", again,
+    zoo("export", "--model", "rfb-320", "--to", "openvino", "--precision", PRECISIONS, "--out", again,
         "--images", halves["B"], "--calib", halves["A"], "--min-evidence", "100", "--jobs", "1", check=0)
-    for p in ("fp32", "fp16"):
+    for p in PRECISIONS.split(","):
         for f in _art(manifest, p)["files"]:
             assert (again / f["path"]).read_bytes() == (folder / f["path"]).read_bytes(), f["path"]
+
+
+def _ir_bytes(folder, art) -> int:
+    return sum((folder / f["path"]).stat().st_size for f in art["files"] if not f["path"].endswith(".json"))
+
+
+def test_int8_ir_is_at_most_45_percent_of_fp32(export_dir):
+    """The int8 IR (.xml + .bin) of rfb-320 within the bound every int8 artifact meets, both IRs
+    compacted alike; the float-kept convolutions' weights stored f16 and recorded in the metadata."""
+    folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
+    fp32, int8 = _art(manifest, "fp32"), _art(manifest, "int8")
+    assert _ir_bytes(folder, int8) <= 0.45 * _ir_bytes(folder, fp32), (_ir_bytes(folder, int8), _ir_bytes(folder, fp32))
+    q = int8["meta"]["io"]["quantization"]
+    assert q["float_weights"].startswith("f16") and q["float_nodes"]
+    for a in (fp32, int8):
+        text = (folder / a["primary"]).read_text()
+        assert "\n\t" not in text and "> <" not in text  # no whitespace between tags
+
+
+def _compare(ov, a, b, x):
+    """Outputs of two IRs (paths) on ``x``, image by image, in f32: the largest difference."""
+    core = ov.Core()
+    cfg = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
+    ca, cb = core.compile_model(str(a), "CPU", cfg), core.compile_model(str(b), "CPU", cfg)
+    worst = 0.0
+    for i in range(x.shape[0]):
+        ra, rb = ca({0: x[i : i + 1]}), cb({0: x[i : i + 1]})
+        worst = max(worst, *(float(np.abs(ra[oa] - rb[ob]).max()) for oa, ob in zip(ca.outputs, cb.outputs)))
+    return worst
+
+
+def _names(model, const_ids):
+    """(friendly name, tensor names) of every operation not computed from constants alone."""
+    return sorted((op.get_friendly_name(), [sorted(o.get_names()) for o in op.outputs()])
+                  for op in model.get_ordered_ops() if op.get_instance_id() not in const_ids)
+
+
+def test_compaction_is_lossless_and_keeps_the_tensor_names(export_dir, batch_cache, tmp_path):
+    """`compact` on real IRs (the fp32 one and an NNCF int8 one, the float-kept weights left f32):
+    the compacted IR computes exactly the same outputs as ``save_model``'s plain IR on the photos,
+    in fewer bytes; every operation on the input's path keeps its name and ONNX tensor names;
+    constants (and what is computed from them alone) are named c0, c1, ... and shared when equal."""
+    from exporters.openvino.convert import constant_only_ops, onnx_to_ov, save_ir
+    from exporters.openvino.quantize import float_nodes, to_int8
+    from exporters.openvino.quiet import import_openvino
+
+    ov = import_openvino()
+    folder, manifest = _ok(export_dir("rfb-320", "onnx", "fp32", "raw"))
+    fp32 = onnx_to_ov(folder / _art(manifest, "fp32")["primary"])
+    x, _, _ = batch_cache((320, 240))
+    int8 = to_int8(fp32, x[:2], float_nodes(fp32), "performance")
+    for name, model in (("fp32", fp32), ("int8", int8)):
+        plain = tmp_path / f"{name}-plain.xml"
+        ov.save_model(model, str(plain), compress_to_fp16=False)
+        xml, bin_ = save_ir(model, tmp_path, f"{name}-compact", fp16=False)
+        compacted = tmp_path / xml
+        assert _compare(ov, plain, compacted, x) == 0.0, name
+        size = lambda p: p.stat().st_size + p.with_suffix(".bin").stat().st_size  # noqa: E731
+        assert size(compacted) < size(plain), name
+        before, after = _read(plain), _read(compacted)
+        const_before = {op.get_instance_id() for op in constant_only_ops(before)}
+        const_after = constant_only_ops(after)
+        assert _names(before, const_before) == _names(after, {op.get_instance_id() for op in const_after}), name
+        assert [op.get_friendly_name() for op in const_after] == [f"c{i}" for i in range(len(const_after))]
+        assert not any(o.get_names() for op in const_after for o in op.outputs())
+        consts = [op for op in const_after if op.get_type_name() == "Constant"]
+        keys = {(op.get_output_element_type(0).get_type_name(), tuple(op.get_output_shape(0)), op.get_data().tobytes())
+                for op in consts}
+        assert len(keys) == len(consts), name  # no two equal constants left
+        if name == "int8":
+            assert len(consts) < len([op for op in before.get_ordered_ops() if op.get_type_name() == "Constant"])
 
 
 def test_no_telemetry_no_network_no_file_in_home(export_dir, tmp_path):
