@@ -51,9 +51,12 @@ def resolve_model(
     labels: tuple[str, ...] | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> ResolvedModel:
-    """``--model ID`` or ``--checkpoint PATH --arch A [--labels ...]``, plus an optional input size."""
-    from zoo.core.model.nets import infer_arch, infer_num_classes  # heavy: torch
+    """``--model ID`` or ``--checkpoint PATH --arch A [--labels ...]``, plus an optional input size.
 
+    A registry model's file is verified by its sha256 (so its content, arch and classes are the
+    manifest's) and its weights are read only when used (``LazyStateDict``): a command that hands the
+    weights to its workers, such as ``zoo export``, never imports torch in its own process. A user
+    checkpoint is loaded at once (its arch and classes are inferred from its keys)."""
     if model_id and checkpoint:
         raise ZooError("give either --model or --checkpoint, not both")
     if model_id:
@@ -61,10 +64,17 @@ def resolve_model(
         entry = loader.manifest()[spec.checkpoint]
         path = loader.resolve(entry)
         sha = entry.sha256
-        sd = loader.load_state_dict(path)
+        if labels and len(labels) != len(entry.labels):
+            raise ZooError(f"--labels has {len(labels)} labels ({','.join(labels)}) but the checkpoint has "
+                           f"{len(entry.labels)} classes")
         if labels:
             spec = replace(spec, labels=labels)
+        if input_size:
+            spec = replace(spec, input_size=tuple(input_size))
+        return ResolvedModel(spec, path, sha, loader.LazyStateDict(path, sha))
     elif checkpoint:
+        from zoo.core.model.nets import infer_arch, infer_num_classes  # heavy: torch, for a user checkpoint only
+
         if not arch:
             raise ZooError(f"--checkpoint needs --arch ({'|'.join(ARCHES)})")
         if arch not in ARCHES:

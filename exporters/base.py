@@ -132,6 +132,9 @@ class Target:
     #: True: its exports may run one after another in a warm worker process (zoo.core.isolation):
     #: nothing process-global leaks into its files (the tests compare warm and fresh builds byte for byte)
     warm: bool = True
+    #: True (with ``warm``): its imports are slow (TensorFlow: ~8 s), so a run starts its warm process
+    #: at once, importing them beside the ONNX export and the PyTorch reference, not after them
+    prestart: bool = False
     #: True: builds its own network from the weights as NumPy arrays (`ExportRequest.weights`), so its
     #: worker needs no torch when the run prepared them
     numpy_weights: bool = False

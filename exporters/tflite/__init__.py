@@ -45,6 +45,7 @@ class TfliteTarget(Target):
     layout = "NHWC"
     extra = "tflite"
     requires = ("tensorflow", "ai_edge_litert")
+    prestart = True  # TensorFlow's import: ~8 s
     packages = ("tensorflow", "tensorflow-cpu", "ai-edge-litert")
     timeout = 600.0
     runtimes = ("litert",)
@@ -100,6 +101,7 @@ class SavedModelTarget(Target):
     layout = "NHWC"
     extra = "tflite"
     requires = ("tensorflow",)
+    prestart = True  # TensorFlow's import: ~8 s
     packages = ("tensorflow", "tensorflow-cpu")
     timeout = 600.0
     runtimes = ("tensorflow",)

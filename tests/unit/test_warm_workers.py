@@ -53,3 +53,19 @@ def test_reuse_and_every_failure_restarts(tmp_path):
         assert other["pid"] != f["pid"]  # families never share a process
         assert warm.started == 6  # a, then after each of the four failures, then "other"
     assert not _alive(f["pid"]) and not _alive(other["pid"])  # the run's end stops them all
+
+
+def test_prestart_hands_its_process_to_the_first_job(tmp_path):
+    """A warm-up started ahead (Target.prestart) is waited for and its process reused; a failed one
+    leaves nothing behind and the job starts its own process."""
+    with WarmWorkers("warm_job", env_extra={"PYTHONPATH": str(HERE)}) as warm:
+        warm.prestart("fam", {"do": "slow"}, tmp_path, 60, "w")
+        job = warm.run("fam", {"do": "warmed?"}, tmp_path, 60, "j")  # called at once: waits for the warm-up
+        assert job["ok"] and job["warmed"] and warm.started == 1
+        warm.prestart("bad", {"do": "crash"}, tmp_path, 60, "wb")
+        after = warm.run("bad", {"do": "warmed?"}, tmp_path, 60, "jb")
+        assert after["ok"] and not after["warmed"] and warm.started == 3
+        assert [w["result"]["ok"] for w in sorted(warm.warmups, key=lambda w: w["started"])] == [True, False]
+        warm.prestart("unused", {"do": "slow"}, tmp_path, 60, "wu")
+    assert not _alive(job["pid"]) and not _alive(after["pid"])
+    assert warm.warmups[-1]["family"] == "unused" and warm.warmups[-1]["result"]["ok"]  # ended before close()

@@ -19,6 +19,11 @@ def run(job: dict) -> dict:
         raise RuntimeError("the job failed")
     if job["do"] == "exit":
         os._exit(3)
+    if job["do"] == "slow":  # a warm-up: slow imports, remembered by the process
+        time.sleep(1.0)
+        os.environ["WARMED"] = "1"
+    if job["do"] == "warmed?":
+        return {"ok": True, "pid": os.getpid(), "warmed": os.environ.get("WARMED") == "1"}
     return {"ok": True, "pid": os.getpid()}
 
 

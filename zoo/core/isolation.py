@@ -175,8 +175,26 @@ class WarmWorkers:
     def __init__(self, module: str, env_extra: dict | None = None):
         self.module, self.env = module, _child_env(env_extra)
         self._idle: dict[str, list[_Warm]] = {}
+        self._pending: dict[str, list[threading.Thread]] = {}
         self._lock = threading.Lock()
         self.started = 0
+        self.warmups: list[dict] = []  # each prestart's result (with its timings), for profiles
+
+    def prestart(self, family: str, job: dict, work: Path, timeout: float, name: str) -> None:
+        """Start a process of ``family`` now and run ``job`` in it in the background (a warm-up: the
+        family's slow imports, while other work goes on). The family's next ``run`` waits for it and
+        then takes that process; a warm-up that fails leaves no process behind (the job then starts
+        its own, as without a warm-up)."""
+        def go():
+            started = time.time()
+            res = self.run(family, job, work, timeout, name, _warmup=True)
+            with self._lock:
+                self.warmups.append({"family": family, "started": started, "done": time.time(), "result": res})
+
+        t = threading.Thread(target=go, name=f"warmup-{name}", daemon=True)
+        with self._lock:
+            self._pending.setdefault(family, []).append(t)
+        t.start()
 
     def __enter__(self):
         return self
@@ -185,7 +203,13 @@ class WarmWorkers:
         self.close()
         return False
 
-    def run(self, family: str, job: dict, work: Path, timeout: float, name: str, what: str = "converter") -> dict:
+    def run(self, family: str, job: dict, work: Path, timeout: float, name: str, what: str = "converter",
+            _warmup: bool = False) -> dict:
+        if not _warmup:  # a warm-up of this family under way: its process is the one to take
+            with self._lock:
+                pending = self._pending.pop(family, [])
+            for t in pending:
+                t.join()
         work.mkdir(parents=True, exist_ok=True)
         job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
         job_path.write_text(json.dumps(job))
@@ -215,6 +239,11 @@ class WarmWorkers:
         return res
 
     def close(self) -> None:
+        with self._lock:
+            pending = [t for ts in self._pending.values() for t in ts]
+            self._pending.clear()
+        for t in pending:  # a warm-up still running ends (its process then stopped below)
+            t.join()
         with self._lock:
             procs = [w for ws in self._idle.values() for w in ws]
             self._idle.clear()

@@ -18,7 +18,7 @@ from zoo import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text, sha256_file, user_cache
 from zoo.core.model import sensitivity as S
-from zoo.pipeline.worker import run_worker
+from zoo.pipeline.worker import ANALYSIS_THREADS, run_worker
 
 TIMEOUT = 1800.0  # seconds: the analysis runs the PyTorch model ~60 times on the calibration images
 CACHE = "sensitivity"
@@ -27,7 +27,8 @@ CACHE = "sensitivity"
 def analysis_key(checkpoint_sha256: str, meta: dict, calib: list[str]) -> str:
     facts = {"checkpoint": checkpoint_sha256, "arch": meta.get("arch"), "input_size": meta.get("input_size"),
              "labels": meta.get("labels"), "calib": [sha256_file(Path(p)) for p in calib],
-             "rules": {"keep_ratio": S.KEEP_RATIO, "max_float_params": S.MAX_FLOAT_PARAMS, "images": S.MAX_IMAGES},
+             "rules": {"keep_ratio": S.KEEP_RATIO, "max_float_params": S.MAX_FLOAT_PARAMS, "images": S.MAX_IMAGES,
+                       "threads": ANALYSIS_THREADS},
              "zoo": __version__}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 

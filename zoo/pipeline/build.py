@@ -36,7 +36,7 @@ from zoo.core.isolation import kill_active_workers
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
-from zoo.pipeline.worker import run_worker, warm_workers
+from zoo.pipeline.worker import prestart_export_worker, run_worker, warm_workers
 
 FILE_MODE = 0o644
 #: --keep-float: "auto" runs the model-level sensitivity analysis for int8, "none" keeps no layer float
@@ -175,17 +175,20 @@ def build_artifacts(
             say(f"  {'ok' if ok else 'PARITY FAILED'} {model_id} {j.label()} -> {art.primary}")
             done(art, ok)
 
-        sensitivity: dict = {}
+        sensitivity: dict = {}  # set before any int8 job is submitted (job_dict reads it when the job starts)
         sensitivity_error = None
-        if options.get("keep_float", "auto") == "auto" and any(base_precision(j.precision) == "int8" for j in todo):
+        need_sensitivity = (options.get("keep_float", "auto") == "auto"
+                            and any(base_precision(j.precision) == "int8" for j in todo))
+
+        def run_sensitivity(submitted: float) -> tuple[dict, str | None]:
             # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
-            t_s = time.time()
-            sensitivity, sensitivity_error = analyse_sensitivity(
+            started = time.time()
+            analysis, error = analyse_sensitivity(
                 {"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
                  "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256},
                 work / "logs", lambda msg: say(f"{model_id}: {msg}"))
-            sensitivity = sensitivity or {}
-            record("int8 sensitivity analysis", t_s, t_s, {"ok": sensitivity_error is None})
+            record("int8 sensitivity analysis", submitted, started, {"ok": error is None})
+            return analysis or {}, error
         # the PyTorch reference outputs on the parity images, once for every job (cached across runs),
         # and the weights as NumPy for targets that build their own network: one torch process
         references: dict = {}
@@ -219,16 +222,39 @@ def build_artifacts(
             return res
 
         futs = []
+        # the order of work: the PyTorch reference and the ONNX the converters read first, side by side;
+        # the jobs that do not read that ONNX (TFLite, SavedModel: from the weights) as soon as the
+        # reference is there; the others once their ONNX is. Targets with slow imports (`prestart`) have
+        # their warm process importing from the start. Every job lands in the plan's order.
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, warm_workers() as warm:
             try:
-                ref_future = None
-                if ref_job is not None:
-                    if jobs > 1 and first:  # beside the ONNX export: a core each
-                        ref_future = pool.submit(run_reference, time.time())
+                for name in sorted({j.target for j in rest if get_target(j.target).warm and get_target(j.target).prestart}):
+                    prestart_export_worker(warm, name, work / "logs")
+                ref_future = pool.submit(run_reference, time.time()) if ref_job is not None else None
+                first_futs = [pool.submit(execute, j, None, time.time()) for j in first]
+                # the int8 analysis beside the float work; only the int8 jobs wait for it
+                sens_future = pool.submit(run_sensitivity, time.time()) if need_sensitivity else None
+
+                def submit(j: Job) -> None:
+                    t = get_target(j.target)
+                    sh = t.source_head(j.head)
+                    if sensitivity_error and base_precision(j.precision) == "int8":
+                        futs.append((j, None, {"ok": False, "error": sensitivity_error}))
+                    elif t.source == "onnx" and sh not in onnx_by_head:
+                        why = intermediate_errors.get(sh) or "see the onnx artifact's error"
+                        futs.append((j, None, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}))
                     else:
-                        run_reference(time.time())
-                for j in first:
-                    j, jd, res = execute(j, None)
+                        futs.append((j, pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None,
+                                                    time.time()), None))
+
+                int8 = [j for j in rest if base_precision(j.precision) == "int8"]
+                early = [j for j in rest if get_target(j.target).source != "onnx" and j not in int8]
+                if ref_future is not None:
+                    ref_future.result()
+                for j in early:
+                    submit(j)
+                for f in first_futs:
+                    j, jd, res = f.result()
                     if res.get("ok"):
                         onnx_by_head[j.head] = str(Path(jd["out_dir"]) / res["primary"])
                     if j.intermediate:
@@ -238,24 +264,25 @@ def build_artifacts(
                             intermediate_errors[j.head] = res.get("error")
                         continue
                     land(j, jd, res, onnx_by_head)
-                if ref_future is not None:
-                    ref_future.result()
                 for j in rest:
-                    t = get_target(j.target)
-                    sh = t.source_head(j.head)
-                    if sensitivity_error and base_precision(j.precision) == "int8":
-                        land(j, {}, {"ok": False, "error": sensitivity_error}, onnx_by_head)
-                        continue
-                    if t.source == "onnx" and sh not in onnx_by_head:
-                        why = intermediate_errors.get(sh) or "see the onnx artifact's error"
-                        land(j, {}, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}, onnx_by_head)
-                        continue
-                    futs.append(pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None, time.time()))
-                for f in futs:
-                    land(*f.result(), onnx_by_head)
+                    if j not in early and j not in int8:
+                        submit(j)
+                if sens_future is not None:
+                    sensitivity, sensitivity_error = sens_future.result()
+                for j in int8:
+                    submit(j)
+                for j, f, failure in futs:
+                    if failure is not None:
+                        land(j, {}, failure, onnx_by_head)
+                    else:
+                        land(*f.result(), onnx_by_head)
+                for w in warm.warmups if timings is not None else []:
+                    timings.append(job_timing(model_id, f"{w['family'].split(':', 1)[-1]} warm-up (imports)",
+                                              w["started"], w["started"], w["done"], w["result"]))
             except BaseException:
-                for f in futs:
-                    f.cancel()
+                for _, f, _ in futs:
+                    if f is not None:
+                        f.cancel()
                 kill_active_workers()
                 raise
     finally:

@@ -13,7 +13,6 @@ _T0 = time.time()  # when this interpreter reached our code: start-up ends here 
 
 import importlib  # noqa: E402
 import io  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -39,6 +38,8 @@ _T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the res
 
 
 MODULE = "zoo.pipeline.worker"
+ANALYSIS_THREADS = 1  # the int8 sensitivity analysis' torch threads (part of its cache key)
+PRELOAD_TIMEOUT = 300.0  # seconds for a warm process's imports (TensorFlow: ~8 s on 2 free cores)
 
 
 def warm_workers() -> WarmWorkers:
@@ -55,6 +56,12 @@ def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorke
     if warm is not None and kind in ("export", "check") and get_target(job["target"]).warm:
         return warm.run(f"{kind}:{job['target']}", job, work, timeout, name, what=what)
     return run_isolated(MODULE, [], job, work, timeout, name, what=what)
+
+
+def prestart_export_worker(warm: WarmWorkers, target: str, work: Path) -> None:
+    """Start ``target``'s warm export process now, importing its runtime modules in the background
+    (`Target.prestart`): its exports then find them loaded."""
+    warm.prestart(f"export:{target}", {"kind": "preload", "target": target}, work, PRELOAD_TIMEOUT, f"preload-{target}")
 
 
 def _inputs(images: list[str], meta: ArtifactMeta, size: tuple[int, int] | None = None) -> tuple[np.ndarray, ParityInput]:
@@ -202,9 +209,11 @@ def _sensitivity(job: dict) -> dict:
 
     meta = ArtifactMeta.from_dict(job["meta"])
     state_dict = load_state_dict(Path(job["checkpoint"]), job["checkpoint_sha256"])
-    # the analysis runs alone, before the int8 conversions start: every core is its own
-    cores = max(job.get("threads", 1), os.cpu_count() or 1)
-    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict, threads=cores) as ref:
+    # one thread, whatever the machine: the analysis runs beside the float jobs (several OpenMP threads on
+    # busy cores measured 6x slower: 151 s against 24 s for slim-320), and its figures, recorded in every
+    # int8 artifact, must not depend on a thread count
+    with TorchRunner(meta.with_(target="pytorch", precision="fp32", head="raw"), state_dict,
+                     threads=ANALYSIS_THREADS) as ref:
         model = ref.net
     x, _, _ = load_batch([Path(p) for p in job["calib"]], *meta.input_size)
     analysis = sensitivity.analyse(model, x)
@@ -262,6 +271,9 @@ def _run(job: dict) -> dict:
         return _reference(job)
     target = get_target(job["target"])
     target.require()
+    if job["kind"] == "preload":  # a warm process's imports, before its first export (prestart_export_worker)
+        _imports(target, torch=False)
+        return {"ok": True}
     meta = ArtifactMeta.from_dict(job["meta"])
     threads, runtime = job.get("threads", 1), job.get("runtime")
     if job["kind"] == "probe":
