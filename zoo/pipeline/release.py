@@ -72,10 +72,15 @@ def release(
         # (a rebuilt one replaces only its own files, and it is dropped by key below)
         intact = [a for a in previous if artifact_verifies(out, a)]
 
+        unchanged = {(a.key, a.inputs_sha256, tuple(a.files)) for a in intact}
+
         def on_done(item, ok):
-            # after each artifact lands: a killed run resumes from here
+            # after each artifact lands: a killed run resumes from here (an up-to-date one is in the
+            # manifest on disk already: rewriting the whole manifest for it only cost time)
             with mutex:
                 (artifacts if isinstance(item, Artifact) else failed).append(item)
+                if isinstance(item, Artifact) and (item.key, item.inputs_sha256, tuple(item.files)) in unchanged:
+                    return
                 new = {x.key for x in [*artifacts, *failed]}
                 kept = [a for a in intact if a.key not in new]
                 write_manifest(out, release_manifest(spec, model_info, kept + artifacts, failed, []))
