@@ -203,6 +203,17 @@ class WarmWorkers:
         self.close()
         return False
 
+    def has(self, family: str) -> bool:
+        """Whether a process of ``family`` is idle or warming up."""
+        with self._lock:
+            return bool(self._idle.get(family) or self._pending.get(family))
+
+    def take_warmups(self) -> list[dict]:
+        """The warm-ups finished since the last call (for profiles)."""
+        with self._lock:
+            out, self.warmups = self.warmups, []
+        return out
+
     def run(self, family: str, job: dict, work: Path, timeout: float, name: str, what: str = "converter",
             _warmup: bool = False) -> dict:
         if not _warmup:  # a warm-up of this family under way: its process is the one to take

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from zoo.core.manifest import (
     verify_files,
     write_manifest,
 )
-from zoo.core.isolation import kill_active_workers
+from zoo.core.isolation import WarmWorkers, kill_active_workers
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
@@ -77,12 +78,15 @@ def build_artifacts(
     on_done=None,
     min_evidence: int = MIN_EVIDENCE,
     timings: list | None = None,
+    warm: WarmWorkers | None = None,
 ) -> tuple[list[Artifact], list[Failure]]:
     """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
 
     ``on_done(artifact_or_failure, ok)`` is called as each one lands (the caller may record it).
     ``min_evidence``: the reference faces behind a strong verdict, recorded in each parity result.
     ``timings``: a list that receives where each job's time went (`zoo export --profile`).
+    ``warm``: warm worker processes shared with the caller's other builds (a release's models: each
+    target's imports then happen once per release); default: this build's own.
     """
     clock = time.time()
     options = options or {}
@@ -226,10 +230,12 @@ def build_artifacts(
         # the jobs that do not read that ONNX (TFLite, SavedModel: from the weights) as soon as the
         # reference is there; the others once their ONNX is. Targets with slow imports (`prestart`) have
         # their warm process importing from the start. Every job lands in the plan's order.
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, warm_workers() as warm:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, (
+                nullcontext(warm) if warm is not None else warm_workers()) as warm:
             try:
                 for name in sorted({j.target for j in rest if get_target(j.target).warm and get_target(j.target).prestart}):
-                    prestart_export_worker(warm, name, work / "logs")
+                    if not warm.has(f"export:{name}"):  # a release's earlier model left one warm
+                        prestart_export_worker(warm, name, work / "logs")
                 ref_future = pool.submit(run_reference, time.time()) if ref_job is not None else None
                 first_futs = [pool.submit(execute, j, None, time.time()) for j in first]
                 # the int8 analysis beside the float work; only the int8 jobs wait for it
@@ -276,7 +282,7 @@ def build_artifacts(
                         land(j, {}, failure, onnx_by_head)
                     else:
                         land(*f.result(), onnx_by_head)
-                for w in warm.warmups if timings is not None else []:
+                for w in warm.take_warmups() if timings is not None else []:
                     timings.append(job_timing(model_id, f"{w['family'].split(':', 1)[-1]} warm-up (imports)",
                                               w["started"], w["started"], w["done"], w["result"]))
             except BaseException:

@@ -18,6 +18,7 @@ from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
 from zoo.pipeline.lock import clean_stale_work, release_lock
 from zoo.pipeline.plan import matrix, plan_of, shard_of
+from zoo.pipeline.worker import warm_workers
 
 REPORT = "REPORT.md"
 
@@ -87,18 +88,19 @@ def release(
 
         extra: list[str] = []
         resolved = {}
-        for m in models:
-            mine = [j for mm, j in entries if mm == m]
-            resolved[m] = resolve_model(m)
-            model_info[m] = resolved[m].describe()
-            extra += write_golden(out, resolved[m])
-            if not mine:
-                continue
-            build_artifacts(
-                resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
-                previous=[a for a in previous if a.model == m], on_done=on_done, min_evidence=min_evidence,
-                timings=timings,
-            )
+        with warm_workers() as warm:  # one warm process per target family for the whole release
+            for m in models:
+                mine = [j for mm, j in entries if mm == m]
+                resolved[m] = resolve_model(m)
+                model_info[m] = resolved[m].describe()
+                extra += write_golden(out, resolved[m])
+                if not mine:
+                    continue
+                build_artifacts(
+                    resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
+                    previous=[a for a in previous if a.model == m], on_done=on_done, min_evidence=min_evidence,
+                    timings=timings, warm=warm,
+                )
         for m in models:
             extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
         manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
