@@ -226,6 +226,7 @@ def build_artifacts(
             return res
 
         futs = []
+        ref_future, first_futs, sens_future = None, [], None
         # the order of work: the PyTorch reference and the ONNX the converters read first, side by side;
         # the jobs that do not read that ONNX (TFLite, SavedModel: from the weights) as soon as the
         # reference is there; the others once their ONNX is. Targets with slow imports (`prestart`) have
@@ -285,8 +286,8 @@ def build_artifacts(
                 for w in warm.take_warmups() if timings is not None else []:
                     timings.append(job_timing(model_id, f"{w['family'].split(':', 1)[-1]} warm-up (imports)",
                                               w["started"], w["started"], w["done"], w["result"]))
-            except BaseException:
-                for _, f, _ in futs:
+            except BaseException:  # nothing queued starts; what runs is stopped
+                for f in [ref_future, sens_future, *first_futs, *(f for _, f, _ in futs)]:
                     if f is not None:
                         f.cancel()
                 kill_active_workers()
