@@ -64,14 +64,10 @@ def resolve_model(
         entry = loader.manifest()[spec.checkpoint]
         path = loader.resolve(entry)
         sha = entry.sha256
-        if labels and len(labels) != len(entry.labels):
-            raise ZooError(f"--labels has {len(labels)} labels ({','.join(labels)}) but the checkpoint has "
-                           f"{len(entry.labels)} classes")
+        sd = loader.LazyStateDict(path, sha)
+        k = len(entry.labels)  # the verified file's classes, as the manifest records them
         if labels:
             spec = replace(spec, labels=labels)
-        if input_size:
-            spec = replace(spec, input_size=tuple(input_size))
-        return ResolvedModel(spec, path, sha, loader.LazyStateDict(path, sha))
     elif checkpoint:
         from zoo.core.model.nets import infer_arch, infer_num_classes  # heavy: torch, for a user checkpoint only
 
@@ -94,7 +90,6 @@ def resolve_model(
         spec = ModelSpec(f"custom-{arch}-{stem}", arch, (320, 240), tuple(labels), None)
     else:
         raise ZooError("give a model: --model ID (see `zoo list`) or --checkpoint PATH --arch slim|rfb")
-    k = infer_num_classes(sd)
     if len(spec.labels) != k:
         raise ZooError(
             f"--labels has {len(spec.labels)} labels ({','.join(spec.labels)}) but the checkpoint has {k} classes"
