@@ -12,9 +12,8 @@ from checkpoints.resolve import ResolvedModel
 from zoo.core.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 from zoo.core.images import builtin_images, load_batch
 from zoo.core.model.processing import postprocess
-from zoo.core.errors import ZooError
 from zoo.core.runtime import TorchRunner
-from zoo.pipeline.reference import NAMES, plan_references, read_reference, write_reference
+from zoo.pipeline.reference import plan_references, read_or_compute
 
 GOLDEN = "golden"
 OUTPUTS = ("scores", "boxes", "locations")
@@ -48,14 +47,11 @@ def write_golden(out: Path, resolved: ResolvedModel) -> list[str]:
     # then never imports torch); computed here otherwise, and stored for the next run
     (key, cached), = plan_references(resolved.checkpoint_sha256, resolved.meta().to_dict(), ["raw"],
                                      [str(p) for p in imgs]).values()
-    ref = read_reference(cached, key, "raw", len(imgs), meta.prior_count, meta.num_classes)
-    if ref is None:
+    def compute() -> dict:
         with TorchRunner(meta, resolved.state_dict) as r:
-            ref = r.infer(x)
-        try:
-            write_reference(cached, key, {n: ref[n] for n in NAMES["raw"]})
-        except (OSError, ZooError):  # a read-only cache only costs the next run the computation
-            pass
+            return r.infer(x)
+
+    ref = read_or_compute(cached, key, "raw", len(imgs), meta.prior_count, meta.num_classes, compute)
     mid = resolved.spec.id
     for name in OUTPUTS:
         buf = io.BytesIO()

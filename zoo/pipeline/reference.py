@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import __version__
+from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, sha256_file, user_cache
 from zoo.core.meta import ArtifactMeta
 
@@ -72,6 +73,20 @@ def write_reference(path: Path, key: str, out: dict) -> None:
     np.savez(buf, key=np.array(key), **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_or_compute(path: Path, key: str, head: str, images: int, priors: int, classes: int, compute) -> dict:
+    """The reference ``key`` stored at ``path`` (checked by `read_reference`), else ``compute()``, stored
+    there for the next run; a cache that cannot be written only costs the next run the computation."""
+    got = read_reference(path, key, head, images, priors, classes)
+    if got is not None:
+        return got
+    out = compute()
+    try:
+        write_reference(path, key, {n: out[n] for n in NAMES[head]})
+    except (OSError, ZooError):
+        pass
+    return out
 
 
 def image_shas(images: list[str]) -> list[str]:

@@ -22,7 +22,6 @@ from checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
 from exporters import get_target  # noqa: E402
 from exporters.base import ExportRequest, write_sidecar  # noqa: E402
 from validation.parity import MIN_EVIDENCE, TIERS, ParityInput, compare  # noqa: E402
-from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
@@ -32,7 +31,7 @@ from zoo.core.model import priors as P  # noqa: E402
 from zoo.core.meta import ArtifactMeta  # noqa: E402
 from zoo.core.runtime import TorchRunner  # noqa: E402
 from zoo.core.timing import phase, take  # noqa: E402
-from zoo.pipeline.reference import NAMES, read_reference, write_reference  # noqa: E402
+from zoo.pipeline.reference import NAMES, read_or_compute, write_reference  # noqa: E402
 
 _T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the rest of start-up
 
@@ -79,22 +78,16 @@ def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference:
     """The PyTorch outputs for ``x``: the stored ones the parent prepared (zoo.pipeline.reference),
     checked again here, else the model run in this process."""
     ref_head = "decoded" if meta.head == "nms" else meta.head
-    if reference and reference.get(ref_head):
-        key, path = reference[ref_head]
-        with phase("reference"):
-            got = read_reference(Path(path), key, ref_head, len(x), meta.prior_count, meta.num_classes)
-        if got is not None:
-            return got
-    with phase("reference"):
+
+    def compute() -> dict:
         with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
-            out = ref_runner.infer(x)
-    if reference and reference.get(ref_head):  # computed here: kept for the next run (zoo.pipeline.reference)
-        key, path = reference[ref_head]
-        try:
-            write_reference(Path(path), key, {n: out[n] for n in NAMES[ref_head]})
-        except (OSError, ZooError):  # a read-only cache only costs the next run the reference again
-            pass
-    return out
+            return ref_runner.infer(x)
+
+    with phase("reference"):
+        if reference and reference.get(ref_head):  # computed here when not stored: kept for the next run
+            key, path = reference[ref_head]
+            return read_or_compute(Path(path), key, ref_head, len(x), meta.prior_count, meta.num_classes, compute)
+        return compute()
 
 
 def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict,
