@@ -52,6 +52,19 @@ EVIDENCE_RULED = ("fp16", "int8")  # precisions whose verdict rests on detection
 RULES = {"tiers": TIERS, "detect": DETECT, "size_buckets": SIZE_BUCKETS, "evidence": 1, "matching": 2}
 
 
+#: how a detection-tier failure starts in ``result["failures"]`` (the others are tensors and invariants)
+DETECTION_FAILURE = "detections:"
+
+
+def detection_verdict(counts: dict, tier: dict) -> bool:
+    """Whether ``counts`` (matched, reference, extra: pooled over images, or over sizes) meet the tier's
+    detection rule; ``recall`` and ``extra_rate`` are set in ``counts``."""
+    ref_n = max(counts["reference"], 1)
+    counts["recall"] = counts["matched"] / ref_n if counts["reference"] else 1.0
+    counts["extra_rate"] = counts["extra"] / ref_n
+    return counts["recall"] >= tier["min_recall"] and counts["extra_rate"] <= tier["max_extra"]
+
+
 def size_bucket(box) -> str:
     """The size bucket of a corner box (x1, y1, x2, y2) in original-image pixels, by its height."""
     h = float(box[3]) - float(box[1])
@@ -253,18 +266,16 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
         if c["min_iou"] is not None:
             totals["min_iou"] = c["min_iou"] if totals["min_iou"] is None else min(totals["min_iou"], c["min_iou"])
     ref_n = max(totals["reference"], 1)
-    totals["recall"] = totals["matched"] / ref_n if totals["reference"] else 1.0
-    totals["extra_rate"] = totals["extra"] / ref_n
+    det_ok = detection_verdict(totals, tier)  # sets recall and extra_rate
     strict_matched = totals["matched"] - totals["borderline_missed"]
     totals["strict"] = {"matched": strict_matched, "missed": totals["missed"] + totals["borderline_missed"],
                         "extra": totals["extra"] + totals["borderline_extra"],
                         "recall": strict_matched / ref_n if totals["reference"] else 1.0,
                         "extra_rate": (totals["extra"] + totals["borderline_extra"]) / ref_n}
-    det_ok = totals["recall"] >= tier["min_recall"] and totals["extra_rate"] <= tier["max_extra"]
     if not det_ok:
         worst = max(per_image, key=lambda c: c["missed"] + c["extra"])
         result["failures"].append(
-            f"detections: {totals['matched']}/{totals['reference']} matched at IoU >= {tier['min_iou']}, "
+            f"{DETECTION_FAILURE} {totals['matched']}/{totals['reference']} matched at IoU >= {tier['min_iou']}, "
             f"{totals['extra']} extra (worst image {worst['image']}: {worst['missed']} missed, {worst['extra']} extra)"
         )
     totals["passed"] = det_ok

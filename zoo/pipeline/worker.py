@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
 from exporters import get_target  # noqa: E402
 from exporters.base import ExportRequest, write_sidecar  # noqa: E402
-from validation.parity import MIN_EVIDENCE, TIERS, ParityInput, compare  # noqa: E402
+from validation.parity import DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_verdict  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
@@ -135,13 +135,10 @@ def _dynamic_parity(runner, state_dict, meta: ArtifactMeta, images: list[str], e
             r = compare(ref, got, data, meta.labels, P.prior_count(w, h), meta.precision, **evidence)
             out["sizes"][f"{w}x{h}"] = {"kind": label, **_summary(r)}
             # tensors and invariants are gated at every size; detections over the sizes together (below)
-            out["failures"] += [f"at {w}x{h} ({label}): {f}" for f in r["failures"] if not f.startswith("detections:")]
+            out["failures"] += [f"at {w}x{h} ({label}): {f}" for f in r["failures"] if not f.startswith(DETECTION_FAILURE)]
             for k in pooled:
                 pooled[k] += r["detections"][k]
-        ref_n = max(pooled["reference"], 1)
-        pooled.update(recall=pooled["matched"] / ref_n if pooled["reference"] else 1.0,
-                      extra_rate=pooled["extra"] / ref_n)
-        pooled["passed"] = pooled["recall"] >= tier["min_recall"] and pooled["extra_rate"] <= tier["max_extra"]
+        pooled["passed"] = detection_verdict(pooled, tier)
         out["pooled"] = pooled
         if not pooled["passed"]:
             worst = max(out["sizes"], key=lambda s: out["sizes"][s]["reference"] - out["sizes"][s]["matched"]
