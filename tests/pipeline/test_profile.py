@@ -33,6 +33,7 @@ def test_profile_reference_reuse_and_torch_free_workers(tmp_path, halves):
         assert r["ok"], r
         for k in PHASES:
             assert r[k] >= 0, (what, k, r)
+        assert r["cpu"] > 0, r  # the CPU seconds of the job's process (its subprocesses included)
         # the phases account for the job's time
         assert abs(sum(r[k] for k in PHASES[:-1]) - r["total"]) < 0.05 + 0.01 * r["total"], r
     assert rows["pytorch reference"]["reference"] > 0

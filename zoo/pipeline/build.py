@@ -318,6 +318,8 @@ def job_timing(model_id: str, what: str, submitted: float, started: float, done:
             "inference": round(t.get("inference", 0.0), 3),
         })
         row["torch"] = bool(t.get("torch"))  # whether the worker loaded torch
+        if "cpu" in t:  # CPU seconds the job used, its quantizer subprocesses included (wall x cores when busy)
+            row["cpu"] = t["cpu"]
         row["other"] = round(max(0.0, row["total"] - row["waiting"] - sum(
             row[k] for k in ("startup", "imports", "conversion", "quantization", "reference", "inference"))), 3)
     return row

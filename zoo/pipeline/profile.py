@@ -5,7 +5,9 @@ machine, while the manifest stays byte-reproducible. One row per worker job:
 
     {"model", "what" (artifact label, "onnx intermediate raw", "pytorch reference", ...), "ok",
      "total", "waiting", "startup", "imports", "conversion", "quantization", "reference",
-     "inference", "other"}   (seconds), and "torch": whether that worker loaded torch
+     "inference", "other", "cpu"}   (seconds; "cpu": the CPU time the job used, its own subprocesses
+     included, so cpu > total - waiting means it ran on more than one core), and "torch": whether that
+     worker loaded torch
 
 and one row per model with "what": "all" and its wall time.
 """
@@ -17,7 +19,8 @@ from pathlib import Path
 from zoo.core.fsutil import atomic_write_text
 
 TIMINGS = "timings.json"
-COLUMNS = ("waiting", "startup", "imports", "conversion", "quantization", "reference", "inference", "other", "total")
+COLUMNS = ("waiting", "startup", "imports", "conversion", "quantization", "reference", "inference", "other", "total",
+           "cpu")
 
 
 def write_timings(out: Path, command: list[str], jobs: int, wall: float, rows: list[dict]) -> Path:
@@ -40,5 +43,6 @@ def render(rows: list[dict], wall: float) -> str:
     for r in rows:
         if r.get("what") == "all":
             lines.append(f"{r['model']}: {r['wall']:.2f} s")
-    lines.append(f"wall: {wall:.2f} s")
+    cpu = [r["cpu"] for r in rows if isinstance(r.get("cpu"), (int, float))]
+    lines.append(f"wall: {wall:.2f} s" + (f"; cpu: {sum(cpu):.2f} s over the jobs" if cpu else ""))
     return "\n".join(lines)

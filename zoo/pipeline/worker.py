@@ -13,6 +13,7 @@ _T0 = time.time()  # when this interpreter reached our code: start-up ends here 
 
 import importlib  # noqa: E402
 import io  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -247,10 +248,24 @@ def _imports(target, torch: bool) -> None:
             importlib.import_module(m)
 
 
+#: CPU seconds this process (and the children it waited for) had used when its last job ended: a warm
+#: worker's next job counts from here, a new process's first job from its start (interpreter included)
+_CPU_MARK = 0.0
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run(job: dict) -> dict:
+    global _CPU_MARK
     res = _run(job)
     if isinstance(res, dict):
-        res["timings"] = {**take(), "t0": _T0, "t1": _T1, "t_end": time.time(), "torch": "torch" in sys.modules}
+        cpu = _cpu_seconds()
+        res["timings"] = {**take(), "t0": _T0, "t1": _T1, "t_end": time.time(), "torch": "torch" in sys.modules,
+                          "cpu": round(cpu - _CPU_MARK, 3)}
+        _CPU_MARK = cpu
     return res
 
 
