@@ -67,6 +67,39 @@ def test_analysis_of_a_real_network_names_every_convolution_in_execution_order()
 
 
 
+@pytest.mark.parametrize("arch", ["slim", "rfb"])
+def test_the_analysis_from_each_stage_is_bit_for_bit_the_whole_pass(arch):
+    """Each layer's run starts at its stage (UltraFace.forward_from) instead of the input: outputs and
+    errors must be exactly those of the whole forward pass with that one layer quantized."""
+    torch = pytest.importorskip("torch")
+    from zoo.core.model.nets import UltraFace
+
+    torch.manual_seed(1)
+    net = UltraFace(arch, 2, 160, 120, head="raw").eval()
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, 3, 120, 160)).astype(np.float32))
+    keep: list = []
+    with torch.no_grad():
+        whole = net(x)
+        from_zero = net.forward_from(0, x, [], [], keep=keep)
+        assert all(torch.equal(a, b) for a, b in zip(whole, from_zero))
+        for s in range(len(keep)):  # resuming at any stage gives the whole pass's outputs
+            assert all(torch.equal(a, b) for a, b in zip(whole, net.forward_from(s, *keep[s])))
+    names = S._convs_in_order(net, x)
+    ranges = S._input_ranges(net, x, names)
+    ref = S._run(net, x, [], ranges)
+    for name in names:
+        full = S._run(net, x, [name], ranges)
+        s = net.stage_of(name)
+        part = S._run(net, x, [name], ranges, start=(s, *keep[s]))
+        assert all(np.array_equal(a, b) for a, b in zip(full, part)), name
+        assert S.output_error(ref, full) == S.output_error(ref, part)
+    a = S.analyse(net, x.numpy())
+    assert [l["error"] for l in a["layers"]] == [S.output_error(ref, S._run(net, x, [n], ranges)) for n in names]
+    with pytest.raises(ValueError):
+        net.stage_of("priors")
+
+
+
 # ---- the cached analysis (zoo/pipeline/analysis.py): our own file, read back as input ----
 
 from hypothesis import given  # noqa: E402

@@ -157,21 +157,40 @@ class UltraFace(nn.Module):
         return conf.view(conf.size(0), -1, self.num_classes), loc.view(loc.size(0), -1, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        confs, locs = [], []
-        level = 0
-        for i, layer in enumerate(self.base_net):
-            x = layer(x)
-            if i in SOURCE_LAYERS:
-                c, l = self._level(level, x)
+        return self.forward_from(0, x, [], [])
+
+    def stage_of(self, module: str) -> int:
+        """The stage of `forward_from` that runs ``module`` (a module name; a detection header belongs
+        to the stage whose output its level reads). Stages: each backbone layer, then each extra."""
+        parts = module.split(".")
+        n = len(self.base_net)
+        if len(parts) >= 2 and parts[1].isdigit():
+            k = int(parts[1])
+            if parts[0] == "base_net" and k < n:
+                return k
+            if parts[0] == "extras" and k < len(self.extras):
+                return n + k
+            if parts[0] in ("classification_headers", "regression_headers") and k < len(SOURCE_LAYERS) + len(self.extras):
+                return SOURCE_LAYERS[k] if k < len(SOURCE_LAYERS) else n + k - len(SOURCE_LAYERS)
+        raise ValueError(f"{module!r} is not a module of a stage of the UltraFace network")
+
+    def forward_from(self, stage: int, x: torch.Tensor, confs: list, locs: list,
+                     keep: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward pass from ``stage`` on, given that stage's input ``x`` and the detection levels
+        (``confs``, ``locs``) the stages before it produced; ``forward`` is ``forward_from(0, x, [], [])``.
+        ``keep``: a list that receives (input, confs, locs) of every stage run, so a later call can
+        start at any of them and compute exactly what the whole pass computes from there (the int8
+        sensitivity analysis changes one layer at a time and reruns only what follows it)."""
+        confs, locs = list(confs), list(locs)
+        n = len(self.base_net)
+        for i in range(stage, n + len(self.extras)):
+            if keep is not None:
+                keep.append((x, list(confs), list(locs)))
+            x = self.base_net[i](x) if i < n else self.extras[i - n](x)
+            if i >= n or i in SOURCE_LAYERS:
+                c, l = self._level(len(confs), x)
                 confs.append(c)
                 locs.append(l)
-                level += 1
-        for extra in self.extras:
-            x = extra(x)
-            c, l = self._level(level, x)
-            confs.append(c)
-            locs.append(l)
-            level += 1
         scores = torch.softmax(torch.cat(confs, 1), dim=2)
         locations = torch.cat(locs, 1)
         if self.head == "raw":
