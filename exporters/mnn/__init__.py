@@ -13,7 +13,7 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
-from exporters.mnn.quantize import MAX_CALIB, skip_ops_for, spread
+from exporters.mnn.quantize import FACE_RICH_PIXELS, MAX_CALIB, skip_ops_for, spread
 from exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
@@ -90,15 +90,17 @@ class MnnTarget(Target):
 
     def _int8(self, req: ExportRequest, rel: Path, biz: str, m: ArtifactMeta, target_version: str | None) -> ArtifactMeta:
         """Full int8 with the calibration that measures best on the held-out part of the calibration
-        images (never the parity images), the sensitive layers kept float. The candidates: ADMM on the
-        few images where the fp32 model finds the most faces, ADMM on a few spread over the set, and EMA
-        on all of them. MNN's methods fail differently per model and set: EMA loses almost every face of
-        rfb-320 and KL wrecked slim-320; at 640x480 ADMM on 4 spread images of the default set lost 9% of
-        rfb-640's faces (its held-out error 0.0132) where the face-rich 4 kept them (0.0075), while at
-        320x240 the spread 4 measured best (0.0054 vs 0.0109). The quantizations run two at a time, each
-        in its own process (MNN's quantizer crashed when a second one ran in the process of the first).
-        ``target_version``: the fp32 file the quantizer reads is converted with ``--targetVersion`` (the
-        quantizer itself has no such option)."""
+        images (never the parity images), the sensitive layers kept float. The candidates: EMA on all of
+        them, and one ADMM on MAX_CALIB images (ADMM costs ~10 s of CPU per 320x240 image and ~40 s per
+        640x480 one): below FACE_RICH_PIXELS the images spread over the set, from it on the images where
+        the fp32 model finds the most faces. MNN's methods fail differently per model and set: EMA loses
+        almost every face of rfb-320 and KL wrecked slim-320. Both ADMM sets were scored on all four
+        published checkpoints (held-out calibration error, face-rich / spread): 320x240 rfb 0.0109 / 0.0054
+        and slim 0.0114 / 0.0067, 640x480 rfb 0.0075 / 0.0132 (the spread 4 lost 9% of rfb-640's faces)
+        and slim 0.0071 / 0.0080; the set the size picks won on every one, so running the other one only
+        doubled the cost. The quantizations run at once, each in its own process (MNN's quantizer
+        crashed when a second one ran in the process of the first). ``target_version``: the fp32 file
+        the quantizer reads is converted with ``--targetVersion`` (the quantizer itself has no such option)."""
         fit, held = req.calib_split()
         errors: dict[str, float] = {}
         failures: dict[str, str] = {}
@@ -108,10 +110,10 @@ class MnnTarget(Target):
             skip = skip_ops_for(req.onnx_path, req.float_kept)
             score = req.quant_scorer(self.runner(fp32, m.with_(precision="fp32")), held)
             rich = req.face_rich(self.runner(fp32, m.with_(precision="fp32")), fit, MAX_CALIB)
-            candidates = {"ADMM face-rich": ("ADMM", [p for p, _ in rich]), "ADMM spread": ("ADMM", spread(fit)),
-                          "EMA": ("EMA", fit)}
-            if set(candidates["ADMM spread"][1]) == set(candidates["ADMM face-rich"][1]):
-                del candidates["ADMM spread"]  # a set of MAX_CALIB images or fewer: one ADMM is enough
+            w, h = m.input_size
+            candidates = ({"ADMM face-rich": ("ADMM", [p for p, _ in rich])} if w * h >= FACE_RICH_PIXELS
+                          else {"ADMM spread": ("ADMM", spread(fit))})
+            candidates["EMA"] = ("EMA", fit)
 
             def quantize(name: str) -> dict:
                 method, images = candidates[name]
@@ -137,7 +139,7 @@ class MnnTarget(Target):
         return m.with_(io={
             **m.io,
             "calibration": {"method": method, "weights": "MAX_ABS", "images": [p.name for p in used],
-                            "chosen": best, "face_counts": {p.name: n for p, n in rich},
+                            "chosen": best, "candidates": list(candidates), "face_counts": {p.name: n for p, n in rich},
                             "held_out": [p.name for p in held], "held_out_error": errors,
                             "failed": failures},
             "quantization": {"float_kept": req.float_kept, "float_ops": skip, "sensitivity": req.sensitivity}})

@@ -27,6 +27,9 @@ from zoo.core.model.layers import onnx_module_name
 
 #: images ADMM calibrates on (its time and memory grow with the count)
 MAX_CALIB = 4
+#: from this many input pixels on (640x480), ADMM calibrates on the face-rich images, below it on
+#: images spread over the set (exporters.mnn.MnnTarget._int8 has the measurements)
+FACE_RICH_PIXELS = 640 * 480
 #: feature_quantize_method values accepted by MNN's calibration.
 FEATURE_METHODS = ("ADMM", "KL", "EMA")
 #: weight_quantize_method values accepted by MNN's calibration.

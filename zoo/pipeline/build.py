@@ -187,11 +187,12 @@ def build_artifacts(
         def run_sensitivity(submitted: float) -> tuple[dict, str | None]:
             # one model-level analysis, shared by every int8 target (the same layers stay float everywhere)
             started = time.time()
+            took: dict = {}
             analysis, error = analyse_sensitivity(
                 {"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
                  "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256},
-                work / "logs", lambda msg: say(f"{model_id}: {msg}"))
-            record("int8 sensitivity analysis", submitted, started, {"ok": error is None})
+                work / "logs", lambda msg: say(f"{model_id}: {msg}"), took)
+            record("int8 sensitivity analysis", submitted, started, {"ok": error is None, "timings": took})
             return analysis or {}, error
         # the PyTorch reference outputs on the parity images, once for every job (cached across runs),
         # and the weights as NumPy for targets that build their own network: one torch process
