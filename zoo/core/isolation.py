@@ -184,7 +184,8 @@ class WarmWorkers:
         """Start a process of ``family`` now and run ``job`` in it in the background (a warm-up: the
         family's slow imports, while other work goes on). The family's next ``run`` waits for it and
         then takes that process; a warm-up that fails leaves no process behind (the job then starts
-        its own, as without a warm-up)."""
+        its own, as without a warm-up). Nothing is started when a process of ``family`` is idle or
+        warming up already (builds running side by side ask at the same time)."""
         def go():
             started = time.time()
             res = self.run(family, job, work, timeout, name, _warmup=True)
@@ -193,6 +194,8 @@ class WarmWorkers:
 
         t = threading.Thread(target=go, name=f"warmup-{name}", daemon=True)
         with self._lock:
+            if self._idle.get(family) or self._pending.get(family):
+                return
             self._pending.setdefault(family, []).append(t)
         t.start()
 

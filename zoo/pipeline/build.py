@@ -9,7 +9,6 @@ import shutil
 import tempfile
 import time
 from contextlib import nullcontext
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from zoo.core.manifest import (
     write_manifest,
 )
 from zoo.core.isolation import WarmWorkers, kill_active_workers
+from zoo.core.schedule import PriorityPool
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
@@ -79,6 +79,8 @@ def build_artifacts(
     min_evidence: int = MIN_EVIDENCE,
     timings: list | None = None,
     warm: WarmWorkers | None = None,
+    slots: PriorityPool | None = None,
+    rank: int = 0,
 ) -> tuple[list[Artifact], list[Failure]]:
     """Build the plan's artifacts of one model into ``out``; reuse up-to-date ones from ``previous``.
 
@@ -87,6 +89,9 @@ def build_artifacts(
     ``timings``: a list that receives where each job's time went (`zoo export --profile`).
     ``warm``: warm worker processes shared with the caller's other builds (a release's models: each
     target's imports then happen once per release); default: this build's own.
+    ``slots``: the job slots shared with the caller's other builds running at the same time (a
+    release's models), this build's jobs queued with priority ``rank`` (lower first); default: this
+    build's own ``jobs`` slots.
     """
     clock = time.time()
     options = options or {}
@@ -232,16 +237,15 @@ def build_artifacts(
         # the jobs that do not read that ONNX (TFLite, SavedModel: from the weights) as soon as the
         # reference is there; the others once their ONNX is. Targets with slow imports (`prestart`) have
         # their warm process importing from the start. Every job lands in the plan's order.
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, (
+        with (nullcontext(slots) if slots is not None else PriorityPool(jobs)) as pool, (
                 nullcontext(warm) if warm is not None else warm_workers()) as warm:
             try:
                 for name in sorted({j.target for j in rest if get_target(j.target).warm and get_target(j.target).prestart}):
-                    if not warm.has(f"export:{name}"):  # a release's earlier model left one warm
-                        prestart_export_worker(warm, name, work / "logs")
-                ref_future = pool.submit(run_reference, time.time()) if ref_job is not None else None
-                first_futs = [pool.submit(execute, j, None, time.time()) for j in first]
+                    prestart_export_worker(warm, name, work / "logs")  # none when one is warm already
+                ref_future = pool.submit(rank, run_reference, time.time()) if ref_job is not None else None
+                first_futs = [pool.submit(rank, execute, j, None, time.time()) for j in first]
                 # the int8 analysis beside the float work; only the int8 jobs wait for it
-                sens_future = pool.submit(run_sensitivity, time.time()) if need_sensitivity else None
+                sens_future = pool.submit(rank, run_sensitivity, time.time()) if need_sensitivity else None
 
                 def submit(j: Job) -> None:
                     t = get_target(j.target)
@@ -252,7 +256,7 @@ def build_artifacts(
                         why = intermediate_errors.get(sh) or "see the onnx artifact's error"
                         futs.append((j, None, {"ok": False, "error": f"our {sh} ONNX (its input) failed to build: {why}"}))
                     else:
-                        futs.append((j, pool.submit(execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None,
+                        futs.append((j, pool.submit(rank, execute, j, onnx_by_head.get(sh) if t.source == "onnx" else None,
                                                     time.time()), None))
 
                 int8 = [j for j in rest if base_precision(j.precision) == "int8"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from checkpoints.resolve import resolve_model
@@ -9,10 +10,12 @@ from exporters import target_names
 from validation.parity import MIN_EVIDENCE
 from validation.report import build_report, render_markdown
 from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
+from zoo.core.isolation import kill_active_workers
 from zoo.core.images import default_calibration
 from zoo.core.manifest import Artifact, Failure, Manifest, file_entries, existing_manifest, write_manifest
 from zoo.core.model.specs import get_spec
 from zoo.core.parity_set import default_images
+from zoo.core.schedule import PriorityPool
 from zoo.pipeline.build import artifact_verifies, build_artifacts
 from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
@@ -87,20 +90,33 @@ def release(
                 write_manifest(out, release_manifest(spec, model_info, kept + artifacts, failed, []))
 
         extra: list[str] = []
-        resolved = {}
-        with warm_workers() as warm:  # one warm process per target family for the whole release
-            for m in models:
-                mine = [j for mm, j in entries if mm == m]
-                resolved[m] = resolve_model(m)
-                model_info[m] = resolved[m].describe()
-                extra += write_golden(out, resolved[m])
-                if not mine:
-                    continue
-                build_artifacts(
-                    resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs, timeout, progress,
-                    previous=[a for a in previous if a.model == m], on_done=on_done, min_evidence=min_evidence,
-                    timings=timings, warm=warm,
-                )
+        resolved = {m: resolve_model(m) for m in models}
+        for m in models:
+            model_info[m] = resolved[m].describe()
+        # the models are built side by side in one set of --jobs slots; the largest input first: its
+        # int8 calibration is the release's longest chain of work, and the others fill the slots its
+        # jobs leave idle while they wait for each other (the PyTorch reference, then the analysis)
+        by_size = sorted(models, key=lambda m: -(resolved[m].spec.input_size[0] * resolved[m].spec.input_size[1]))
+        with warm_workers() as warm, PriorityPool(jobs) as slots, \
+                ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="model") as builders:
+            try:
+                builds = []
+                for m in models:
+                    mine = [j for mm, j in entries if mm == m]
+                    if mine:
+                        builds.append(builders.submit(
+                            build_artifacts, resolved[m], plan_of(mine), out, images_s, calib_s, {}, threads, jobs,
+                            timeout, progress, previous=[a for a in previous if a.model == m], on_done=on_done,
+                            min_evidence=min_evidence, timings=timings, warm=warm, slots=slots,
+                            rank=by_size.index(m)))
+                for m in models:  # while the workers build: PyTorch's outputs on the golden images
+                    extra += write_golden(out, resolved[m])
+                for b in builds:
+                    b.result()
+            except BaseException:  # an interrupt: nothing queued or new starts, what runs is stopped
+                slots.close(cancel=True)
+                kill_active_workers()
+                raise
         for m in models:
             extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
         manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
