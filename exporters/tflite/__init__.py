@@ -22,7 +22,7 @@ from exporters.base import ExportRequest, ExportResult, Target
 from exporters.tflite.convert import convert
 from exporters.tflite.network import build_module
 from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
-from exporters.tflite.saved_model import save_saved_model, stable_fingerprint
+from exporters.tflite.saved_model import canonical_function_names, save_saved_model, stable_fingerprint
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner, Tap
 from zoo.core.timing import phase
@@ -110,6 +110,7 @@ class SavedModelTarget(Target):
     def export(self, req: ExportRequest) -> ExportResult:
         folder = req.out_dir / req.stem
         save_saved_model(_module(req), folder)
+        canonical_function_names(folder)
         stable_fingerprint(folder)
         files = sorted(p.relative_to(req.out_dir) for p in folder.rglob("*") if p.is_file())
         return ExportResult(primary=Path(req.stem) / "saved_model.pb", files=files, meta=req.meta, tools=self.tool_versions())

@@ -475,11 +475,33 @@ def test_conversion_offline_and_deterministic(work, rfb320, tmp_path):
         convert(out + "/sm", out + "/fp32.tflite", precision="fp32")
         convert(out + "/sm", out + "/int8io.tflite", precision="int8",
                 calib=np.load({str(work / "calib.npy")!r}), int8_io=True)
+        import shutil
+        from pathlib import Path
+        from exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
+        shutil.copytree(out + "/sm", out + "/canonical")  # the saved_model target's artifact
+        canonical_function_names(Path(out + "/canonical"))
+        stable_fingerprint(Path(out + "/canonical"))
         print("done")
     """, tmp_path)
     assert r.returncode == 0 and "done" in r.stdout, (r.returncode, r.stderr[-3000:])
     for tag in ("fp32", "int8io"):
         assert (out / f"{tag}.tflite").read_bytes() == rfb320["files"][tag].read_bytes(), tag
+    # the SavedModel saved here, after this process traced other functions (TF numbers them with a
+    # process-wide counter), is byte-identical to the fresh process's once its functions are renumbered
+    from exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
+
+    here = tmp_path / "here"
+    save_saved_model(build_module(state_dict("version-RFB-320"), "rfb", 2, 320, 240, "raw"), here)
+    assert (here / "saved_model.pb").read_bytes() != (out / "sm" / "saved_model.pb").read_bytes()  # other numbers
+    canonical_function_names(here)
+    stable_fingerprint(here)
+    for name in ("saved_model.pb", "fingerprint.pb"):
+        assert (here / name).read_bytes() == (out / "canonical" / name).read_bytes(), name
+    from exporters.tflite.runner import SavedModelNet
+
+    with SavedModelNet(here) as a, SavedModelNet(out / "sm") as b:
+        got, want = a.infer(images(320, 240)[:1]), b.infer(images(320, 240)[:1])
+    assert all(np.array_equal(got[k], want[k]) for k in want)  # the same graph: the same outputs
     # and in-process, same SavedModel twice
     again = tmp_path / "again.tflite"
     convert(rfb320["sm"], again, precision="fp16")
