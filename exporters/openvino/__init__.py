@@ -9,7 +9,6 @@ Modules: ``quiet`` (openvino and nncf imported with their usage reporting turned
 (``OpenvinoRunner``: ``Core().compile_model(model, "CPU")``; ``OpenvinoTap`` for `zoo diff`)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
@@ -63,35 +62,20 @@ class OpenvinoTarget(Target):
         return ExportResult(primary=xml, files=[xml, bin_], meta=meta, tools=self.tool_versions())
 
     def _int8(self, req: ExportRequest, model):
-        """NNCF int8 with the setting (CANDIDATES) that measures best against the fp32 IR on the
-        held-out third of the calibration images (never the parity images), then quantized again on
-        every calibration image; the softmax, the input convolutions and the sensitivity analysis'
-        layers stay float."""
-        from exporters.openvino.quantize import CANDIDATES, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
+        """NNCF int8 with the measured setting (quantize.SETTING) on every calibration image; the
+        softmax, the input convolutions and the sensitivity analysis' layers stay float."""
+        from exporters.openvino.quantize import SETTING, SETTINGS, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
         from zoo.core.images import load_batch  # heavy (OpenCV)
 
         m = req.meta
-        fit, held = req.calib_split()
         ignored = float_nodes(model, req.float_kept)
-        x_fit, _, _ = load_batch(fit, *m.input_size)
-        errors: dict[str, float] = {}
-        with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
-            xml, _ = save_ir(model, Path(td), "fp32", fp16=False)
-            score = req.quant_scorer(OpenvinoRunner(m.with_(precision="fp32"), Path(td) / xml), held)
-            for name in CANDIDATES:
-                cand, _ = save_ir(to_int8(model, x_fit, ignored, name), Path(td), name, fp16=False,
-                                  f16_float_weights=True)
-                errors[name] = score(OpenvinoRunner(m, Path(td) / cand))
-        best = min(errors, key=errors.get)
         x_all, _, _ = load_batch(sorted(req.calib), *m.input_size)
-        q = to_int8(model, x_all, ignored, best)
-        preset, estimator = CANDIDATES[best]
+        q = to_int8(model, x_all, ignored, SETTING)
+        preset, estimator = SETTINGS[SETTING]
         meta = m.with_(io={
-            "calibration": {"method": best, "preset": preset.lower(), "activation_ranges": estimator or "nncf default",
+            "calibration": {"method": SETTING, "preset": preset.lower(), "activation_ranges": estimator or "nncf default",
                             "subset_size": len(req.calib), "fast_bias_correction": True,
-                            "images": [p.name for p in sorted(req.calib)],
-                            "chosen_on": {"fit": [p.name for p in fit], "held_out": [p.name for p in held],
-                                          "held_out_error": errors}},
+                            "images": [p.name for p in sorted(req.calib)]},
             "quantization": {"format": "NNCF FakeQuantize, int8 weights",
                              "float_weights": f"f16 (Convert to f32) when >= {F16_MIN_VALUES} values, else f32",
                              "float_kept": req.float_kept,
