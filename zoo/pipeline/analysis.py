@@ -60,9 +60,10 @@ def read_cached(path: Path, key: str) -> dict | None:
     return data if valid_analysis(data, key) else None
 
 
-def analyse(job: dict, work: Path, say=None, timings: dict | None = None) -> tuple[dict | None, str | None]:
+def analyse(job: dict, work: Path, say=None, timings: dict | None = None, warm=None) -> tuple[dict | None, str | None]:
     """(analysis, None), or (None, why it failed). ``job``: the worker's "sensitivity" job. ``timings``:
-    receives the worker's timings (`zoo export --profile`) when the analysis runs."""
+    receives the worker's timings (`zoo export --profile`) when the analysis runs; ``warm``: the
+    run's warm processes (zoo.pipeline.worker.run_worker)."""
     say = say or (lambda msg: None)
     key = analysis_key(job["checkpoint_sha256"], job["meta"], job["calib"])
     path = user_cache(CACHE) / f"{key}.json"
@@ -71,7 +72,7 @@ def analyse(job: dict, work: Path, say=None, timings: dict | None = None) -> tup
         say(f"int8 sensitivity analysis: reused ({path})")
         return cached, None
     say(f"int8 sensitivity analysis on {len(job['calib'])} calibration image(s) ...")
-    res = run_worker(job, work, TIMEOUT, "sensitivity")
+    res = run_worker(job, work, TIMEOUT, "sensitivity", warm=warm)
     if timings is not None:
         timings.update(res.get("timings") or {})
     if not res.get("ok"):

@@ -196,7 +196,7 @@ def build_artifacts(
             analysis, error = analyse_sensitivity(
                 {"kind": "sensitivity", "meta": meta0.to_dict(), "calib": calib, "threads": threads,
                  "checkpoint": str(resolved.checkpoint_path.resolve()), "checkpoint_sha256": resolved.checkpoint_sha256},
-                work / "logs", lambda msg: say(f"{model_id}: {msg}"), took)
+                work / "logs", lambda msg: say(f"{model_id}: {msg}"), took, warm)
             record("int8 sensitivity analysis", submitted, started, {"ok": error is None, "timings": took})
             return analysis or {}, error
         # the PyTorch reference outputs on the parity images, once for every job (cached across runs),
@@ -225,7 +225,7 @@ def build_artifacts(
         rest = [j for j in todo if j not in first]
         def run_reference(submitted: float) -> dict:
             started = time.time()
-            res = run_worker(ref_job, work / "logs", REFERENCE_TIMEOUT, "reference")
+            res = run_worker(ref_job, work / "logs", REFERENCE_TIMEOUT, "reference", warm=warm)
             record("pytorch reference", submitted, started, res)
             if not res.get("ok"):  # every worker then computes its own reference: slower, still right
                 say(f"{model_id}: the shared PyTorch reference failed ({res.get('error')}); each job computes its own")

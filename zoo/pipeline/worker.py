@@ -38,6 +38,8 @@ _T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the res
 
 
 MODULE = "zoo.pipeline.worker"
+#: the jobs that only run PyTorch: one warm process runs them one after another (torch imported once)
+TORCH_KINDS = ("reference", "sensitivity")
 ANALYSIS_THREADS = 1  # the int8 sensitivity analysis' torch threads (part of its cache key)
 PRELOAD_TIMEOUT = 300.0  # seconds for a warm process's imports (TensorFlow: ~8 s on 2 free cores)
 
@@ -50,11 +52,14 @@ def warm_workers() -> WarmWorkers:
 def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorkers | None = None) -> dict:
     """One job in its own interpreter; a crash or hang becomes an error result
     ("converter crashed ..." for an export, "runtime crashed ..." for the others). With ``warm``,
-    an export or check job runs in a warm process of its target's family, with the same guarantees."""
+    an export or check job runs in a warm process of its target's family, and the PyTorch jobs (the
+    reference, the sensitivity analysis) in one of their own, with the same guarantees."""
     kind = job.get("kind", "export")
     what = "converter" if kind == "export" else "runtime"
     if warm is not None and kind in ("export", "check") and get_target(job["target"]).warm:
         return warm.run(f"{kind}:{job['target']}", job, work, timeout, name, what=what)
+    if warm is not None and kind in TORCH_KINDS:
+        return warm.run("torch", job, work, timeout, name, what=what)
     return run_isolated(MODULE, [], job, work, timeout, name, what=what)
 
 
