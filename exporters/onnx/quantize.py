@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def to_int8(model, calib: np.ndarray, keep_modules: list[str] = (), method: str 
         def get_next(self):
             return next(self.it, None)
 
-    with tempfile.TemporaryDirectory() as td:
+    with tempfile.TemporaryDirectory() as td, _one_thread_sessions():
         src, dst = Path(td) / "fp32.onnx", Path(td) / "int8.onnx"
         onnx.save(model, str(src))
         quantize_static(
@@ -52,6 +53,30 @@ def to_int8(model, calib: np.ndarray, keep_modules: list[str] = (), method: str 
             extra_options={"CalibPercentile": PERCENTILE} if method == "Percentile" else {},
         )
         return onnx.load(str(dst))
+
+
+@contextmanager
+def _one_thread_sessions():
+    """onnxruntime's calibrator opens its session with default options: a thread per core, spinning
+    while it waits. Its activations then depend in the last bits on the machine's core count (so did
+    the int8 file: rfb-640's differed between 1 and 2 threads), and beside the other jobs of a run the
+    spinning costs CPU (rfb-640 Percentile on an idle machine: 15.0 s of CPU in 11.9 s with 2 threads,
+    8.8 s in 8.8 s with one). Within this block every new session runs on one thread."""
+    import onnxruntime  # heavy: imported when used
+
+    default = onnxruntime.SessionOptions
+
+    def one_thread():
+        o = default()
+        o.intra_op_num_threads = 1
+        o.inter_op_num_threads = 1
+        return o
+
+    onnxruntime.SessionOptions = one_thread
+    try:
+        yield
+    finally:
+        onnxruntime.SessionOptions = default
 
 
 def conv_nodes(model, modules) -> list[str]:
