@@ -13,7 +13,7 @@ from pathlib import Path
 
 from exporters.base import ExportRequest, ExportResult, Target
 from exporters.mnn.convert import make_reproducible, onnx_to_mnn
-from exporters.mnn.quantize import FACE_RICH_PIXELS, MAX_CALIB, skip_ops_for, spread
+from exporters.mnn.quantize import EMA_ARCHES, FACE_RICH_PIXELS, MAX_CALIB, skip_ops_for, spread
 from exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
@@ -90,17 +90,19 @@ class MnnTarget(Target):
 
     def _int8(self, req: ExportRequest, rel: Path, biz: str, m: ArtifactMeta, target_version: str | None) -> ArtifactMeta:
         """Full int8 with the calibration that measures best on the held-out part of the calibration
-        images (never the parity images), the sensitive layers kept float. The candidates: EMA on all of
-        them, and one ADMM on MAX_CALIB images (ADMM costs ~10 s of CPU per 320x240 image and ~40 s per
-        640x480 one): below FACE_RICH_PIXELS the images spread over the set, from it on the images where
-        the fp32 model finds the most faces. MNN's methods fail differently per model and set: EMA loses
-        almost every face of rfb-320 and KL wrecked slim-320. Both ADMM sets were scored on all four
-        published checkpoints (held-out calibration error, face-rich / spread): 320x240 rfb 0.0109 / 0.0054
-        and slim 0.0114 / 0.0067, 640x480 rfb 0.0075 / 0.0132 (the spread 4 lost 9% of rfb-640's faces)
-        and slim 0.0071 / 0.0080; the set the size picks won on every one, so running the other one only
-        doubled the cost. The quantizations run at once, each in its own process (MNN's quantizer
-        crashed when a second one ran in the process of the first). ``target_version``: the fp32 file
-        the quantizer reads is converted with ``--targetVersion`` (the quantizer itself has no such option)."""
+        images (never the parity images), the sensitive layers kept float. The candidates: one ADMM on
+        MAX_CALIB images (ADMM costs ~10 s of CPU per 320x240 image and ~40 s per 640x480 one): below
+        FACE_RICH_PIXELS the images spread over the set, from it on the images where the fp32 model
+        finds the most faces; and EMA on all of them for the architectures of EMA_ARCHES.
+        Measured on the four published checkpoints (held-out calibration error; face-rich ADMM /
+        spread ADMM / EMA): rfb-320 0.0109 / 0.0054 / 0.2457, slim-320 0.0114 / 0.0067 / 0.0073,
+        rfb-640 0.0075 / 0.0132 / 0.2410 (the spread 4 lost 9% of rfb-640's faces), slim-640
+        0.0071 / 0.0080 / 0.0067. The ADMM set the input size picks won on every one, so the other
+        only doubled the cost; EMA loses almost every face of the RFB architecture (30x ADMM's error
+        on both checkpoints) and won on slim-640. KL wrecked slim-320. The quantizations run at
+        once, each in its own process (MNN's quantizer crashed when a second one ran in the process
+        of the first). ``target_version``: the fp32 file the quantizer reads is converted with
+        ``--targetVersion`` (the quantizer itself has no such option)."""
         fit, held = req.calib_split()
         errors: dict[str, float] = {}
         failures: dict[str, str] = {}
@@ -113,7 +115,8 @@ class MnnTarget(Target):
             w, h = m.input_size
             candidates = ({"ADMM face-rich": ("ADMM", [p for p, _ in rich])} if w * h >= FACE_RICH_PIXELS
                           else {"ADMM spread": ("ADMM", spread(fit))})
-            candidates["EMA"] = ("EMA", fit)
+            if m.arch in EMA_ARCHES:
+                candidates["EMA"] = ("EMA", fit)
 
             def quantize(name: str) -> dict:
                 method, images = candidates[name]

@@ -30,6 +30,8 @@ MAX_CALIB = 4
 #: from this many input pixels on (640x480), ADMM calibrates on the face-rich images, below it on
 #: images spread over the set (exporters.mnn.MnnTarget._int8 has the measurements)
 FACE_RICH_PIXELS = 640 * 480
+#: the architectures EMA calibration is tried on (it lost almost every face of both RFB checkpoints)
+EMA_ARCHES = ("slim",)
 #: feature_quantize_method values accepted by MNN's calibration.
 FEATURE_METHODS = ("ADMM", "KL", "EMA")
 #: weight_quantize_method values accepted by MNN's calibration.
