@@ -39,7 +39,9 @@ def test_close_with_cancel_drops_the_queued_calls_and_refuses_new_ones():
     running = pool.submit(0, lambda: started.set() or gate.wait())
     assert started.wait(10)
     queued = [pool.submit(0, ran.append, i) for i in range(3)]
+    assert not pool.cancelled
     pool.close(cancel=True)
+    assert pool.cancelled
     with pytest.raises(RuntimeError):
         pool.submit(0, ran.append, 9)
     gate.set()

@@ -24,6 +24,7 @@ class PriorityPool:
         self._seq = itertools.count()
         self._cv = threading.Condition()
         self._closed = False
+        self.cancelled = False  # closed with its queue dropped: the run was interrupted
         self._threads = [threading.Thread(target=self._loop, name=f"slot-{i}", daemon=True)
                          for i in range(max(1, int(workers)))]
         for t in self._threads:
@@ -58,6 +59,7 @@ class PriorityPool:
         raise CancelledError). The running ones go on; the slots end when the queue is empty."""
         with self._cv:
             self._closed = True
+            self.cancelled = self.cancelled or cancel
             queued, self._heap = (self._heap, []) if cancel else ([], self._heap)
             self._cv.notify_all()
         for _, _, fut, _, _ in queued:

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import CancelledError
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -154,6 +155,8 @@ def build_artifacts(
             return j, jd, res
 
         def land(j: Job, jd: dict, res: dict, onnx_by_head: dict) -> None:
+            if pool.cancelled:  # the run was interrupted (in a release: on another thread); a job it
+                raise CancelledError(f"{model_id}: interrupted")  # killed is no failure to record
             key = j.artifact_key(model_id)
             if not res.get("ok"):
                 failed.append(Failure(key.model, key.target, key.precision, key.head, res.get("error", "unknown error"),
