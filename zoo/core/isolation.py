@@ -206,11 +206,6 @@ class WarmWorkers:
         self.close()
         return False
 
-    def has(self, family: str) -> bool:
-        """Whether a process of ``family`` is idle or warming up."""
-        with self._lock:
-            return bool(self._idle.get(family) or self._pending.get(family))
-
     def take_warmups(self) -> list[dict]:
         """The warm-ups finished since the last call (for profiles)."""
         with self._lock:
