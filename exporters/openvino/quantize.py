@@ -14,11 +14,11 @@ SETTINGS = {
     "performance": ("PERFORMANCE", None),
     "minmax": ("PERFORMANCE", "MINMAX"),
 }
-#: the setting an export uses. Until session 6 both were run and scored on the held-out calibration
+#: the setting an export uses. Both used to be run and scored on the held-out calibration
 #: images; absolute min/max beat NNCF's default on every published checkpoint, every time (held-out
 #: error, lower is better): with halves of the shared photos rfb-320 0.0048 vs 0.0051, slim-320
-#: 0.00091 vs 0.00099, rfb-640 0.0073 vs 0.0085; with the default calibration (the release of
-#: session 5) rfb-320 0.0040 vs 0.0043, slim-320 0.0019 vs 0.0024, rfb-640 0.0035 vs 0.0046, slim-640
+#: 0.00091 vs 0.00099, rfb-640 0.0073 vs 0.0085; with the default calibration (a full default
+#: release) rfb-320 0.0040 vs 0.0043, slim-320 0.0019 vs 0.0024, rfb-640 0.0035 vs 0.0046, slim-640
 #: 0.0014 vs 0.0017. The mixed preset never beat min/max (0.0056, 0.00099, 0.0075) and the mean
 #: quantile was 2-4x worse (0.011, 0.0042, 0.016). Each candidate cost a quantization (~10 s at
 #: 320x240, ~15 s at 640x480) and its scoring for a choice that never went the other way.
