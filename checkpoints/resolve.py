@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from checkpoints import loader
+from zoo.checkpoints import loader
 from zoo.core.errors import ZooError, nearest
 from zoo.core.meta import ArtifactMeta
 from zoo.core.model.specs import ARCHES, FACE, ModelSpec, get_spec

@@ -7,7 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.base import ExportRequest, ExportResult, Target
 from zoo.core.errors import ZooError, nearest
 from zoo.core.integrity import verify_artifact
 from zoo.core.manifest import PRECISIONS
@@ -16,13 +16,13 @@ from zoo.core.runtime import Runner
 
 #: target name -> "module:Class"
 _MODULES = {
-    "onnx": "exporters.onnx:OnnxTarget",
-    "mnn": "exporters.mnn:MnnTarget",
-    "ncnn": "exporters.ncnn:NcnnTarget",
-    "tflite": "exporters.tflite:TfliteTarget",
-    "saved_model": "exporters.tflite:SavedModelTarget",
-    "caffe": "exporters.caffe:CaffeTarget",
-    "openvino": "exporters.openvino:OpenvinoTarget",
+    "onnx": "zoo.exporters.onnx:OnnxTarget",
+    "mnn": "zoo.exporters.mnn:MnnTarget",
+    "ncnn": "zoo.exporters.ncnn:NcnnTarget",
+    "tflite": "zoo.exporters.tflite:TfliteTarget",
+    "saved_model": "zoo.exporters.tflite:SavedModelTarget",
+    "caffe": "zoo.exporters.caffe:CaffeTarget",
+    "openvino": "zoo.exporters.openvino:OpenvinoTarget",
 }
 
 

@@ -131,7 +131,7 @@ def batch_cache():
 
 @pytest.fixture(scope="session")
 def resolved():
-    from checkpoints.resolve import resolve_model
+    from zoo.checkpoints.resolve import resolve_model
 
     cache = {}
 

@@ -10,7 +10,7 @@ Per mapped layer, in PyTorch's execution order: max and mean absolute error, rel
 cosine similarity (over every image), and whether the layer is over tolerance.
 
 Tolerance (per layer, on the max absolute error, relative to the reference tensor's peak |value|,
-the form of validation.parity's tiers): over when ``max_abs > atol + rtol * peak``, with (atol,
+the form of zoo.validation.parity's tiers): over when ``max_abs > atol + rtol * peak``, with (atol,
 rtol) by the artifact's precision tier (`LAYER_TOLERANCE`); ``--atol A`` makes it ``max_abs > A``.
 fp32 uses the fp32 parity tier's 1e-4 / 1e-4 (fp32 runtimes measure ~1e-6 relative per layer).
 fp16 uses 2e-2 / 2e-2, the fp16 parity tier's 2e-2 (float16 carries 11 significant bits, ~5e-4
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters import get_target
+from zoo.exporters import get_target
 from zoo.core.errors import ZooError
 from zoo.core.manifest import base_precision
 from zoo.core.meta import read_meta
@@ -179,8 +179,8 @@ def worst(result: dict, n: int = 3) -> list[dict]:
 def diff(primaries: list[Path], images: list[Path], checkpoint: Path | None = None, runtime: str | None = None,
          threads: int = 1, atol: float | None = None, progress=None) -> list[dict]:
     """`diff_artifact` for each artifact (the PyTorch reference built once per model and head)."""
-    from checkpoints.loader import load_state_dict  # heavy (torch): only when the comparison runs
-    from checkpoints.resolve import find_checkpoint  # heavy (torch), as above
+    from zoo.checkpoints.loader import load_state_dict  # heavy (torch): only when the comparison runs
+    from zoo.checkpoints.resolve import find_checkpoint  # heavy (torch), as above
     from zoo.core.images import load_batch  # heavy (OpenCV), as above
 
     say = progress or (lambda msg: None)

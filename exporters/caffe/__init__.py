@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.caffe.runner import CaffeNet, CaffeTap
-from exporters.caffe.writer import onnx_to_caffe
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.caffe.runner import CaffeNet, CaffeTap
+from zoo.exporters.caffe.writer import onnx_to_caffe
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner, Tap
 

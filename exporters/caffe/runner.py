@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.caffe import caffe_pb2
+from zoo.exporters.caffe import caffe_pb2
 from zoo.core.errors import ZooError
 from zoo.core.model.layers import onnx_origin
 from zoo.core.runtime import Tap
@@ -149,7 +149,7 @@ class CaffeTap(Tap):
     """Every layer output of a Caffe net in OpenCV DNN (``forward`` of every layer name). OpenCV's
     layer fusion is turned off, so each layer's own output is what is read (with fusion on, OpenCV
     would hand back a convolution's output with the ReLU after it already applied). Our writer
-    (exporters.caffe.writer) names each layer and its top by the ONNX tensor it computes, so the
+    (zoo.exporters.caffe.writer) names each layer and its top by the ONNX tensor it computes, so the
     names map as ONNX names do."""
 
     name = "opencv-caffe"

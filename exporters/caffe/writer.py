@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.caffe import caffe_pb2
+from zoo.exporters.caffe import caffe_pb2
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.model.priors import CENTER_VARIANCE, SIZE_VARIANCE, generate_priors

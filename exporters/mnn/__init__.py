@@ -11,10 +11,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.mnn.convert import make_reproducible, onnx_to_mnn
-from exporters.mnn.quantize import EMA_ARCHES, FACE_RICH_PIXELS, MAX_CALIB, skip_ops_for, spread
-from exporters.mnn.runner import MnnNet, MnnTap
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.mnn.convert import make_reproducible, onnx_to_mnn
+from zoo.exporters.mnn.quantize import EMA_ARCHES, FACE_RICH_PIXELS, MAX_CALIB, skip_ops_for, spread
+from zoo.exporters.mnn.runner import MnnNet, MnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.fsutil import copy_file_atomic
@@ -124,7 +124,7 @@ class MnnTarget(Target):
                 job = {"src": str(fp32), "dst": str(Path(td) / f"{tag}.mnn"), "images": [str(p) for p in images],
                        "width": m.input_size[0], "height": m.input_size[1], "method": method,
                        "weight_method": "MAX_ABS", "skip_ops": skip}
-                return run_isolated("exporters.mnn.quantize", [], job, Path(td) / "logs", self.timeout / 3, f"quant-{tag}")
+                return run_isolated("zoo.exporters.mnn.quantize", [], job, Path(td) / "logs", self.timeout / 3, f"quant-{tag}")
 
             with ThreadPoolExecutor(max_workers=2) as pool:
                 results = dict(zip(candidates, pool.map(quantize, list(candidates))))

@@ -26,8 +26,8 @@ import re
 import uuid
 from pathlib import Path
 
-from exporters.mnn.native import existing_file, import_tools, load_info, model_inputs, native_output, output_file, tail
-from exporters.mnn.runner import MnnNet
+from zoo.exporters.mnn.native import existing_file, import_tools, load_info, model_inputs, native_output, output_file, tail
+from zoo.exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path, atomic_write_bytes
 

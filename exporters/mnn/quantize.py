@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from exporters.mnn.native import existing_file, import_tools, load_info, model_inputs, native_output, output_file, tail
-from exporters.mnn.runner import MnnNet
+from zoo.exporters.mnn.native import existing_file, import_tools, load_info, model_inputs, native_output, output_file, tail
+from zoo.exporters.mnn.runner import MnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path
 from zoo.core.model.layers import onnx_module_name
@@ -28,7 +28,7 @@ from zoo.core.model.layers import onnx_module_name
 #: images ADMM calibrates on (its time and memory grow with the count)
 MAX_CALIB = 4
 #: from this many input pixels on (640x480), ADMM calibrates on the face-rich images, below it on
-#: images spread over the set (exporters.mnn.MnnTarget._int8 has the measurements)
+#: images spread over the set (zoo.exporters.mnn.MnnTarget._int8 has the measurements)
 FACE_RICH_PIXELS = 640 * 480
 #: the architectures EMA calibration is tried on (it lost almost every face of both RFB checkpoints)
 EMA_ARCHES = ("slim",)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.mnn.native import existing_file, import_mnn, native_output, tail
+from zoo.exporters.mnn.native import existing_file, import_mnn, native_output, tail
 from zoo.core.errors import ZooError
 from zoo.core.model.priors import DYNAMIC_MIN_SIDE
 from zoo.core.model.layers import onnx_origin

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.ncnn.convert import onnx_to_ncnn
-from exporters.ncnn.quantize import quantize_int8
-from exporters.ncnn.runner import NcnnNet, NcnnTap
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.ncnn.convert import onnx_to_ncnn
+from zoo.exporters.ncnn.quantize import quantize_int8
+from zoo.exporters.ncnn.runner import NcnnNet, NcnnTap
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.meta import ArtifactMeta

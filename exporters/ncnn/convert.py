@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.ncnn.param import input_blobs, load_pair, output_blobs, param_text
-from exporters.ncnn.runner import NcnnNet
+from zoo.exporters.ncnn.param import input_blobs, load_pair, output_blobs, param_text
+from zoo.exporters.ncnn.runner import NcnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, atomic_write_text
 

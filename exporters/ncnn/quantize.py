@@ -2,7 +2,7 @@
 
 Per-output-channel int8 weights, one input-activation scale per layer from a percentile of
 |x| over the calibration batch, and the ``@auto`` policy that keeps the most sensitive layers
-float within a size budget.  The file layout written is documented in `exporters.ncnn.param`.
+float within a size budget.  The file layout written is documented in `zoo.exporters.ncnn.param`.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.ncnn.param import (
+from zoo.exporters.ncnn.param import (
     TAG_INT8, ConvData, ParamLayer, align4, file_size, input_blobs, load_pair, param_text,
 )
-from exporters.ncnn.runner import NcnnNet
+from zoo.exporters.ncnn.runner import NcnnNet
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 

@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from exporters.ncnn.param import input_blobs, int8_layers, output_blobs, read_param
+from zoo.exporters.ncnn.param import input_blobs, int8_layers, output_blobs, read_param
 from zoo.core.errors import ZooError
 from zoo.core.model.layers import onnx_origin
 from zoo.core.runtime import Tap
@@ -17,7 +17,7 @@ class NcnnNet:
 
     ``outs`` maps each output blob name to an array with the batch dim restored.
     ``input_shape`` (C,H,W) -- or, by default, the ``0=w 1=h 2=c`` of the Input layer that
-    :func:`exporters.ncnn.convert.onnx_to_ncnn` records -- makes ``infer`` refuse other sizes
+    :func:`zoo.exporters.ncnn.convert.onnx_to_ncnn` records -- makes ``infer`` refuse other sizes
     (ncnn would not).  fp16 storage/arithmetic are off unless ``fp16=True``; int8 inference is
     on only with ``int8=True`` (a file holding int8 weights refuses to load without it, since
     ncnn would otherwise read the int8 bytes as float).  The constructor only records its
@@ -144,7 +144,7 @@ class NcnnNet:
 class NcnnTap(Tap):
     """Every blob of an ncnn model (``extract`` of each layer's top blobs, light mode off so no blob is
     recycled before it is read). pnnx numbers the blobs; which ONNX tensor a blob holds was recorded
-    at export in the metadata (``io["tensors"]``, exporters.ncnn.convert.onnx_tensor_names)."""
+    at export in the metadata (``io["tensors"]``, zoo.exporters.ncnn.convert.onnx_tensor_names)."""
 
     name = "ncnn"
 

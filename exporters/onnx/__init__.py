@@ -10,10 +10,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
-from exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
-from exporters.onnx.runner import OnnxRuntimeRunner, OnnxRuntimeTap, OpenCVRunner
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
+from zoo.exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
+from zoo.exporters.onnx.runner import OnnxRuntimeRunner, OnnxRuntimeTap, OpenCVRunner
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.fsutil import atomic_write_bytes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.onnx.convert import INPUT_NAME
+from zoo.exporters.onnx.convert import INPUT_NAME
 from zoo.core.model.layers import onnx_module_name
 
 

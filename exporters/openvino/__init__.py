@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.openvino.convert import F16_MIN_VALUES, embed_metadata, onnx_to_ov, save_ir
-from exporters.openvino.runner import OpenvinoRunner, OpenvinoTap
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.openvino.convert import F16_MIN_VALUES, embed_metadata, onnx_to_ov, save_ir
+from zoo.exporters.openvino.runner import OpenvinoRunner, OpenvinoTap
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import Runner, Tap
@@ -37,7 +37,7 @@ class OpenvinoTarget(Target):
     requires = ("openvino", "nncf")
     #: imported up front by the worker: openvino with its telemetry off (importing "openvino" by name
     #: would bring openvino-telemetry in live first, and the export would then refuse to run)
-    preload = ("exporters.openvino.preload",)
+    preload = ("zoo.exporters.openvino.preload",)
     #: openvino.convert_model names some nodes from process-wide counters ("Reshape_15" in a fresh
     #: process, "Reshape_4959" after one conversion): a warm process would write other bytes
     warm = False
@@ -64,7 +64,7 @@ class OpenvinoTarget(Target):
     def _int8(self, req: ExportRequest, model):
         """NNCF int8 with the measured setting (quantize.SETTING) on every calibration image; the
         softmax, the input convolutions and the sensitivity analysis' layers stay float."""
-        from exporters.openvino.quantize import SETTING, SETTINGS, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
+        from zoo.exporters.openvino.quantize import SETTING, SETTINGS, float_nodes, quantized_ops, to_int8  # heavy (sensitivity: torch)
         from zoo.core.images import load_batch  # heavy (OpenCV)
 
         m = req.meta

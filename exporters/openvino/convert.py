@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.openvino.quiet import import_openvino
+from zoo.exporters.openvino.quiet import import_openvino
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.meta import ArtifactMeta

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from exporters.openvino.convert import CONV_TYPES, conv_module
-from exporters.openvino.quiet import import_nncf
+from zoo.exporters.openvino.convert import CONV_TYPES, conv_module
+from zoo.exporters.openvino.quiet import import_nncf
 from zoo.core.model.sensitivity import onnx_module_name
 
 #: NNCF settings: name -> (preset, activation range estimator; None: NNCF's default)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.openvino.convert import constant_only_ops
-from exporters.openvino.quiet import import_openvino
+from zoo.exporters.openvino.convert import constant_only_ops
+from zoo.exporters.openvino.quiet import import_openvino
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
 from zoo.core.model.layers import onnx_origin

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import ExportRequest, ExportResult, Target
-from exporters.tflite.convert import convert
-from exporters.tflite.network import build_module
-from exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
-from exporters.tflite.saved_model import canonical_function_names, save_saved_model, stable_fingerprint
+from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.tflite.convert import convert
+from zoo.exporters.tflite.network import build_module
+from zoo.exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
+from zoo.exporters.tflite.saved_model import canonical_function_names, save_saved_model, stable_fingerprint
 from zoo.core.meta import ArtifactMeta
 from zoo.core.runtime import NativeRunner, Runner, Tap
 from zoo.core.timing import phase

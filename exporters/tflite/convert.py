@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
-from exporters.tflite.runner import signature_io
+from zoo.exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
+from zoo.exporters.tflite.runner import signature_io
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.manifest import PRECISIONS

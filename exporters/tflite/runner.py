@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
+from zoo.exporters.tflite.network import INPUT_NAME, SIGNATURE_KEY, conv_module
 from zoo.core.errors import ZooError
 from zoo.core.runtime import Tap
 
@@ -251,7 +251,7 @@ class SavedModelNet:
 
 def tf_origin(name: str) -> tuple[str, str] | None:
     """Where a TFLite (or TensorFlow) tensor comes from: each convolution's ops run in a name scope of
-    its PyTorch module path, BatchNorm folded in (exporters.tflite.network), so a tensor naming a conv
+    its PyTorch module path, BatchNorm folded in (zoo.exporters.tflite.network), so a tensor naming a conv
     op is that conv's output, with its ReLU when the name (a fused op's) names the scope's Relu too."""
     scope = conv_module(name)
     if scope is None:
@@ -299,7 +299,7 @@ def tf_graph_origin(name: str) -> tuple[str, str] | None:
 class SavedModelTap(Tap):
     """Every intermediate tensor of a SavedModel in TensorFlow: the serving signature's function body
     (the graph the SavedModel stores) imported on its own and pruned to fetch every float op output.
-    Our SavedModels hold their weights as constants (exporters.tflite.network), so the body runs alone."""
+    Our SavedModels hold their weights as constants (zoo.exporters.tflite.network), so the body runs alone."""
 
     name = "tensorflow"
     layout = "NHWC"

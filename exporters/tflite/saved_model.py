@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from exporters.tflite.network import SIGNATURE_KEY
+from zoo.exporters.tflite.network import SIGNATURE_KEY
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_dir, atomic_write_bytes
 
 
 def save_saved_model(module: Any, out_dir: str | os.PathLike) -> None:
-    """Writes ``module`` (from :func:`exporters.tflite.network.build_module`) as a TF SavedModel.
+    """Writes ``module`` (from :func:`zoo.exporters.tflite.network.build_module`) as a TF SavedModel.
 
     The signature ``serving_default`` has input ``input`` and outputs ``scores``/``boxes``.
     Written through ``zoo.core.fsutil.atomic_dir`` (a temporary folder beside ``out_dir``, renamed

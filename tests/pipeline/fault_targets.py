@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from exporters.base import Target
+from zoo.exporters.base import Target
 
 
 class _Fault(Target):
@@ -50,7 +50,7 @@ class MissingTarget(_Fault):
     extra = "missing"
 
 
-from exporters.onnx import OnnxTarget  # noqa: E402
+from zoo.exporters.onnx import OnnxTarget  # noqa: E402
 
 
 class SlowOnnxTarget(OnnxTarget):

@@ -79,9 +79,9 @@ def test_bench_single_companion_file(release, tmp_path):
 
 
 def test_model_cost_and_threads_parsing():
-    from validation.bench import model_cost, parse_threads
-    from validation.bench.cost import count_cost
-    from validation.bench.stats import percentile
+    from zoo.validation.bench import model_cost, parse_threads
+    from zoo.validation.bench.cost import count_cost
+    from zoo.validation.bench.stats import percentile
     from zoo.core.errors import ZooError
 
     rfb, slim = count_cost("rfb", 2, 320, 240), count_cost("slim", 2, 320, 240)  # uncached: the counting itself

@@ -76,7 +76,7 @@ def test_table_every_artifact_in_both_releases_of_its_runtime(compat_run):
 def test_the_originals_int8_mnn_loads_in_mnn_3_0_but_not_3_6(compat_run, export_dir, tmp_path):
     """The issue's own example, for real: the original project's int8 .mnn (described by a sidecar we
     write) cannot load in MNN 3.6 ("Don't support type [EltwiseInt8]"); MNN 3.0 loads and runs it."""
-    from exporters.base import write_sidecar
+    from zoo.exporters.base import write_sidecar
     from zoo.core.meta import ArtifactMeta
 
     src = SHARED / "upstream" / "reference" / "mnn" / "RFB-320-quant-KL-5792.mnn"
@@ -149,8 +149,8 @@ def test_min_runtime_mnn_export_is_proven_in_the_older_mnn(compat_run, export_di
     converter --targetVersion 3.0 changes nothing in this graph (the default files already run in 3.0.0),
     so the full-int8 file crashes MNN 3.4.1 exactly as the default one does (a 3.4.1 runtime bug, not a
     format the converter can avoid); 3.4.1 is tested beside the claim to show it."""
-    from exporters.mnn.convert import read_biz_code
-    from validation.compat import summarize
+    from zoo.exporters.mnn.convert import read_biz_code
+    from zoo.validation.compat import summarize
 
     folder, manifest, cp = export_dir("rfb-320", "mnn", "fp32,int8", extra=("--min-runtime", "mnn==3.0.0"))
     assert cp.returncode == 0, cp.stderr[-3000:]

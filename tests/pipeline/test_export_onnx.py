@@ -71,7 +71,7 @@ def test_exported_onnx_matches_original_in_plain_onnxruntime(key, onnx_exports, 
 def test_onnx_graph_properties_and_metadata(onnx_exports):
     import onnx
 
-    from exporters.onnx import OPSET
+    from zoo.exporters.onnx import OPSET
 
     folder, manifest = onnx_exports[("rfb-320", "decoded")]
     art = manifest["artifacts"][0]

@@ -49,7 +49,7 @@ def test_decode_numpy_matches_torch(resolved, batch_cache):
 
 def test_manifest_schema_recomputed():
     """Every derivable field of the manifest is recomputed from the files themselves."""
-    from checkpoints.loader import MANIFEST_PATH, load_state_dict, manifest
+    from zoo.checkpoints.loader import MANIFEST_PATH, load_state_dict, manifest
     from zoo.core.model.nets import UltraFace, infer_arch, infer_num_classes
     from zoo.core.model.specs import MODELS
 
@@ -82,7 +82,7 @@ def test_resolution_order_env_then_cache_then_download(tmp_path, monkeypatch):
     import http.server
     import threading
 
-    from checkpoints import loader
+    from zoo.checkpoints import loader
 
     entry = loader.manifest()["version-slim-320.pth"]
     serve_dir = tmp_path / "www"
@@ -111,7 +111,7 @@ def test_resolution_order_env_then_cache_then_download(tmp_path, monkeypatch):
 def test_download_offline_and_bad_sha_errors(tmp_path, monkeypatch):
     import socket
 
-    from checkpoints import loader
+    from zoo.checkpoints import loader
     from zoo.core.errors import ZooError
 
     s = socket.socket()

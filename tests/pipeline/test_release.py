@@ -40,7 +40,7 @@ def all_hashes(folder: Path) -> dict[str, str]:
 def small_release(tmp_path_factory):
     """Two models x (onnx, caffe, ...) x fp32, built twice into two folders (--jobs 2: the models side by
     side; --jobs 1), plus a resumed run."""
-    from exporters import get_target
+    from zoo.exporters import get_target
 
     targets = ["onnx", "caffe"] + [t for t in ("mnn", "ncnn", "tflite") if _registered(t) and get_target(t).available()]
     a, b = tmp_path_factory.mktemp("rel-a"), tmp_path_factory.mktemp("rel-b")
@@ -56,7 +56,7 @@ def small_release(tmp_path_factory):
 
 
 def _registered(name: str) -> bool:
-    from exporters import target_names
+    from zoo.exporters import target_names
 
     return name in target_names()
 

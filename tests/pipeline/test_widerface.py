@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import IMAGES, SHARED, assert_clean_error, zoo
-from validation.widerface import LEVELS, GroundTruth, ImageGT, evaluate, load_ground_truth, overlaps
+from zoo.validation.widerface import LEVELS, GroundTruth, ImageGT, evaluate, load_ground_truth, overlaps
 from zoo.core.errors import ZooError
 
 GT_DIR = SHARED / "widerface" / "ground_truth"
@@ -261,7 +261,7 @@ def tiny_wider(tmp_path_factory):
     from zoo.core.runtime import TorchRunner
     from zoo.core.images import read_bgr
     from zoo.core.model.processing import postprocess, preprocess
-    from checkpoints.resolve import resolve_model
+    from zoo.checkpoints.resolve import resolve_model
 
     root = tmp_path_factory.mktemp("wider")
     rm = resolve_model("rfb-320")

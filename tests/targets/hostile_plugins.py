@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from exporters.base import Target
+from zoo.exporters.base import Target
 from zoo.core.runtime import Runner
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE
-from exporters import get_target
+from zoo.exporters import get_target
 
 if not get_target("caffe").available():
     pytest.skip(f"caffe target unavailable: {get_target('caffe').missing()}", allow_module_level=True)
@@ -16,7 +16,7 @@ if not get_target("caffe").available():
 def layer_types(prototxt) -> Counter:
     from google.protobuf import text_format
 
-    from exporters.caffe.caffe_pb2 import NetParameter
+    from zoo.exporters.caffe.caffe_pb2 import NetParameter
 
     net = NetParameter()
     text_format.Parse(prototxt.read_text(), net, allow_unknown_field=True)
@@ -25,7 +25,7 @@ def layer_types(prototxt) -> Counter:
 
 @pytest.mark.parametrize("model_id,ref", [("rfb-320", "RFB-320"), ("slim-320", "slim-320")])
 def test_ours_equal_the_original_caffe_in_opencv(model_id, ref, export_dir, batch_cache):
-    from exporters.caffe.runner import CaffeNet
+    from zoo.exporters.caffe.runner import CaffeNet
 
     folder, manifest, cp = export_dir(model_id, "caffe", "fp32")
     assert cp.returncode == 0, cp.stderr[-2000:]
@@ -53,7 +53,7 @@ def test_unmappable_op_is_named_and_leaves_nothing(tmp_path):
     from onnx import TensorProto, helper
 
     from zoo.core.errors import ZooError
-    from exporters.caffe.writer import onnx_to_caffe
+    from zoo.exporters.caffe.writer import onnx_to_caffe
 
     g = helper.make_graph(
         [helper.make_node("Conv", ["input", "w"], ["c"], name="conv0", kernel_shape=[1, 1]),
@@ -74,7 +74,7 @@ def test_unmappable_op_is_named_and_leaves_nothing(tmp_path):
 def test_opencv5_is_reported_plainly(monkeypatch):
     import cv2
 
-    from exporters.caffe import CaffeTarget
+    from zoo.exporters.caffe import CaffeTarget
 
     monkeypatch.setattr(cv2, "__version__", "5.0.0")
     miss = CaffeTarget().missing()

@@ -12,8 +12,8 @@ from zoo.core.errors import ZooError
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("google.protobuf")
 
-from exporters.caffe.runner import CaffeNet  # noqa: E402
-from exporters.caffe.writer import check_supported, onnx_to_caffe  # noqa: E402
+from zoo.exporters.caffe.runner import CaffeNet  # noqa: E402
+from zoo.exporters.caffe.writer import check_supported, onnx_to_caffe  # noqa: E402
 from zoo.core.model.priors import prior_count  # noqa: E402
 
 SHARED = Path(os.environ.get("ZOO_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
@@ -72,7 +72,7 @@ def converted(tmp_path_factory) -> dict[str, tuple[Path, Path, dict]]:
 def test_generated_pb2_imports_on_installed_protobuf():
     import google.protobuf
 
-    from exporters.caffe import caffe_pb2
+    from zoo.exporters.caffe import caffe_pb2
 
     assert int(google.protobuf.__version__.split(".")[0]) >= 4
     lp = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
@@ -91,7 +91,7 @@ def test_generated_pb2_imports_on_installed_protobuf():
 
 
 def test_reads_reference_caffemodel():
-    from exporters.caffe import caffe_pb2
+    from zoo.exporters.caffe import caffe_pb2
 
     path = REF / "caffe" / "RFB-320.caffemodel"
     _need(path)
@@ -138,7 +138,7 @@ def test_matches_reference_caffe(variant, converted, images_320):
 def test_layer_types_match_reference(converted):
     from google.protobuf import text_format
 
-    from exporters.caffe import caffe_pb2
+    from zoo.exporters.caffe import caffe_pb2
 
     _need(REF / "caffe" / "RFB-320.prototxt")
     ref = caffe_pb2.NetParameter()

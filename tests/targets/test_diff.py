@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import HALVES, IMAGES, assert_clean_error, zoo
-from exporters import get_target, target_names
-from exporters.base import Target
+from zoo.exporters import get_target, target_names
+from zoo.exporters.base import Target
 
 #: the tampered convolution and its fused group (Conv2d, then the ReLU a runtime may fuse into it)
 TAMPERED = "extras.0.0"

@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from conftest import IMAGES, assert_clean_error, zoo
-from exporters import get_target, target_names
+from zoo.exporters import get_target, target_names
 
 DYNAMIC_TARGETS = [t for t in target_names() if get_target(t).dynamic]
-#: every dynamic target but saved_model, whose network is tflite's (one builder, exporters.tflite.network) and
+#: every dynamic target but saved_model, whose network is tflite's (one builder, zoo.exporters.tflite.network) and
 #: whose sizes and batch its export's own parity proves: its TensorFlow start-up per `zoo detect` is the cost
 CORE = [t for t in DYNAMIC_TARGETS if t != "saved_model"]
 #: photos of different sizes and crowds (720x478 with ~45 faces, 1024x484, 1024x768, and one more)

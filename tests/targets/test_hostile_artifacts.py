@@ -1,6 +1,6 @@
 """Issue 16: hostile artifacts of every registered target, opened by `zoo detect --artifact` and `zoo verify`.
 
-Driven from the registry (`exporters.target_names()`): a new target is attacked with no edit here.
+Driven from the registry (`zoo.exporters.target_names()`): a new target is attacked with no edit here.
 One release of two models (fp32, every available target) is built once per session; the artifact
 of the first model is attacked, the second model supplies "a companion file of another model".
 
@@ -33,8 +33,8 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from conftest import ROOT, assert_clean_error, zoo
-from exporters import get_target, target_names
-from exporters.base import write_sidecar
+from zoo.exporters import get_target, target_names
+from zoo.exporters.base import write_sidecar
 from fuzzing import EXAMPLES, SEED, fuzz
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file

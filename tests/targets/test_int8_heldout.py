@@ -12,7 +12,7 @@ import json
 import pytest
 
 from conftest import HALVES, zoo
-from exporters import get_target, target_names
+from zoo.exporters import get_target, target_names
 
 INT8_TARGETS = [t for t in target_names() if "int8" in get_target(t).precisions]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REFERENCE
-from exporters import get_target
+from zoo.exporters import get_target
 
 
 def _need(target):
@@ -21,7 +21,7 @@ def _need(target):
 
 def test_mnn_fp32_equals_the_original_file(export_dir, batch_cache):
     _need("mnn")
-    from exporters.mnn.runner import MnnNet
+    from zoo.exporters.mnn.runner import MnnNet
 
     folder, manifest, cp = export_dir("rfb-320", "mnn", "fp32,fp16,int8")
     assert cp.returncode == 0, cp.stderr[-2000:]
@@ -35,7 +35,7 @@ def test_mnn_fp32_equals_the_original_file(export_dir, batch_cache):
 
 def test_mnn_int8_runs_where_the_originals_do_not(export_dir, batch_cache):
     _need("mnn")
-    from exporters.mnn.runner import MnnNet
+    from zoo.exporters.mnn.runner import MnnNet
     from zoo.core.errors import ZooError
 
     folder, manifest, _ = export_dir("rfb-320", "mnn", "fp32,fp16,int8")
@@ -53,7 +53,7 @@ def test_mnn_metadata_in_bizcode(export_dir):
     _need("mnn")
     import json
 
-    from exporters.mnn.convert import read_biz_code
+    from zoo.exporters.mnn.convert import read_biz_code
 
     folder, manifest, _ = export_dir("rfb-320", "mnn", "fp32,fp16,int8")
     for a in manifest["artifacts"]:
@@ -63,7 +63,7 @@ def test_mnn_metadata_in_bizcode(export_dir):
 
 def test_ncnn_fp32_equals_the_original_files(export_dir, batch_cache):
     _need("ncnn")
-    from exporters.ncnn.runner import NcnnNet
+    from zoo.exporters.ncnn.runner import NcnnNet
 
     folder, manifest, cp = export_dir("rfb-320", "ncnn", "fp32,fp16,int8")
     assert cp.returncode == 0, cp.stderr[-2000:]
@@ -81,7 +81,7 @@ def test_ncnn_fp32_equals_the_original_files(export_dir, batch_cache):
 
 def test_ncnn_int8_artifact_has_int8_layers(export_dir):
     _need("ncnn")
-    from exporters.ncnn.param import int8_layers
+    from zoo.exporters.ncnn.param import int8_layers
 
     folder, manifest, _ = export_dir("rfb-320", "ncnn", "fp32,fp16,int8")
     int8 = next(a for a in manifest["artifacts"] if a["precision"] == "int8")

@@ -28,9 +28,9 @@ pytest.importorskip("_tools", reason="MNN's _tools extension is not installed")
 cv2 = pytest.importorskip("cv2", reason="opencv is not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
-from exporters.mnn.convert import MAX_BIZ_CODE_CHARS, model_input_format, onnx_to_mnn, read_biz_code  # noqa: E402
-from exporters.mnn.quantize import quantize_mnn  # noqa: E402
-from exporters.mnn.runner import MnnNet  # noqa: E402
+from zoo.exporters.mnn.convert import MAX_BIZ_CODE_CHARS, model_input_format, onnx_to_mnn, read_biz_code  # noqa: E402
+from zoo.exporters.mnn.quantize import quantize_mnn  # noqa: E402
+from zoo.exporters.mnn.runner import MnnNet  # noqa: E402
 from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.model.priors import CENTER_VARIANCE, SIZE_VARIANCE, generate_priors  # noqa: E402
 
@@ -142,7 +142,7 @@ _QUANT_SCRIPT = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, sys.argv[1])
-    from exporters.mnn.quantize import quantize_mnn
+    from zoo.exporters.mnn.quantize import quantize_mnn
     kw = json.loads(sys.argv[2])
     quantize_mnn(kw.pop("src"), kw.pop("dst"), **kw)
     """
@@ -387,8 +387,8 @@ _HARNESS = textwrap.dedent(
     elif mode == "export":
         repo, onnx, out = sys.argv[3:6]
         sys.path.insert(0, repo)
-        from exporters.mnn.convert import onnx_to_mnn
-        from exporters.mnn.quantize import quantize_mnn
+        from zoo.exporters.mnn.convert import onnx_to_mnn
+        from zoo.exporters.mnn.quantize import quantize_mnn
         onnx_to_mnn(onnx, out + ".fp32.mnn", biz_code='{"audit": true}')
         quantize_mnn(out + ".fp32.mnn", out + ".int8.mnn", calib_images=sys.argv[6:], width=320, height=240,
                      method="KL")

@@ -20,13 +20,13 @@ ncnn = pytest.importorskip("ncnn", reason="ncnn Python package not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 cv2 = pytest.importorskip("cv2", reason="opencv not installed")
 
-from exporters.ncnn import convert  # noqa: E402
-from exporters.ncnn.convert import onnx_to_ncnn  # noqa: E402
-from exporters.ncnn.param import (  # noqa: E402
+from zoo.exporters.ncnn import convert  # noqa: E402
+from zoo.exporters.ncnn.convert import onnx_to_ncnn  # noqa: E402
+from zoo.exporters.ncnn.param import (  # noqa: E402
     file_size, input_blobs, load_pair, output_blobs, read_param, weight_storage,
 )
-from exporters.ncnn.quantize import quantize_int8  # noqa: E402
-from exporters.ncnn.runner import NcnnNet  # noqa: E402
+from zoo.exporters.ncnn.quantize import quantize_int8  # noqa: E402
+from zoo.exporters.ncnn.runner import NcnnNet  # noqa: E402
 from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.model.priors import generate_priors  # noqa: E402
 

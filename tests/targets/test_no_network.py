@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import IMAGES, ROOT, zoo
-from exporters import get_target, target_names
+from zoo.exporters import get_target, target_names
 
 NONET = ROOT / "tests" / "targets" / "nonet"
 

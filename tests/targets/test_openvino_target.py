@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import HALVES, IMAGES, ROOT, ort_run, zoo
-from exporters import get_target
+from zoo.exporters import get_target
 
 NONET = ROOT / "tests" / "targets" / "nonet"
 PRECISIONS = "fp32,fp16,int8"  # the target's precisions: the same export as test_targets.py's
@@ -39,7 +39,7 @@ def _art(manifest, precision):
 
 
 def _read(path):
-    from exporters.openvino.quiet import import_openvino
+    from zoo.exporters.openvino.quiet import import_openvino
 
     return import_openvino().Core().read_model(str(path))
 
@@ -48,7 +48,7 @@ def _read(path):
 def test_fp32_outputs_equal_our_onnx_in_onnxruntime(head, export_dir, batch_cache):
     """Both heads of the fp32 IR, in OpenVINO through our runner, against our ONNX of the same head in
     plain onnxruntime, on every shared photo: within 1e-4."""
-    from exporters.openvino.runner import OpenvinoRunner
+    from zoo.exporters.openvino.runner import OpenvinoRunner
     from zoo.core.meta import read_meta
 
     ov_folder, ov_manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS) if head == "raw"
@@ -66,7 +66,7 @@ def test_fp32_outputs_equal_our_onnx_in_onnxruntime(head, export_dir, batch_cach
 
 def test_metadata_in_rt_info_equals_sidecar_and_manifest(export_dir):
     """The IR's rt_info holds our metadata (and not the fp32 ONNX's, which convert_model copies)."""
-    from exporters.openvino.convert import embedded_metadata
+    from zoo.exporters.openvino.convert import embedded_metadata
     from zoo.core.meta import read_meta, sidecar_path
 
     folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
@@ -86,7 +86,7 @@ def test_metadata_in_rt_info_equals_sidecar_and_manifest(export_dir):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_runner_compiles_with_the_thread_count_and_f32(threads, export_dir):
-    from exporters.openvino.runner import OpenvinoRunner
+    from zoo.exporters.openvino.runner import OpenvinoRunner
     from zoo.core.meta import read_meta
 
     folder, manifest = _ok(export_dir("rfb-320", "openvino", PRECISIONS))
@@ -150,9 +150,9 @@ def test_compaction_is_lossless_and_keeps_the_tensor_names(export_dir, batch_cac
     the compacted IR computes exactly the same outputs as ``save_model``'s plain IR on the photos,
     in fewer bytes; every operation on the input's path keeps its name and ONNX tensor names;
     constants (and what is computed from them alone) are named c0, c1, ... and shared when equal."""
-    from exporters.openvino.convert import constant_only_ops, onnx_to_ov, save_ir
-    from exporters.openvino.quantize import float_nodes, to_int8
-    from exporters.openvino.quiet import import_openvino
+    from zoo.exporters.openvino.convert import constant_only_ops, onnx_to_ov, save_ir
+    from zoo.exporters.openvino.quantize import float_nodes, to_int8
+    from zoo.exporters.openvino.quiet import import_openvino
 
     ov = import_openvino()
     folder, manifest = _ok(export_dir("rfb-320", "onnx", "fp32", "raw"))
@@ -195,9 +195,9 @@ def test_no_telemetry_no_network_no_file_in_home(export_dir, tmp_path):
 import sys
 import numpy as np
 from pathlib import Path
-from exporters.openvino.convert import onnx_to_ov, save_ir
-from exporters.openvino.quantize import float_nodes, to_int8
-from exporters.openvino.runner import OpenvinoRunner
+from zoo.exporters.openvino.convert import onnx_to_ov, save_ir
+from zoo.exporters.openvino.quantize import float_nodes, to_int8
+from zoo.exporters.openvino.runner import OpenvinoRunner
 from zoo.core.images import load_batch
 from zoo.core.meta import read_meta
 meta = read_meta(Path({str(src)!r})).with_(target="openvino", precision="int8")
@@ -220,7 +220,7 @@ print("done")
 
 
 def test_int8_of_the_decoded_head_is_refused(tmp_path):
-    from exporters.base import ExportRequest
+    from zoo.exporters.base import ExportRequest
     from zoo.core.errors import ZooError
     from zoo.core.meta import ArtifactMeta
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import HALVES, IMAGES, zoo
-from exporters import get_target, target_names
+from zoo.exporters import get_target, target_names
 from zoo.core.model.specs import MODELS
 
 MATRIX_TARGETS = [t for t in target_names()]

@@ -1,4 +1,4 @@
-"""Tests of exporters.tflite: NHWC TensorFlow graphs -> .tflite, LiteRT runner.
+"""Tests of zoo.exporters.tflite: NHWC TensorFlow graphs -> .tflite, LiteRT runner.
 
 Real checkpoints, real reference ONNX files (onnxruntime), real LiteRT.
 """
@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from exporters.tflite.convert import convert, describe  # noqa: E402
-from exporters.tflite.network import build_module  # noqa: E402
-from exporters.tflite.runner import TfliteNet  # noqa: E402
-from exporters.tflite.saved_model import save_saved_model  # noqa: E402
+from zoo.exporters.tflite.convert import convert, describe  # noqa: E402
+from zoo.exporters.tflite.network import build_module  # noqa: E402
+from zoo.exporters.tflite.runner import TfliteNet  # noqa: E402
+from zoo.exporters.tflite.saved_model import save_saved_model  # noqa: E402
 from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.model.priors import generate_priors  # noqa: E402
 
@@ -372,7 +372,7 @@ def torch_conv_modules(arch: str) -> set[str]:
 
 @pytest.mark.parametrize("int8_io", [False, True], ids=["int8", "int8io"])
 def test_int8_keeps_the_named_convolutions_float(work, rfb320, tmp_path, int8_io):
-    from exporters.tflite.network import conv_module
+    from zoo.exporters.tflite.network import conv_module
 
     out = tmp_path / "sel.tflite"
     info = convert(rfb320["sm"], out, precision="int8", calib=np.load(work / "calib.npy"), int8_io=int8_io,
@@ -465,9 +465,9 @@ def test_conversion_offline_and_deterministic(work, rfb320, tmp_path):
     np.savez(tmp_path / "sd.npz", **state_dict("version-RFB-320"))
     r = _run_guarded(f"""
         import numpy as np
-        from exporters.tflite.network import build_module
-        from exporters.tflite.saved_model import save_saved_model
-        from exporters.tflite.convert import convert
+        from zoo.exporters.tflite.network import build_module
+        from zoo.exporters.tflite.saved_model import save_saved_model
+        from zoo.exporters.tflite.convert import convert
         with np.load({str(tmp_path / "sd.npz")!r}) as z:
             sd = {{k: z[k] for k in z.files}}
         out = {str(out)!r}
@@ -477,7 +477,7 @@ def test_conversion_offline_and_deterministic(work, rfb320, tmp_path):
                 calib=np.load({str(work / "calib.npy")!r}), int8_io=True)
         import shutil
         from pathlib import Path
-        from exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
+        from zoo.exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
         shutil.copytree(out + "/sm", out + "/canonical")  # the saved_model target's artifact
         canonical_function_names(Path(out + "/canonical"))
         stable_fingerprint(Path(out + "/canonical"))
@@ -488,7 +488,7 @@ def test_conversion_offline_and_deterministic(work, rfb320, tmp_path):
         assert (out / f"{tag}.tflite").read_bytes() == rfb320["files"][tag].read_bytes(), tag
     # the SavedModel saved here, after this process traced other functions (TF numbers them with a
     # process-wide counter), is byte-identical to the fresh process's once its functions are renumbered
-    from exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
+    from zoo.exporters.tflite.saved_model import canonical_function_names, stable_fingerprint
 
     here = tmp_path / "here"
     save_saved_model(build_module(state_dict("version-RFB-320"), "rfb", 2, 320, 240, "raw"), here)
@@ -497,7 +497,7 @@ def test_conversion_offline_and_deterministic(work, rfb320, tmp_path):
     stable_fingerprint(here)
     for name in ("saved_model.pb", "fingerprint.pb"):
         assert (here / name).read_bytes() == (out / "canonical" / name).read_bytes(), name
-    from exporters.tflite.runner import SavedModelNet
+    from zoo.exporters.tflite.runner import SavedModelNet
 
     with SavedModelNet(here) as a, SavedModelNet(out / "sm") as b:
         got, want = a.infer(images(320, 240)[:1]), b.infer(images(320, 240)[:1])

@@ -57,7 +57,7 @@ def test_int8_io_flavours_and_quant_params(tflite_rfb):
 
 def test_against_the_original_tflite(tflite_rfb, batch_cache):
     """The original's raw-head file and ours agree on real images (theirs drifts ~5e-4 from PyTorch)."""
-    from exporters.tflite.runner import TfliteNet
+    from zoo.exporters.tflite.runner import TfliteNet
 
     folder, arts = tflite_rfb
     x, _, _ = batch_cache((320, 240))

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from checkpoints import loader
+from zoo.checkpoints import loader
 from mirror import Server, free_port
 from zoo.core import upstream
 from zoo.core.errors import ZooError

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzing import fuzz
-from validation.compat import SCHEMA, markdown_section, read_compat, render_text, summarize
+from zoo.validation.compat import SCHEMA, markdown_section, read_compat, render_text, summarize
 from zoo.core.errors import ZooError
 from zoo.pipeline.compat_env import load_matrix, parse_matrix, parse_runtime_specs
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_matrix_covers_every_runtime_with_reasons():
-    from exporters import runtime_names
+    from zoo.exporters import runtime_names
 
     m = load_matrix()
     for rt in runtime_names():
@@ -71,20 +71,24 @@ def test_a_bad_matrix_is_one_line(data, needle):
 
 _BLOCKER = r"""
 import importlib, importlib.abc, sys
-BLOCK = {"torch", "cv2", "onnx", "onnxsim", "tensorflow", "scipy", "typer", "tqdm", "pnnx", "checkpoints", "validation"}
+import zoo  # first: its source-tree finder goes to the front of sys.meta_path, and Refuse must come before it
+BLOCK = {"torch", "cv2", "onnx", "onnxsim", "tensorflow", "scipy", "typer", "tqdm", "pnnx", "zoo.checkpoints",
+         "zoo.validation"}
+def blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCK)
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in BLOCK:
+        if blocked(name):
             raise ImportError(f"refused: {name}")
 sys.meta_path.insert(0, Refuse())
 import zoo.pipeline.compat_worker
-from exporters import get_target, target_names
+from zoo.exporters import get_target, target_names
 for t in target_names():
     get_target(t)
-for m in ("exporters.onnx.runner", "exporters.mnn.runner", "exporters.ncnn.runner", "exporters.tflite.runner",
-          "exporters.caffe.runner", "zoo.core.runtime", "zoo.core.meta"):
+for m in ("zoo.exporters.onnx.runner", "zoo.exporters.mnn.runner", "zoo.exporters.ncnn.runner", "zoo.exporters.tflite.runner",
+          "zoo.exporters.caffe.runner", "zoo.core.runtime", "zoo.core.meta"):
     importlib.import_module(m)
-print("ok", sorted(n for n in sys.modules if n.split(".")[0] in BLOCK))
+print("ok", sorted(n for n in sys.modules if blocked(n)))
 """
 
 
@@ -153,7 +157,7 @@ def test_damaged_compat_json_is_one_problem_line_never_a_traceback(tmp_path_fact
 
 def test_runs_on_never_claims_a_range_a_failure_contradicts():
     """Issue 19 (a): A < B < C with B failing is "runs on >= C; also on A", never ">= A"."""
-    from validation.compat import runs_on
+    from zoo.validation.compat import runs_on
 
     cells = [_cell(version="3.0.0"), _cell(version="3.1.0"), _cell(version="3.4.1", status="cannot-load", parity=None),
              _cell(version="3.6.1")]

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 from fuzzing import SCALE as FUZZ_SCALE
 from fuzzing import fuzz
-from checkpoints.loader import load_state_dict
-from checkpoints.resolve import resolve_model
+from zoo.checkpoints.loader import load_state_dict
+from zoo.checkpoints.resolve import resolve_model
 from zoo.core.errors import ZooError
 from zoo.core.model.nets import UltraFace, load_state_dict_strict
 
@@ -500,7 +500,7 @@ def test_missing_empty_folder_and_unreadable_paths_are_one_line(tmp_path, ckpt):
 
 
 def test_a_file_over_the_size_limit_is_not_read(ckpt, files, monkeypatch):
-    from checkpoints import loader
+    from zoo.checkpoints import loader
 
     monkeypatch.setattr(loader, "MAX_CHECKPOINT_BYTES", 1000)
     out = attempt(ckpt(files["mini", "zip"]))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporters.base import write_sidecar
+from zoo.exporters.base import write_sidecar
 from fuzzing import fuzz
 from zoo.core.errors import ZooError
 from zoo.core.integrity import CORRUPT, MISMATCH, output_problem, sidecar_files, verify_artifact

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("zoo", "checkpoints", "exporters", "validation")
+PACKAGES = ("zoo", "checkpoints", "exporters", "validation")  # the folders of the one root, zoo
 
 
 def _sources():
@@ -22,15 +22,36 @@ def _sources():
                 yield p
 
 
-def test_import_linter_contracts_hold():
-    exe = Path(sys.executable).with_name("lint-imports")
-    if not exe.exists():
-        exe = shutil.which("lint-imports")
-    if not exe:
+def _lint(repo: Path) -> subprocess.CompletedProcess:
+    if not Path(sys.executable).with_name("lint-imports").exists():
         pytest.skip("import-linter is not installed (pip install -e '.[test]')")
-    cp = subprocess.run([str(exe)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(repo / "scripts" / "lint_imports.py")], cwd=repo,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_import_linter_contracts_hold():
+    """On the installed layout (scripts/lint_imports.py stages zoo/ with its three portions inside it)."""
+    cp = _lint(ROOT)
     assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
-    assert "BROKEN" not in cp.stdout
+    assert "BROKEN" not in cp.stdout and "Contracts: 4 kept, 0 broken." in cp.stdout, cp.stdout[-2000:]
+
+
+@pytest.mark.parametrize("where, line, contract", [
+    ("zoo/core/errors.py", "import zoo.validation.parity", "The core imports nothing above it"),
+    ("checkpoints/resolve.py", "import zoo.exporters", "Layers"),
+    ("exporters/mnn/runner.py", "import zoo.exporters.ncnn.runner", "Format packages are independent"),
+])
+def test_the_contracts_see_the_portions_beside_zoo(tmp_path, where, line, contract):
+    """A copy of the repository with one forbidden import in a portion: the staged lint must break."""
+    for name in ("zoo", "checkpoints", "exporters", "validation", "scripts"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    f = tmp_path / where
+    f.write_text(f.read_text() + f"\n{line}  # noqa\n")
+    cp = _lint(tmp_path)
+    assert cp.returncode != 0, cp.stdout[-3000:]
+    broken = [l for l in cp.stdout.splitlines() if l.rstrip().endswith("BROKEN")]
+    assert any(contract in l for l in broken) or contract in cp.stdout.split("Broken contracts")[-1], cp.stdout[-3000:]
 
 
 def test_imports_inside_functions_defer_a_heavy_runtime_and_say_why():
@@ -57,6 +78,8 @@ def test_one_atomic_writer():
     assert not bad, f"write through zoo.core.fsutil instead: {bad}"
 
 
-def test_package_init_of_zoo_imports_nothing():
+def test_package_init_of_zoo_imports_only_the_standard_library_and_its_version():
     tree = ast.parse((ROOT / "zoo/__init__.py").read_text())
-    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert names <= {"os", "sys", "importlib.util", "zoo.core.version"}, names

@@ -7,7 +7,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
-from exporters.onnx.quantize import _one_thread_sessions  # noqa: E402
+from zoo.exporters.onnx.quantize import _one_thread_sessions  # noqa: E402
 
 
 def test_calibration_sessions_run_on_one_thread_and_the_default_comes_back():

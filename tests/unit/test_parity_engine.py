@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from validation.parity import (
+from zoo.validation.parity import (
     DETECT,
     MIN_EVIDENCE,
     TIERS,

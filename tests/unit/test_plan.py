@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzing import fuzz
-from exporters import check_runtime_name, get_target, runtime_names, target_names
+from zoo.exporters import check_runtime_name, get_target, runtime_names, target_names
 from zoo.core.errors import ZooError
 from zoo.pipeline.plan import make_plan, matrix, parse_shard, shard_of
 

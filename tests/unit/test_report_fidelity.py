@@ -8,10 +8,10 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checkpoints.loader import published
-from validation.report.collect import _parity_summary
-from validation.report.csvtext import render_csv
-from validation.report.markdown import render_markdown
+from zoo.checkpoints.loader import published
+from zoo.validation.report.collect import _parity_summary
+from zoo.validation.report.csvtext import render_csv
+from zoo.validation.report.markdown import render_markdown
 
 PARITY = {
     "passed": False, "precision": "int8", "images": 16,

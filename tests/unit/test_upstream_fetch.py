@@ -249,7 +249,7 @@ def test_network_failure_is_one_clear_line(tmp_path, material, server):
 
 
 def test_the_project_list_is_valid_and_agrees_with_the_checkpoint_manifest():
-    from checkpoints import loader
+    from zoo.checkpoints import loader
 
     files = load_list()
     assert len(files) == 48 and len({f.remote for f in files}) == 48

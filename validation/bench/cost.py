@@ -7,7 +7,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from checkpoints.loader import cache_dir
+from zoo.checkpoints.loader import cache_dir
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 

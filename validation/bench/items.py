@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporters import all_targets, get_target
+from zoo.exporters import all_targets, get_target
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file
 from zoo.core.manifest import MANIFEST, Artifact, FileEntry, Manifest, read_manifest

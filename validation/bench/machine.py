@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.bench.spawn import spawn
+from zoo.validation.bench.spawn import spawn
 from zoo.core.errors import ZooError
 
 _FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "neon", "asimd")

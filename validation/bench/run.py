@@ -6,10 +6,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from validation.bench.items import BenchItem
-from validation.bench.machine import loadavg, machine_info, measure_matmul_peak
-from validation.bench.spawn import spawn
-from validation.bench.stats import summarize
+from zoo.validation.bench.items import BenchItem
+from zoo.validation.bench.machine import loadavg, machine_info, measure_matmul_peak
+from zoo.validation.bench.spawn import spawn
+from zoo.validation.bench.stats import summarize
 from zoo import __version__
 from zoo.core.errors import ZooError
 

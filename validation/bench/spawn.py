@@ -1,11 +1,11 @@
-"""Starting one isolated bench worker (`python -m validation.bench.worker`) with its thread count."""
+"""Starting one isolated bench worker (`python -m zoo.validation.bench.worker`) with its thread count."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from zoo.core.isolation import run_isolated
 
-WORKER = "validation.bench.worker"
+WORKER = "zoo.validation.bench.worker"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 

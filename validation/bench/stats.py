@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import statistics
 
-from validation.bench.cost import cost_for_meta
-from validation.bench.items import BenchItem
+from zoo.validation.bench.cost import cost_for_meta
+from zoo.validation.bench.items import BenchItem
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from validation.bench.items import BenchItem
+from zoo.validation.bench.items import BenchItem
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 

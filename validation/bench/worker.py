@@ -1,9 +1,9 @@
 """The isolated benchmark worker: one measurement per fresh interpreter.
 
-    python -m validation.bench.worker bench JOB.json RESULT.json
-    python -m validation.bench.worker peak  JOB.json RESULT.json
+    python -m zoo.validation.bench.worker bench JOB.json RESULT.json
+    python -m zoo.validation.bench.worker peak  JOB.json RESULT.json
 
-``bench`` loads one artifact in its own runtime (through ``exporters.load_runner``,
+``bench`` loads one artifact in its own runtime (through ``zoo.exporters.load_runner``,
 so no target is special-cased), times load/init, warm-up and the timed runs,
 and reports peak RSS of this process. ``peak`` measures the single-core float32
 matrix-multiply throughput of the machine with NumPy (the parent sets the BLAS
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import zoo.core.model.specs  # noqa: F401  (load_runner pulls it in: part of the RSS baseline, not of the runtime)
-from exporters import load_runner
+from zoo.exporters import load_runner
 from zoo.core.images import builtin_images, load_batch
 from zoo.core.isolation import worker_main
 from zoo.core.meta import read_meta

@@ -11,10 +11,10 @@ checkpoints/manifest.toml) appear as labelled reference rows, never mixed with o
 
 collect: the report as data; markdown, csvtext, png: its renderings; write: `zoo report`.
 """
-from validation.report.collect import build_report
-from validation.report.csvtext import render_csv
-from validation.report.markdown import render_markdown
-from validation.report.png import render_png
-from validation.report.write import FORMATS, write_report
+from zoo.validation.report.collect import build_report
+from zoo.validation.report.csvtext import render_csv
+from zoo.validation.report.markdown import render_markdown
+from zoo.validation.report.png import render_png
+from zoo.validation.report.write import FORMATS, write_report
 
 __all__ = ["FORMATS", "build_report", "render_csv", "render_markdown", "render_png", "write_report"]

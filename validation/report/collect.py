@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from checkpoints.loader import published
-from validation.bench.cost import cost_for_meta
-from validation.parity import SIZE_BUCKETS
-from validation.bench.items import model_files
-from validation.bench.store import BENCH_FILE, read_bench
-from validation.compat import COMPAT_FILE, read_compat
+from zoo.checkpoints.loader import published
+from zoo.validation.bench.cost import cost_for_meta
+from zoo.validation.parity import SIZE_BUCKETS
+from zoo.validation.bench.items import model_files
+from zoo.validation.bench.store import BENCH_FILE, read_bench
+from zoo.validation.compat import COMPAT_FILE, read_compat
 from zoo.core.errors import ZooError
 from zoo.core.manifest import read_manifest
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from validation.compat import markdown_section
-from validation.parity import EVIDENCE_RULED, SIZE_BUCKETS
-from validation.report.collect import result_for
+from zoo.validation.compat import markdown_section
+from zoo.validation.parity import EVIDENCE_RULED, SIZE_BUCKETS
+from zoo.validation.report.collect import result_for
 
 
 def _f(v, nd=1, dash="—") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from validation.report.collect import result_for
+from zoo.validation.report.collect import result_for
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from validation.report.collect import build_report
-from validation.report.csvtext import render_csv
-from validation.report.markdown import render_markdown
-from validation.report.png import render_png
+from zoo.validation.report.collect import build_report
+from zoo.validation.report.csvtext import render_csv
+from zoo.validation.report.markdown import render_markdown
+from zoo.validation.report.png import render_png
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 

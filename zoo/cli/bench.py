@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
-from validation.report import write_report
-from exporters import select_runtime
+from zoo.validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
+from zoo.validation.report import write_report
+from zoo.exporters import select_runtime
 from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimeOpt, print_json, runtime_option, stderr
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text

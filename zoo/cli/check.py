@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from validation.parity import MIN_EVIDENCE
+from zoo.validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
     AllowWeakOpt,

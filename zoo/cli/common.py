@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from checkpoints.resolve import ResolvedModel, resolve_model
-from exporters import check_runtime_name
-from validation.parity import MIN_EVIDENCE, SIZE_BUCKETS, weak_evidence
+from zoo.checkpoints.resolve import ResolvedModel, resolve_model
+from zoo.exporters import check_runtime_name
+from zoo.validation.parity import MIN_EVIDENCE, SIZE_BUCKETS, weak_evidence
 from zoo.core.errors import ZooError
 from zoo.core.images import collect_readable
 from zoo.core.model.specs import parse_input_size, parse_labels

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from exporters import runtime_names
-from validation.compat import render_text
-from validation.parity import MIN_EVIDENCE
+from zoo.exporters import runtime_names
+from zoo.validation.compat import render_text
+from zoo.validation.parity import MIN_EVIDENCE
 from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, JunitOpt, ThreadsOpt, parity_images, print_json, stderr
 from zoo.core.errors import ZooError
 from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs

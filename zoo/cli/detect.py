@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import typer
 
-from checkpoints.resolve import ResolvedModel
-from exporters import load_runner
-from validation.parity import detections_from_rows
+from zoo.checkpoints.resolve import ResolvedModel
+from zoo.exporters import load_runner
+from zoo.validation.parity import detections_from_rows
 from zoo.cli.common import (
     ArchOpt,
     CheckpointOpt,

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from validation.diff import diff as run_diff
-from validation.diff import worst
+from zoo.validation.diff import diff as run_diff
+from zoo.validation.diff import worst
 from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, RuntimeOpt, ThreadsOpt, parity_images, runtime_option, stderr
 from zoo.core.errors import ZooError
 

@@ -18,7 +18,7 @@ from zoo.cli.common import (
     ThreadsOpt,
     print_json,
 )
-from validation.widerface import GT_FILE, LEVELS, evaluate, load_ground_truth, predict_folder
+from zoo.validation.widerface import GT_FILE, LEVELS, evaluate, load_ground_truth, predict_folder
 from zoo.cli.detect import AUTO, make_runner, size_plan
 from zoo.core.errors import ZooError
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from validation.parity import MIN_EVIDENCE
+from zoo.validation.parity import MIN_EVIDENCE
 from zoo.cli.common import (
     EXIT_FAILED,
     JobsOpt,
@@ -38,7 +38,7 @@ from zoo.core.errors import ZooError
 from zoo.core.images import collect_readable
 from zoo.core.manifest import MANIFEST, Artifact, base_precision
 from zoo.pipeline.build import KEEP_FLOAT, export_model
-from zoo.pipeline.plan import make_plan
+from zoo.pipeline.plan import make_plan, toolchain_warning
 
 
 def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | None = None) -> str:
@@ -98,6 +98,9 @@ def export(
     for sk in plan.skipped:
         if sk.get("dynamic"):
             stderr(f"skipped: {sk['reason']}")
+    drift = toolchain_warning(targets)
+    if drift:
+        stderr(drift)
     started = time.time()
     jobs = jobs or default_jobs()
     rows: list = []

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from checkpoints.loader import manifest
-from exporters import all_targets
+from zoo.checkpoints.loader import manifest
+from zoo.exporters import all_targets
 from zoo.cli.common import JsonOpt, print_json
 from zoo.core.model.specs import MODELS
 

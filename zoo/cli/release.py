@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from exporters import target_names
-from validation.parity import MIN_EVIDENCE, weak_evidence
+from zoo.exporters import target_names
+from zoo.validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.cli.common import (
     EXIT_FAILED,
     JobsOpt,
@@ -36,7 +36,7 @@ from zoo.core.manifest import MANIFEST
 from zoo.core.model.specs import MODELS
 from zoo.pipeline.junit import artifact_cases, write_junit
 from zoo.pipeline.merge import merge as merge_shards
-from zoo.pipeline.plan import parse_shard
+from zoo.pipeline.plan import parse_shard, toolchain_warning
 from zoo.pipeline.release import release as build_release
 from zoo.pipeline.verify import verify as run_verify
 
@@ -71,6 +71,9 @@ def release(
         jobs = jobs or default_jobs()
         model_ids = split_list(models, "--models") if models else list(MODELS)
         target_list = split_list(targets, "--targets") if targets else target_names()
+        drift = toolchain_warning(target_list)
+        if drift:
+            stderr(drift)
         manifest = build_release(
             out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
             images=collect_readable(images, "--images") if images else None,  # default: the pinned photos

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
-from zoo import __version__
+from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text, sha256_file
 

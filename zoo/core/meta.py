@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from zoo import __version__
+from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.manifest import MANIFEST, read_manifest
 from zoo.core.model import priors as P

@@ -1,5 +1,5 @@
 """The one pinned fetcher for files of the original UltraFace repository: the test material,
-the default parity photos (zoo.core.parity_set) and the checkpoints (checkpoints.loader).
+the default parity photos (zoo.core.parity_set) and the checkpoints (zoo.checkpoints.loader).
 
 Standard library only: it runs under a bare ``python3`` with ``PYTHONPATH`` at
 the repository root, before any dependency is installed.

@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from zoo import __version__
+from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text, sha256_file, user_cache
 from zoo.core.model import sensitivity as S

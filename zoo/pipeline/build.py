@@ -13,10 +13,10 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
-from checkpoints.resolve import ResolvedModel
-from exporters import get_target, target_names
-from validation.parity import MIN_EVIDENCE, RULES, grade
-from zoo import __version__
+from zoo.checkpoints.resolve import ResolvedModel
+from zoo.exporters import get_target, target_names
+from zoo.validation.parity import MIN_EVIDENCE, RULES, grade
+from zoo.core.version import __version__
 from zoo.core.fsutil import ensure_writable_dir, sha256_file
 from zoo.core.model.priors import dynamic_info
 from zoo.core.model.sensitivity import KEEP_RATIO, MAX_FLOAT_PARAMS

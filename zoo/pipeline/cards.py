@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checkpoints import loader
-from checkpoints.resolve import ResolvedModel
-from exporters import target_names
-from validation.compat import COMPAT_FILE, card_section, read_compat
+from zoo.checkpoints import loader
+from zoo.checkpoints.resolve import ResolvedModel
+from zoo.exporters import target_names
+from zoo.validation.compat import COMPAT_FILE, card_section, read_compat
 from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.manifest import Artifact, file_problem, read_manifest, sort_key

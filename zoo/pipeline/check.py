@@ -8,9 +8,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from checkpoints.resolve import find_checkpoint
-from exporters import get_target, select_runtime
-from validation.parity import MIN_EVIDENCE, weak_evidence
+from zoo.checkpoints.resolve import find_checkpoint
+from zoo.exporters import get_target, select_runtime
+from zoo.validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.core.errors import ZooError
 from zoo.core.manifest import MANIFEST, file_problem, read_manifest
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job

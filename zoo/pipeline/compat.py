@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from checkpoints.resolve import find_checkpoint
-from exporters import get_target, runtime_names
-from validation.compat import COMPAT_FILE, SCHEMA, STATUSES, read_compat, summarize
-from validation.parity import MIN_EVIDENCE, ParityInput, compare
-from zoo import __version__
+from zoo.checkpoints.resolve import find_checkpoint
+from zoo.exporters import get_target, runtime_names
+from zoo.validation.compat import COMPAT_FILE, SCHEMA, STATUSES, read_compat, summarize
+from zoo.validation.parity import MIN_EVIDENCE, ParityInput, compare
+from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.images import image_records, load_batch
@@ -36,10 +36,6 @@ from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, read_reference,
 from zoo.pipeline.worker import run_worker
 
 __all__ = ["COMPAT_FILE", "STATUSES", "collect", "plan", "run_compat", "save_compat"]
-
-#: the packages of our source tree the environment's worker imports (the registry pulls in no more)
-_PACKAGES = ("zoo", "exporters", "checkpoints", "validation")
-
 
 class Subject:
     """One artifact of one folder (an export's or a release's)."""
@@ -106,14 +102,15 @@ def plan(subjects: list[Subject], specs: list[EnvSpec]) -> list[tuple[Subject, E
 
 
 def _source_dir(work: Path) -> Path:
-    """A folder holding only our packages (links): the environment's import path, so nothing of this
-    environment's site-packages comes along, even when the zoo is installed there."""
-    root = Path(__file__).resolve().parents[2]
+    """A folder holding only our one root package, ``zoo`` (a link): the environment's import path, so
+    nothing of this environment's site-packages comes along, even when the zoo is installed there. In a
+    source checkout, zoo/__init__.py finds zoo.exporters, zoo.checkpoints and zoo.validation beside the
+    link's target."""
+    package = Path(__file__).resolve().parents[1]  # .../zoo
     src = work / "src"
     src.mkdir(parents=True, exist_ok=True)
-    for name in _PACKAGES:
-        if (root / name).is_dir() and not (src / name).exists():
-            (src / name).symlink_to(root / name, target_is_directory=True)
+    if not (src / "zoo").exists():
+        (src / "zoo").symlink_to(package, target_is_directory=True)
     return src
 
 

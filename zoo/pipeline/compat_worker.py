@@ -47,7 +47,7 @@ def _run(job: dict) -> dict:
         return {"ok": False, "stage": "env", "error": f"{module} was imported from {where}, outside {sys.prefix}"}
     if version != job["version"]:
         return {"ok": False, "stage": "env", "error": f"{package} {version} is installed, not {job['version']}"}
-    from exporters import get_target  # the registry and the target's package: no torch, no OpenCV
+    from zoo.exporters import get_target  # the registry and the target's package: no torch, no OpenCV
 
     meta = ArtifactMeta.from_dict(job["meta"])
     runner = get_target(job["target"]).make_runner(job["runtime"], Path(job["primary"]), meta, int(job.get("threads", 1)))

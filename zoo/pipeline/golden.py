@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checkpoints.resolve import ResolvedModel
+from zoo.checkpoints.resolve import ResolvedModel
 from zoo.core.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
 from zoo.core.images import builtin_images, load_batch
 from zoo.core.model.processing import postprocess

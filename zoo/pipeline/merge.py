@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checkpoints.resolve import resolve_model
+from zoo.checkpoints.resolve import resolve_model
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import copy_file_atomic, ensure_writable_dir
 from zoo.core.manifest import Artifact, ArtifactKey, FileEntry, Failure, Manifest, confine, file_entries, read_manifest, verify_files, write_manifest

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporters import get_target, runtime_names, target_names
+from zoo.exporters import get_target, runtime_names, target_names
 from zoo.core.errors import ZooError, nearest
 from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, min_runtime_suffix, sort_key
+from zoo.core.toolchain import drift_line
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,20 @@ class Plan:
         return [Failure(model, j.target, j.precision, j.head, missing_runtime_error(j.target), j.dynamic,
                         j.min_runtime)
                 for j in self.unavailable]
+
+
+def tools_in_use(targets: list[str]) -> dict[str, str]:
+    """The installed version of every converter and runtime package the targets use (what the manifest
+    records per artifact), torch included: the PyTorch reference and the ONNX intermediate need it."""
+    out = dict(get_target("onnx").tool_versions())
+    for t in targets:
+        out.update(get_target(t).tool_versions())
+    return out
+
+
+def toolchain_warning(targets: list[str]) -> str | None:
+    """One warning line when a package the targets use differs from the toolchain lock, else None."""
+    return drift_line(tools_in_use(targets))
 
 
 def missing_runtime_error(target: str) -> str:

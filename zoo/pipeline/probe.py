@@ -13,7 +13,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from exporters import get_target
+from zoo.exporters import get_target
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
 from zoo.pipeline.worker import run_worker

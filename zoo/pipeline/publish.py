@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from checkpoints import loader
+from zoo.checkpoints import loader
 from zoo.core import upstream
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_text

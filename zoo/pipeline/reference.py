@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import __version__
+from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, sha256_file, user_cache
 from zoo.core.meta import ArtifactMeta

@@ -5,10 +5,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from checkpoints.resolve import resolve_model
-from exporters import target_names
-from validation.parity import MIN_EVIDENCE
-from validation.report import build_report, render_markdown
+from zoo.checkpoints.resolve import resolve_model
+from zoo.exporters import target_names
+from zoo.validation.parity import MIN_EVIDENCE
+from zoo.validation.report import build_report, render_markdown
 from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
 from zoo.core.isolation import kill_active_workers
 from zoo.core.images import default_calibration

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from exporters import get_target, select_runtime
+from zoo.exporters import get_target, select_runtime
 from zoo.core.errors import ZooError
 from zoo.core.manifest import Manifest, file_problem, read_manifest, verify_files
 from zoo.pipeline.golden import GOLDEN, image_rels, reference_dir

@@ -19,10 +19,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
-from exporters import get_target  # noqa: E402
-from exporters.base import ExportRequest, write_sidecar  # noqa: E402
-from validation.parity import DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_verdict  # noqa: E402
+from zoo.checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
+from zoo.exporters import get_target  # noqa: E402
+from zoo.exporters.base import ExportRequest, write_sidecar  # noqa: E402
+from zoo.validation.parity import DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_verdict  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402

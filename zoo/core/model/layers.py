@@ -1,6 +1,6 @@
 """Layer by layer: which PyTorch module a runtime's tensor comes from, and how far it is from PyTorch's.
 
-One implementation shared by `zoo diff` (validation.diff) and the int8 sensitivity analysis
+One implementation shared by `zoo diff` (zoo.validation.diff) and the int8 sensitivity analysis
 (zoo.core.model.sensitivity): the module-to-tensor mapping (`onnx_module_name`, `onnx_origin`,
 `ModelLayers.resolve`) and the error metrics (`ErrorStats`, `tensor_error`, `output_error`).
 

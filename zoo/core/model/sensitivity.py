@@ -11,7 +11,7 @@ offsets where the reference sees a face (score > 0.5).
 `choose` then keeps in float the most sensitive convolutions: those whose error is at least
 ``KEEP_RATIO`` of the worst one's, within ``MAX_FLOAT_PARAMS`` of the weights (an int8 file stays under 45% of the fp32 one). Every target maps the chosen PyTorch module names to its own
 layers (zoo.core.model.layers.onnx_module_name: ONNX node names, which MNN and the others inherit; TFLite names its
-convolutions by the module paths themselves, exporters.tflite.network.conv_module), so the same
+convolutions by the module paths themselves, zoo.exporters.tflite.network.conv_module), so the same
 layers stay float wherever the format allows it. The result is JSON-ready and recorded in each
 int8 artifact's metadata, with each kept layer's parameter count (its price in bytes).
 
