@@ -124,3 +124,9 @@ def test_export_and_release_warn_in_one_line_when_the_toolchain_differs(tmp_path
     assert len(warnings) == 1, cp.stderr
     assert f"MNN {md.version('MNN')} (lock 3.0.0)" in warnings[0], warnings
     assert "Traceback" not in cp.stderr
+
+
+def test_the_lock_is_what_update_lock_writes_from_this_environment():
+    cp = subprocess.run([sys.executable, str(ROOT / "scripts" / "update_lock.py"), "--check"],
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
