@@ -21,6 +21,7 @@ _MODULES = {
     "ncnn": "zoo.exporters.ncnn:NcnnTarget",
     "tflite": "zoo.exporters.tflite:TfliteTarget",
     "saved_model": "zoo.exporters.tflite:SavedModelTarget",
+    "tfjs": "zoo.exporters.tflite:TfjsTarget",
     "caffe": "zoo.exporters.caffe:CaffeTarget",
     "openvino": "zoo.exporters.openvino:OpenvinoTarget",
 }

@@ -145,16 +145,45 @@ class Target:
 
     # -- availability ------------------------------------------------------------
     def missing(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+        """What this target lacks here to export and prove its files (empty: available): its Python
+        modules, and when none of its runtimes can run, what the first one lacks."""
+        miss = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if self.runtimes and all(self.runtime_problem(r) for r in self.runtimes):
+            miss.append(self.runtime_problem(self.runtimes[0]))
+        return miss
 
     def available(self) -> bool:
         return not self.missing()
 
+    def install_hint(self) -> str:
+        """What to do about ``missing()``."""
+        pip = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if not pip and self.runtimes and all(self.runtime_problem(r) for r in self.runtimes):
+            return self.runtime_hint(self.runtimes[0])
+        return f"pip install 'ultraface-zoo[{self.extra}]'" if self.extra else "install it"
+
     def require(self) -> None:
         miss = self.missing()
         if miss:
-            hint = f"pip install 'ultraface-zoo[{self.extra}]'" if self.extra else "install it"
-            raise ZooError(f"target {self.name!r} needs {', '.join(miss)}, which is not installed: {hint}")
+            raise ZooError(f"target {self.name!r} needs {', '.join(miss)}, which is not installed: {self.install_hint()}")
+
+    def runtime_problem(self, runtime: str) -> str | None:
+        """Why ``runtime`` (one of ``runtimes``) cannot run here beyond the target's own modules (None: it can).
+        The base target's runtimes come with its Python modules; a runtime that needs more (Node.js and
+        npm packages for the web runtimes) overrides this."""
+        return None
+
+    def runtime_hint(self, runtime: str) -> str:
+        """What to install for ``runtime`` when `runtime_problem` names a problem."""
+        return f"pip install 'ultraface-zoo[{self.extra}]'" if self.extra else "install it"
+
+    def runtime_status(self) -> dict[str, dict]:
+        """Per runtime: {"available", "missing" (a reason or None), "install" (what to do, or None)}."""
+        out = {}
+        for r in self.runtimes:
+            why = self.runtime_problem(r)
+            out[r] = {"available": why is None, "missing": why, "install": self.runtime_hint(r) if why else None}
+        return out
 
     def tool_versions(self) -> dict[str, str]:
         out = {}
@@ -190,12 +219,16 @@ class Target:
         return runtime in self.runtimes
 
     def check_runtime(self, runtime: str | None) -> str:
-        """The runtime to use: the default for None; an error naming the available ones otherwise."""
+        """The runtime to use: for None the first that can run here (else the first); an error naming
+        the available ones for an unknown runtime, and one saying what to install for a missing one."""
         if runtime is None:
-            return self.runtimes[0]
+            return next((r for r in self.runtimes if self.runtime_problem(r) is None), self.runtimes[0])
         if runtime not in self.runtimes:
             raise ZooError(f"target {self.name!r} has no runtime {runtime!r}{nearest(runtime, self.runtimes)}; "
                            f"it has: {', '.join(self.runtimes)}")
+        why = self.runtime_problem(runtime)
+        if why:
+            raise ZooError(f"runtime {runtime!r} is not available here: {why}")
         return runtime
 
     #: why no converter option of this target builds for an older runtime release (`zoo export --min-runtime`)

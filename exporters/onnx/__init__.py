@@ -18,7 +18,12 @@ from zoo.core.errors import ZooError
 from zoo.core.timing import phase
 from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.meta import ArtifactMeta
+from zoo.core.node import WEB_INSTALL, NodeRunner, web_runtime_problem
 from zoo.core.runtime import Runner, Tap
+
+#: the npm package of the ort-web runtime (pinned by package-lock.json, installed by scripts/install.sh)
+ORT_WEB_PACKAGES = ("onnxruntime-web",)
+ORT_WEB_BACKEND = Path(__file__).with_name("ort_web.mjs")
 
 
 class OnnxTarget(Target):
@@ -96,18 +101,44 @@ class OnnxTarget(Target):
                              "float_nodes": float_kept_nodes(q), "sensitivity": req.sensitivity}})
         return q, meta
 
-    runtimes = ("onnxruntime", "opencv")
+    #: ort-web: onnxruntime-web's WebAssembly build in the Node worker (zoo.core.node), what a web page runs
+    runtimes = ("onnxruntime", "opencv", "ort-web")
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         # OpenCV DNN has no NonMaxSuppression layer
         return runtime in self.runtimes and not (runtime == "opencv" and head == "nms")
 
+    def runtime_problem(self, runtime: str) -> str | None:
+        return web_runtime_problem(ORT_WEB_PACKAGES) if runtime == "ort-web" else None
+
+    def runtime_hint(self, runtime: str) -> str:
+        if runtime == "ort-web":
+            return WEB_INSTALL
+        return super().runtime_hint(runtime)
+
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         if runtime == "opencv":
             return OpenCVRunner(meta, primary, threads=threads)
+        if runtime == "ort-web":
+            return NodeRunner(meta, "ort-web", ORT_WEB_BACKEND, lambda: [_read_onnx(primary)], threads=threads,
+                              packages=ORT_WEB_PACKAGES)
         return OnnxRuntimeRunner(meta, primary, threads=threads)
 
     def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
         if runtime == "onnxruntime":
             return OnnxRuntimeTap(meta, primary, threads=threads)
         return super().make_tap(runtime, primary, meta, threads)
+
+
+MAX_ONNX_BYTES = 1 << 30
+
+
+def _read_onnx(path: Path) -> bytes:
+    """The bytes ort-web gets: our files hold everything (no external data)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_ONNX_BYTES:
+            raise ZooError(f"{path} is over {MAX_ONNX_BYTES >> 20} MiB: not an ONNX file of ours")
+        return path.read_bytes()
+    except OSError as e:
+        raise ZooError(f"cannot read {path}: {e.strerror or e}") from None

@@ -9,6 +9,8 @@ model definition stays ours (``network.py`` maps the checkpoint keys).
     saved_model.py  tf.Module -> SavedModel folder, deterministic fingerprint
     convert.py      SavedModel -> .tflite (fp32, fp16, int8 with chosen convolutions kept float), describe
     runner.py       TfliteNet (LiteRT), SavedModelNet (TensorFlow)
+    graph_model.py  tf.Module -> TF.js graph model (model.json + one weight shard), written by us; reading one back
+    tfjs_runtime.mjs  the TF.js runtimes (wasm, cpu backends) in the Node worker (zoo.core.node)
 """
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.tflite import graph_model as gm
 from zoo.exporters.tflite.convert import convert
 from zoo.exporters.tflite.network import build_module
 from zoo.exporters.tflite.runner import SavedModelNet, SavedModelTap, TfliteNet, TfliteTap
 from zoo.exporters.tflite.saved_model import canonical_function_names, save_saved_model, stable_fingerprint
 from zoo.core.meta import ArtifactMeta
+from zoo.core.node import WEB_INSTALL, NodeRunner, package_versions, web_runtime_problem
 from zoo.core.runtime import NativeRunner, Runner, Tap
+from zoo.core.fsutil import atomic_write_bytes
 from zoo.core.timing import phase
 
 
@@ -120,3 +125,75 @@ class SavedModelTarget(Target):
 
     def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
         return SavedModelTap(meta, primary, threads=threads)
+
+
+#: the npm packages of each TF.js runtime (pinned by package-lock.json, installed by scripts/install.sh)
+TFJS_PACKAGES = {
+    "tfjs-wasm": ("@tensorflow/tfjs-core", "@tensorflow/tfjs-converter", "@tensorflow/tfjs-backend-cpu",
+                  "@tensorflow/tfjs-backend-wasm"),
+    "tfjs-cpu": ("@tensorflow/tfjs-core", "@tensorflow/tfjs-converter", "@tensorflow/tfjs-backend-cpu"),
+}
+TFJS_BACKEND = Path(__file__).with_name("tfjs_runtime.mjs")
+#: what each flavour stores; all of them compute in float32 (TF.js decodes the weights on load)
+TFJS_STORAGE = {
+    "fp32": "float32 weights",
+    "fp16": "float16 weights (every float constant), decoded to float32 on load: float compute",
+    "uint8-weight": ("uint8 convolution kernels, one affine range per tensor (value = q * scale + min), decoded to "
+                     "float32 on load: float compute, not integer; biases and priors float32"),
+}
+
+
+class TfjsTarget(Target):
+    """A TF.js graph model of the NHWC network (the one the SavedModel holds), run by TF.js in Node."""
+
+    name = "tfjs"
+    description = "TF.js graph model, NHWC (web pages: tfjs-wasm, tfjs-cpu; see web/ultraface.js)"
+    suffixes = (".model.json", ".bin")
+    source = "torch"
+    numpy_weights = True
+    precisions = ("fp32", "fp16", "int8")
+    heads = ("decoded", "raw")  # decoded: the web default (no priors to make in the page)
+    layout = "NHWC"
+    extra = "tflite"
+    requires = ("tensorflow",)
+    prestart = True  # TensorFlow's import: ~8 s
+    packages = ("tensorflow", "tensorflow-cpu")
+    timeout = 600.0
+    runtimes = ("tfjs-wasm", "tfjs-cpu")
+    dynamic = False
+    dynamic_reason = ("the web module (web/ultraface.js) runs one input size; for free sizes on the web, run a dynamic "
+                      "ONNX (--to onnx --dynamic) in ort-web")
+    no_min_runtime = "the graph model uses ops TF.js has had since 3.x; no converter option changes that"
+
+    def expand(self, precision: str) -> list[str]:
+        # int8: TF.js has no integer compute; its uint8 weight storage, named for what it is
+        return ["uint8-weight"] if precision == "int8" else [precision]
+
+    def runtime_problem(self, runtime: str) -> str | None:
+        return web_runtime_problem(TFJS_PACKAGES[runtime]) if runtime in TFJS_PACKAGES else None
+
+    def runtime_hint(self, runtime: str) -> str:
+        return WEB_INSTALL
+
+    def tool_versions(self) -> dict[str, str]:
+        return {**super().tool_versions(), **package_versions(TFJS_PACKAGES["tfjs-wasm"])}
+
+    def export(self, req: ExportRequest) -> ExportResult:
+        m = req.meta
+        rel, shard = Path(req.stem + ".model.json"), Path(req.stem + ".bin")
+        sm_dir = req.out_dir / f".{req.stem}.savedmodel"
+        save_saved_model(_module(req), sm_dir)
+        with phase("quantization") if m.precision != "fp32" else nullcontext():
+            doc, data, info = gm.graph_model(sm_dir, m.precision, shard.name)
+        shutil.rmtree(sm_dir, ignore_errors=True)
+        meta = m.with_(io={"format": info["format"], "weights": TFJS_STORAGE[m.precision], "compute": "float32",
+                           "weight_values": info["weights"], "fused_convolutions": info["fused_convolutions"]})
+        doc["userDefinedMetadata"] = {gm.META_KEY: meta.to_dict()}
+        atomic_write_bytes(req.out_dir / shard, data)
+        atomic_write_bytes(req.out_dir / rel, gm.dump(doc))
+        return ExportResult(primary=rel, files=[rel, shard], meta=meta, tools=self.tool_versions())
+
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
+        backend = runtime.split("-", 1)[1]  # wasm, cpu
+        return NodeRunner(meta, runtime, TFJS_BACKEND, lambda: list(gm.read_graph_model(primary)),
+                          {"backend": backend}, threads=threads, layout="NHWC", packages=TFJS_PACKAGES[runtime])

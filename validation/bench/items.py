@@ -8,7 +8,7 @@ from zoo.exporters import all_targets, get_target
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file
 from zoo.core.manifest import MANIFEST, Artifact, FileEntry, Manifest, read_manifest
-from zoo.core.meta import read_meta, sidecar_path
+from zoo.core.meta import companion, file_suffix, read_meta, sidecar_path
 
 
 @dataclass
@@ -66,22 +66,22 @@ def _suffix_map() -> dict[str, list]:
 
 def _item_from_file(path: Path) -> BenchItem:
     smap = _suffix_map()
-    suffix = path.suffix.lower()
+    suffix = file_suffix(path.name).lower()
     if suffix not in smap:
         known = ", ".join(sorted(smap))
         raise ZooError(f"unknown file type {path.name!r}: expected a release folder, a manifest.json or a model file ({known})")
     primary = path
     for t, i in smap[suffix]:
         if i > 0:  # a companion file (weights of a two-file format): bench its primary
-            cand = path.with_suffix(t.suffixes[0])
+            cand = companion(path, t.suffixes[0])
             if cand.is_file():
                 primary = cand
                 break
     if primary is path and all(i > 0 for _, i in smap[suffix]):
         raise ZooError(f"{path.name} is the companion of a model file that is not beside it (expected "
-                       f"{' or '.join(path.with_suffix(t.suffixes[0]).name for t, _ in smap[suffix])})")
+                       f"{' or '.join(companion(path, t.suffixes[0]).name for t, _ in smap[suffix])})")
     meta = read_meta(primary)
-    parts = [p for p in (primary.with_suffix(s) for s in get_target(meta.target).suffixes) if p.is_file()]
+    parts = [p for p in (companion(primary, s) for s in get_target(meta.target).suffixes) if p.is_file()]
     if primary not in parts:
         parts.insert(0, primary)
     return BenchItem(

@@ -26,8 +26,9 @@ def list_(json_: JsonOpt = False) -> None:
         targets.append({
             "name": t.name, "description": t.description, "precisions": list(t.precisions), "heads": list(t.heads),
             "layout": t.layout, "source": t.source, "runtimes": list(t.runtimes), "available": not miss, "missing": miss,
-            "install": f"pip install 'ultraface-zoo[{t.extra}]'" if miss and t.extra else None,
+            "install": t.install_hint() if miss else None,
             "dynamic": t.dynamic, "dynamic_reason": None if t.dynamic else t.dynamic_reason,
+            "runtime_status": t.runtime_status(),
         })
     if json_:
         print_json({"models": models, "targets": targets})
@@ -41,6 +42,9 @@ def list_(json_: JsonOpt = False) -> None:
         state = "available" if t["available"] else f"missing {', '.join(t['missing'])} -> {t['install']}"
         dyn = "dynamic" if t["dynamic"] else "fixed  "
         typer.echo(f"  {t['name']:<11} {','.join(t['precisions']):<15} {t['layout']}  {dyn}  runtimes={','.join(t['runtimes'])}  {state}")
+    off = [(t["name"], r, s) for t in targets for r, s in t["runtime_status"].items() if not s["available"]]
+    for name, r, s in off:
+        typer.echo(f"runtime {r} ({name}) missing: {s['missing']} -> {s['install']}")
     no = [t for t in targets if not t["dynamic"]]
     if no:
         typer.echo("fixed-size only (no --dynamic): " + "; ".join(f"{t['name']}: {t['dynamic_reason']}" for t in no))

@@ -27,9 +27,15 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 # --------------------------------------------------------------------------- names
 
+#: flavours named after their storage type, and the precision (tier) they belong to
+_STORAGE = {"uint8": "int8"}
+
+
 def base_precision(flavour: str) -> str:
-    """The precision a flavour belongs to: "int8-io" and "int8-weight" are int8."""
-    return flavour.split("-", 1)[0]
+    """The precision a flavour belongs to: "int8-io" and "int8-weight" are int8, and so is "uint8-weight"
+    (TF.js's uint8 weight storage, float compute)."""
+    head = flavour.split("-", 1)[0]
+    return _STORAGE.get(head, head)
 
 
 @dataclass(frozen=True)

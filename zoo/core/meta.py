@@ -156,9 +156,33 @@ def meta_problem(d: dict) -> str | None:
     return None
 
 
+#: primary-file suffixes of two parts: the sidecar of ``x.model.json`` (a TF.js graph model) is ``x.json``
+COMPOUND_SUFFIXES = (".model.json",)
+
+
+def artifact_stem(name: str) -> str:
+    """A primary file's name without its suffix (``rfb-320-raw-fp32.model.json`` -> ``rfb-320-raw-fp32``)."""
+    for suffix in COMPOUND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
 def sidecar_path(primary: Path) -> Path:
     primary = Path(primary)
-    return primary.with_name(primary.name.rsplit(".", 1)[0] + ".json") if "." in primary.name else primary.with_name(primary.name + ".json")
+    return primary.with_name(artifact_stem(primary.name) + ".json")
+
+
+def file_suffix(name: str) -> str:
+    """A file name's suffix, compound ones included (``x.model.json`` -> ``.model.json``, ``x.bin`` -> ``.bin``)."""
+    stem = artifact_stem(name)
+    return name[len(stem):] if stem != name else ""
+
+
+def companion(path: Path, suffix: str) -> Path:
+    """The file beside ``path`` with the same stem and ``suffix`` (``x.model.json`` + ``.bin`` -> ``x.bin``)."""
+    path = Path(path)
+    return path.with_name(artifact_stem(path.name) + suffix)
 
 
 MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few hundred bytes; a bigger one is not ours
@@ -223,6 +247,22 @@ def unreadable_manifests(primary: Path, levels: int = 3) -> list[str]:
     return out
 
 
+MAX_GRAPH_MODEL_JSON = 64 << 20  # a model.json of ours is ~70 kB
+
+
+def _graph_model_meta(path: Path):
+    """``userDefinedMetadata.ultraface_zoo`` of a TF.js model.json, or None; a ZooError when it cannot be read."""
+    try:
+        if path.stat().st_size > MAX_GRAPH_MODEL_JSON:
+            raise ZooError(f"{path} is {path.stat().st_size} bytes: not a TF.js model.json of ours")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ZooError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    doc = _loads(text, str(path))
+    user = doc.get("userDefinedMetadata") if isinstance(doc, dict) else None
+    return user.get("ultraface_zoo") if isinstance(user, dict) else None
+
+
 def read_meta(primary: Path) -> ArtifactMeta:
     """Metadata of an artifact: embedded (ONNX), sidecar JSON, or the manifest above it.
 
@@ -249,6 +289,11 @@ def read_meta(primary: Path) -> ArtifactMeta:
     side = sidecar_path(primary)
     if side.is_file():
         return _meta_from(read_sidecar(side), f"the metadata sidecar {side}")
+    if primary.name.endswith(".model.json"):  # a TF.js graph model carries it in userDefinedMetadata
+        embedded = _graph_model_meta(primary)
+        if embedded is not None:
+            what = f"the metadata in {primary} (userDefinedMetadata)"
+            return _meta_from(embedded, what)
     found = manifest_entry(primary)
     if found and found[1].meta:
         return _meta_from(found[1].meta, f"the metadata of {found[1].primary} in {found[0] / MANIFEST}")

@@ -62,7 +62,7 @@ def toolchain_warning(targets: list[str]) -> str | None:
 
 def missing_runtime_error(target: str) -> str:
     t = get_target(target)
-    return f"missing {', '.join(t.missing())}: pip install 'ultraface-zoo[{t.extra}]'"
+    return f"missing {', '.join(t.missing())}: {t.install_hint()}"
 
 
 def check_names(precisions: list[str], head: str | None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo.exporters import get_target
 from zoo.core.errors import ZooError
-from zoo.core.meta import ArtifactMeta
+from zoo.core.meta import ArtifactMeta, companion, file_suffix
 from zoo.pipeline.worker import run_worker
 
 #: seconds a probe may take (loading TensorFlow alone takes ~10 s on a small machine)
@@ -37,8 +37,8 @@ def _one_line(text: str, limit: int = 400) -> str:
 def describe_files(primary: Path, suffixes: tuple[str, ...]) -> str:
     """``primary``, plus the companion files beside it (``x.param + x.bin``)."""
     primary = Path(primary)
-    companions = [primary.with_suffix(s).name for s in suffixes[1:]
-                  if primary.suffix == suffixes[0] and primary.with_suffix(s).is_file()]
+    companions = [companion(primary, s).name for s in suffixes[1:]
+                  if file_suffix(primary.name) == suffixes[0] and companion(primary, s).is_file()]
     return " + ".join([str(primary), *companions])
 
 

@@ -1,0 +1,284 @@
+"""The TF.js graph-model format, written by us from the NHWC TensorFlow network (no `tensorflowjs`).
+
+A graph model is two files: ``<stem>.model.json`` (the frozen GraphDef as protobuf JSON with the
+constants' values taken out, a weights manifest saying which bytes of the shard hold which constant,
+the serving signature and our metadata under ``userDefinedMetadata``) and one weight shard
+``<stem>.bin`` (the constants' bytes, in manifest order). TF.js reads it with ``tf.loadGraphModel``
+(over HTTP) or ``tf.io.fromMemory`` (the Node worker).
+
+Why not the ``tensorflowjs`` converter: 4.22.0 (its latest release) cannot be installed beside the
+project's TensorFlow (it pins ``packaging~=23.1``, ``tensorflow<3`` (not tensorflow-cpu), TF Decision
+Forests, jax and flax; measured in the closing note of issue 34), and the format is small.
+
+What we write:
+- the graph of the SavedModel's serving signature (the saved_model target's file, written for the
+  occasion), frozen (our weights are constants already), its input and outputs named ``input``,
+  ``scores`` and ``boxes``;
+- each Conv2D / DepthwiseConv2dNative followed by its BiasAdd (and a Relu) fused into one
+  ``_FusedConv2D`` / ``FusedDepthwiseConv2dNative`` node (TF.js has both kernels; what the
+  tensorflowjs converter does through grappler's remapper), named after the last op it replaces;
+- the weights as float32 (``fp32``), as float16 (``fp16``: every float constant, TF.js's float16
+  quantization), or the convolution kernels as uint8 with a per-tensor affine (``uint8-weight``:
+  TF.js's uint8 quantization, ``value = q * scale + min``; biases and the decoded head's priors stay
+  float32). Both are storage only: TF.js turns them back into float32 on load and computes in float.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from zoo.core.errors import ZooError
+
+FORMAT = "graph-model"
+#: the weight encodings of the flavours: precision flavour -> (float16 every float, uint8 the kernels)
+ENCODINGS = {"fp32": "float32", "fp16": "float16", "uint8-weight": "uint8"}
+INPUT = "input"
+OUTPUTS = ("scores", "boxes")
+_CONVS = {"Conv2D": "_FusedConv2D", "DepthwiseConv2dNative": "FusedDepthwiseConv2dNative"}
+
+
+def frozen_graph_def(saved_model_dir: Path):
+    """The serving signature of our SavedModel (zoo.exporters.tflite.saved_model) as one frozen GraphDef
+    (function calls inlined) whose placeholder is ``input`` and whose outputs are the nodes ``scores`` and
+    ``boxes``."""
+    import tensorflow as tf  # heavy: imported when used
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # heavy
+
+    from zoo.exporters.tflite.network import SIGNATURE_KEY
+
+    try:
+        fn = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
+    except Exception as e:  # noqa: BLE001 - TF raises many types
+        raise ZooError(f"cannot load the SavedModel {saved_model_dir}: {str(e).splitlines()[0][:200]}") from None
+    frozen = convert_variables_to_constants_v2(fn)
+    gd = frozen.graph.as_graph_def()
+    # the flat outputs follow the structured outputs' sorted keys
+    keys = sorted(fn.structured_outputs)
+    names = {t.name.split(":")[0]: key for t, key in zip(frozen.outputs, keys)}
+    inputs = [t.name.split(":")[0] for t in frozen.inputs]
+    if sorted(keys) != sorted(OUTPUTS) or len(inputs) != 1:
+        raise ZooError(f"unexpected signature: inputs {inputs}, outputs {keys}")
+    names[inputs[0]] = INPUT
+    taken = {n.name for n in gd.node} - set(names)
+    clash = taken & set(names.values())
+    if clash:
+        raise ZooError(f"the graph already has a node named {sorted(clash)[0]!r}")
+    for n in gd.node:
+        if n.name in names:
+            n.name = names[n.name]
+        n.input[:] = [_renamed(i, names) for i in n.input]
+    del gd.library.function[:]
+    return gd, tf
+
+
+def _renamed(ref: str, names: dict) -> str:
+    ctrl = ref.startswith("^")
+    base, sep, port = ref.lstrip("^").partition(":")
+    return ("^" if ctrl else "") + names.get(base, base) + sep + port
+
+
+def fuse_convolutions(gd) -> int:
+    """Fold Conv + BiasAdd (+ Relu) chains into TF's fused convolution nodes, in place; how many."""
+    nodes = list(gd.node)
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i.lstrip("^").split(":")[0], []).append(n)
+    by_name = {n.name: n for n in nodes}
+    drop: set[str] = set()
+    fused = 0
+    for n in nodes:
+        if n.op not in _CONVS:
+            continue
+        after = consumers.get(n.name, [])
+        if len(after) != 1 or after[0].op != "BiasAdd" or after[0].input[0] != n.name:
+            continue
+        bias = after[0]
+        chain = [bias]
+        nxt = consumers.get(bias.name, [])
+        if len(nxt) == 1 and nxt[0].op == "Relu" and nxt[0].name not in OUTPUTS:
+            chain.append(nxt[0])
+        last = chain[-1]
+        f = type(n)()
+        f.CopyFrom(n)
+        f.op = _CONVS[n.op]
+        f.name = last.name
+        f.input.append(bias.input[1])
+        f.attr["num_args"].i = 1
+        f.attr["fused_ops"].list.s.extend([c.op.encode() for c in chain])
+        if n.op == "Conv2D":
+            f.attr["epsilon"].f = 0.0
+            f.attr["leakyrelu_alpha"].f = 0.2
+        by_name[last.name] = f
+        drop.update({n.name} | {c.name for c in chain[:-1]})
+        fused += 1
+    kept = [by_name[n.name] for n in nodes if n.name not in drop]
+    del gd.node[:]
+    gd.node.extend(kept)
+    return fused
+
+
+def _kernel_inputs(gd) -> set[str]:
+    """The constants a convolution reads as its filter."""
+    return {n.input[1].split(":")[0] for n in gd.node if n.op in _CONVS or n.op in _CONVS.values()}
+
+
+_CLEARED = ("tensor_content", "half_val", "float_val", "double_val", "int_val", "string_val", "int64_val",
+            "bool_val", "uint32_val", "uint64_val")
+
+
+def _uint8(w: np.ndarray) -> tuple[np.ndarray, dict]:
+    lo, hi = float(w.min()), float(w.max())
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    q = np.clip(np.round((w.astype(np.float64) - lo) / scale), 0, 255).astype(np.uint8)
+    return q, {"dtype": "uint8", "min": lo, "scale": scale}
+
+
+def extract_weights(gd, encoding: str) -> tuple[list[dict], bytes, dict]:
+    """Take every Const's value out of ``gd`` (in place): (weight specs, the shard's bytes, a summary)."""
+    from tensorflow.python.framework import tensor_util  # heavy: part of tensorflow
+
+    if encoding not in ENCODINGS.values():
+        raise ZooError(f"unknown weight encoding {encoding!r}")
+    kernels = _kernel_inputs(gd)
+    specs, chunks = [], []
+    summary = {"float32": 0, "float16": 0, "uint8": 0, "int32": 0}
+    for n in gd.node:
+        if n.op != "Const":
+            continue
+        value = np.asarray(tensor_util.MakeNdarray(n.attr["value"].tensor))
+        spec: dict = {"name": n.name, "shape": [int(s) for s in value.shape]}
+        if value.dtype == np.float32:
+            spec["dtype"] = "float32"
+            if encoding == "float16":
+                data = value.astype("<f2").tobytes()
+                spec["quantization"] = {"dtype": "float16"}
+                summary["float16"] += value.size
+            elif encoding == "uint8" and n.name in kernels:
+                q, spec["quantization"] = _uint8(value)
+                data = q.tobytes()
+                summary["uint8"] += value.size
+            else:
+                data = value.astype("<f4").tobytes()
+                summary["float32"] += value.size
+        elif value.dtype == np.int32:
+            spec["dtype"] = "int32"
+            data = value.astype("<i4").tobytes()
+            summary["int32"] += value.size
+        else:
+            raise ZooError(f"constant {n.name!r} has dtype {value.dtype}, which the graph model does not carry")
+        specs.append(spec)
+        chunks.append(data)
+        t = n.attr["value"].tensor
+        for field in _CLEARED:
+            t.ClearField(field)
+    return specs, b"".join(chunks), summary
+
+
+def _signature(gd) -> dict:
+    by_name = {n.name: n for n in gd.node}
+    shape = by_name[INPUT].attr["shape"].shape
+    dims = [{"size": str(d.size)} for d in shape.dim]
+    return {"inputs": {INPUT: {"name": f"{INPUT}:0", "dtype": "DT_FLOAT", "tensorShape": {"dim": dims}}},
+            "outputs": {o: {"name": f"{o}:0", "dtype": "DT_FLOAT"} for o in OUTPUTS}}
+
+
+def graph_model(saved_model_dir: Path, precision: str, shard: str) -> tuple[dict, bytes, dict]:
+    """(model.json as a dict, the shard's bytes, what was written) for our SavedModel at ``precision`` (a
+    flavour of ENCODINGS); ``shard``: the shard's file name as model.json names it (beside it). The
+    caller adds its metadata (``userDefinedMetadata``) and writes the text with `dump`."""
+    if precision not in ENCODINGS:
+        raise ZooError(f"the tfjs target has no flavour {precision!r} (it has {', '.join(ENCODINGS)})")
+    from google.protobuf import json_format  # heavy: part of tensorflow's protobuf
+
+    gd, tf = frozen_graph_def(saved_model_dir)
+    fused = fuse_convolutions(gd)
+    specs, data, summary = extract_weights(gd, ENCODINGS[precision])
+    doc = {
+        "format": FORMAT,
+        "generatedBy": tf.__version__,
+        "convertedBy": "ultraface-zoo",
+        "modelTopology": json_format.MessageToDict(gd),
+        "signature": _signature(gd),
+        "weightsManifest": [{"paths": [shard], "weights": specs}],
+    }
+    info = {"format": FORMAT, "fused_convolutions": fused, "weights": summary, "nodes": len(gd.node)}
+    return doc, data, info
+
+
+def dump(doc: dict) -> bytes:
+    """model.json's bytes: compact, keys sorted (the same model gives the same bytes)."""
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+# --------------------------------------------------------------------------- reading (every file is input)
+
+MAX_MODEL_JSON = 64 << 20  # bytes: ours are ~70 kB
+_BYTES = {"float32": 4, "int32": 4, "float16": 2, "uint8": 1}
+META_KEY = "ultraface_zoo"  # our metadata in userDefinedMetadata
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        size = path.stat().st_size
+        if size > MAX_MODEL_JSON:
+            raise ZooError(f"{path} is {size} bytes: not a TF.js model.json of ours (at most {MAX_MODEL_JSON})")
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ZooError(f"TF.js model not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ZooError(f"cannot read the TF.js model {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ZooError(f"{path} is not valid JSON (truncated or damaged: "
+                       f"{str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("modelTopology"), dict):
+        raise ZooError(f"{path} is not a TF.js graph model (no format {FORMAT!r} with a modelTopology)")
+    return doc
+
+
+def embedded_meta(path: Path) -> dict | None:
+    """Our metadata as model.json carries it (``userDefinedMetadata``), or None."""
+    meta = (_load_json(Path(path)).get("userDefinedMetadata") or {})
+    return meta.get(META_KEY) if isinstance(meta, dict) else None
+
+
+def _spec_bytes(spec, path: Path) -> int:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ZooError(f"{path}: a weights manifest entry is not an object with a name")
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 31
+                                              for d in shape):
+        raise ZooError(f"{path}: weight {spec['name'][:80]!r} has a bad shape {str(shape)[:60]}")
+    q = spec.get("quantization")
+    dtype = q.get("dtype") if isinstance(q, dict) else spec.get("dtype")
+    if dtype not in _BYTES:
+        raise ZooError(f"{path}: weight {spec['name'][:80]!r} has dtype {str(dtype)[:20]!r}, which TF.js graph models of ours do not use")
+    return int(np.prod(shape, dtype=np.float64)) * _BYTES[dtype]
+
+
+def read_graph_model(path: Path) -> tuple[bytes, bytes]:
+    """(model.json bytes, its weight shard's bytes), each checked against the other: one weight group with
+    one shard, a plain file name beside model.json, whose size is what the manifest's weights need."""
+    path = Path(path)
+    doc = _load_json(path)
+    groups = doc.get("weightsManifest")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)
+            and isinstance(groups[0].get("paths"), list) and len(groups[0]["paths"]) == 1
+            and isinstance(groups[0].get("weights"), list)):
+        raise ZooError(f"{path}: the weights manifest is not one group with one shard (not a model.json of ours)")
+    name = groups[0]["paths"][0]
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        raise ZooError(f"{path}: the weight shard {str(name)[:80]!r} is not a file name beside it; refusing it")
+    need = sum(_spec_bytes(s, path) for s in groups[0]["weights"])
+    shard = path.parent / name
+    if not shard.is_file():
+        raise ZooError(f"the weight shard {shard} named by {path.name} is missing: copy it beside {path.name}")
+    size = shard.stat().st_size
+    if size != need:
+        raise ZooError(f"the weight shard {shard} is {size} bytes, but {path.name} describes {need}: "
+                       f"a truncated shard or one of another model")
+    return path.read_bytes(), shard.read_bytes()
