@@ -259,11 +259,12 @@ class NodeWorker:
             at += n
         return out
 
-    def bench(self, handle: int, x: np.ndarray, warmup: int, runs: int, what: str) -> list[float]:
+    def bench(self, handle: int, x: np.ndarray, warmup: int, runs: int, what: str) -> tuple[list[float], dict]:
+        """(latencies in ms timed inside Node, {"peak_rss_mb": the Node process's peak RSS})."""
         x = np.ascontiguousarray(x, dtype="<f4")
         reply, _ = self.request({"op": "bench", "handle": handle, "shape": list(x.shape), "warmup": int(warmup),
                                  "runs": int(runs)}, x.tobytes(), what)
-        return [float(v) for v in reply["latencies_ms"]]
+        return [float(v) for v in reply["latencies_ms"]], {"peak_rss_mb": float(reply.get("max_rss_kb", 0)) / 1024.0}
 
     def unload(self, handle: int) -> None:
         if self.alive():
@@ -334,5 +335,10 @@ class NodeRunner(Runner):
         """Latencies (ms) of ``runs`` inferences on ``x`` after ``warmup``, timed inside Node."""
         if not self._active:
             raise RuntimeError(f"{type(self).__name__}.bench called outside `with runner:`")
-        return self.worker.bench(self.handle, self._input(np.ascontiguousarray(x, dtype=np.float32)), warmup, runs,
-                                 f"{self.name} benchmark")
+        lat, self._bench_info = self.worker.bench(self.handle, self._input(np.ascontiguousarray(x, dtype=np.float32)),
+                                                  warmup, runs, f"{self.name} benchmark")
+        return lat
+
+    def bench_info(self) -> dict:
+        """What the last `bench` measured beside the latencies (the Node process's peak RSS, MiB)."""
+        return dict(getattr(self, "_bench_info", {}))

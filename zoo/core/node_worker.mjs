@@ -129,7 +129,7 @@ async function handle(req, bin) {
         await run(m, x, req.shape);
         lat.push(Number(process.hrtime.bigint() - t) / 1e6);
       }
-      return [{ ok: true, latencies_ms: lat }];
+      return [{ ok: true, latencies_ms: lat, max_rss_kb: process.resourceUsage().maxRSS }];
     }
     case 'unload': {
       const m = handles.get(req.handle);

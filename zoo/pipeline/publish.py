@@ -53,6 +53,7 @@ _BY_SUFFIX = {
     ".onnx": "onnx", ".mnn": "mnn", ".tflite": "tflite", ".param": "ncnn.param",
     ".prototxt": "caffe.prototxt", ".caffemodel": "caffe.caffemodel",
 }
+# a TF.js weight shard (.bin of target tfjs): application/vnd.ultraface.tfjs.bin, by the target rule below
 
 
 def media_type(path: str, target: str | None = None) -> str:
@@ -68,6 +69,8 @@ def media_type(path: str, target: str | None = None) -> str:
         return f"{VND}.card+markdown"
     if target is None:
         return f"{VND}.file"
+    if path.lower().endswith(".model.json"):  # a TF.js graph model (our metadata inside), not a sidecar
+        return f"{VND}.tfjs.model+json"
     if suffix == ".json":
         return f"{VND}.meta+json"
     if suffix in _BY_SUFFIX:
