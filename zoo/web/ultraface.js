@@ -226,7 +226,7 @@ export function onnxMetadata(bytes) {
   const skip = (wire, end) => {
     if (wire === 0) varint(end);
     else if (wire === 1) pos += 8;
-    else if (wire === 2) pos += varint(end);
+    else if (wire === 2) { const n = varint(end); pos += n; } // (not `pos += varint()`: that reads pos first)
     else if (wire === 5) pos += 4;
     else throw new Error(`not an ONNX file (wire type ${wire})`);
     if (pos > end) throw new Error('truncated ONNX file');

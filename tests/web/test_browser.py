@@ -1,0 +1,112 @@
+"""Proof in a real browser: headless Chromium (Debian's chromium, scripts/install_chromium.sh) loads a page from a
+loopback server that runs each web artifact with web/ultraface.js on the golden photos (the three built-in ones);
+its detections must equal the Node worker's (the runtime zoo's parity uses, with the Python pre- and
+post-processing): the same faces, boxes and scores within 1e-4."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser import Server, chromium, run_page
+from conftest import ROOT
+from zoo.exporters import get_target, load_runner
+from zoo.core.images import builtin_images, load_batch
+from zoo.core.model.processing import postprocess
+
+HERE = Path(__file__).resolve().parent
+TOL = 1e-4  # normalised box coordinates and scores
+#: (target, precision, runtime in the page and in the Node worker)
+ITEMS = [("tfjs", "fp32", "tfjs-wasm"), ("tfjs", "fp32", "tfjs-cpu"), ("tfjs", "uint8-weight", "tfjs-wasm"),
+         ("onnx", "fp32", "ort-web"), ("onnx", "int8", "ort-web")]
+
+
+def _need(target: str, runtime: str) -> None:
+    why = get_target(target).runtime_problem(runtime)
+    if why:
+        pytest.skip(f"{runtime} is not available: {why}")
+    if not chromium():
+        pytest.skip("no chromium (Debian's chromium package: bash scripts/install_chromium.sh)")
+
+
+def node_faces(primary: Path, runtime: str, photos: list[Path]) -> list[list[dict]]:
+    """Detections of the artifact in the Node worker, with zoo's own (Python) pre- and post-processing."""
+    runner = load_runner(primary, runtime=runtime)
+    w, h = runner.meta.input_size
+    out = []
+    with runner:
+        for p in photos:
+            x, _, sizes = load_batch([p], w, h)
+            r = runner.infer(x)
+            iw, ih = sizes[0]
+            out.append([{"box": list(d.box), "score": d.score} for d in
+                        postprocess(r["scores"][0], r["boxes"][0], iw, ih, runner.meta.labels)])
+    return out
+
+
+def same_faces(page: list[dict], node: list[dict], size: tuple[int, int], tol: float) -> str | None:
+    """None when both list the same faces (sorted by score) within ``tol``; else what differs."""
+    if len(page) != len(node):
+        return f"{len(page)} faces in the page, {len(node)} in the Node worker"
+    scale = np.array([size[0], size[1], size[0], size[1]], dtype=np.float64)
+    for i, (a, b) in enumerate(zip(page, node)):
+        db = np.abs(np.array(a["box"]) / scale - np.array(b["box"]) / scale).max()
+        ds = abs(a["score"] - b["score"])
+        if db > tol or ds > tol:
+            return f"face {i}: box differs by {db:.2e}, score by {ds:.2e}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def artifacts(export_dir):
+    """rfb-320's tfjs and ONNX exports (the target matrix's own: exported once per session)."""
+    out = {}
+    for target in ("tfjs", "onnx"):
+        t = get_target(target)
+        if not t.available():
+            pytest.skip(f"{target} is not available: {', '.join(t.missing())}")
+        folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
+        assert cp.returncode == 0, cp.stderr[-2000:]
+        for a in manifest["artifacts"]:
+            out[(target, a["precision"])] = folder / a["primary"]
+    return out
+
+
+def test_the_page_detects_what_the_node_worker_detects(artifacts, tmp_path):
+    for target, _, runtime in ITEMS:
+        _need(target, runtime)
+    photos = builtin_images()
+    served = tmp_path / "served"
+    items = []
+    for i, (target, precision, runtime) in enumerate(ITEMS):
+        src = artifacts[(target, precision)]
+        d = served / f"a{i}"
+        d.mkdir(parents=True)
+        files = [src] + ([src.with_name(src.name.replace(".model.json", ".bin"))] if target == "tfjs" else [])
+        for f in files:
+            (d / f.name).write_bytes(f.read_bytes())
+        items.append({"target": target, "precision": precision, "runtime": runtime, "url": f"/a/a{i}/{src.name}"})
+    (served / "job.json").write_text(json.dumps({"items": items, "photos": [f"/p/{p.name}" for p in photos]}))
+    routes = {"/node_modules/": ROOT / "node_modules", "/zoo/web/": ROOT / "zoo" / "web", "/a/": served,
+              "/p/": photos[0].parent, "/job/": served, "/": HERE}
+    with Server(routes) as server:
+        result, log = run_page(server, "/page.html?job=/job/job.json")
+        requests = list(server.requests)
+    assert result is not None, f"the page posted no result; chromium: {log}"
+    assert result["ok"], result.get("error")
+    assert all(not r.startswith(("http:", "https:")) for r in requests)
+    sizes = [tuple(int(v) for v in load_batch([p], 320, 240)[2][0]) for p in photos]
+    problems = []
+    for item, got in zip(items, result["results"]):
+        assert got["used"] == item["runtime"]
+        target, precision = item["target"], item["precision"]
+        node = node_faces(artifacts[(target, precision)], item["runtime"], photos)
+        for p, size, page_photo, node_photo in zip(photos, sizes, got["photos"], node):
+            assert page_photo["photo"].endswith(p.name)
+            why = same_faces(page_photo["faces"], node_photo, size, TOL)
+            if why:
+                problems.append(f"{target} {precision} in {item['runtime']}, {p.name}: {why}")
+    assert sum(len(ph["faces"]) for r in result["results"] for ph in r["photos"]) >= len(ITEMS) * len(photos)
+    assert not problems, "\n".join(problems)
