@@ -420,3 +420,40 @@ def test_a_runtime_that_crashes_or_hangs_opening_a_file_is_one_line(tmp_path, pl
     cp = zoo("detect", IMAGE, "--artifact", tmp_path / f"m.{name}", env=env, timeout=60)
     assert_clean_error(cp, f"m.{name}: {expected}", f"not a {name} model")
     assert time.monotonic() - t0 < 30
+
+
+# --------------------------------------------------------------------------- a TF.js graph model's own failures
+
+@pytest.fixture()
+def tfjs_art(release, tmp_path):
+    """The attacked model's tfjs artifact staged alone (no manifest): (model.json, its shard)."""
+    if not get_target("tfjs").available():
+        pytest.skip(f"target tfjs needs {', '.join(get_target('tfjs').missing())}")
+    folder, manifest = release
+    art = artifact_of(manifest, MODELS[0], "tfjs")
+    primary = stage(folder, manifest, art, tmp_path, with_manifest=False)
+    return primary, primary.with_name(primary.name.replace(".model.json", ".bin"))
+
+
+def test_tfjs_a_truncated_model_json_is_one_line(tfjs_art):
+    primary, _ = tfjs_art
+    mutate(primary, "truncate", "middle")
+    line = assert_detect_refuses(detect(primary, "--no-verify"), primary.name)
+    assert "is not valid JSON (truncated or damaged" in line
+
+
+def test_tfjs_a_missing_weight_shard_is_one_line(tfjs_art):
+    primary, shard = tfjs_art
+    shard.unlink()
+    line = assert_detect_refuses(detect(primary, "--no-verify"), shard.name)
+    assert "is missing" in line and f"copy it beside {primary.name}" in line
+    line = assert_detect_refuses(detect(primary), shard.name)  # verified: the sidecar records the shard
+    assert "missing" in line or "not found" in line or "sha256" in line
+
+
+def test_tfjs_a_shard_of_the_wrong_size_is_one_line(tfjs_art):
+    primary, shard = tfjs_art
+    with open(shard, "ab") as f:
+        f.write(b"\0" * 4)
+    line = assert_detect_refuses(detect(primary, "--no-verify"), shard.name)
+    assert f"{shard.stat().st_size} bytes, but {primary.name} describes {shard.stat().st_size - 4}" in line
