@@ -84,5 +84,13 @@ cd "$clone"
 export ZOO_SHARED="$shared" PYTHONPATH="$clone"
 unset ZOO_CHECKPOINT_DIR ZOO_UPSTREAM_URL ZOO_IMAGES_DIR
 "$zpy" -m pytest -q -p no:cacheprovider tests/unit
+# without Node.js (and with no npm packages in the clone) the web runtimes are reported missing, not failing
+ZOO_NODE="$work/no-node" "$zpy" -m zoo list --json | "$zpy" -c '
+import json, sys
+t = {x["name"]: x for x in json.load(sys.stdin)["targets"]}
+web = {"tfjs-wasm": t["tfjs"], "tfjs-cpu": t["tfjs"], "ort-web": t["onnx"]}
+bad = [r for r, x in web.items() if x["runtime_status"][r]["available"] or not x["runtime_status"][r]["install"]]
+assert not bad and t["onnx"]["available"] and not t["tfjs"]["available"], bad
+print("without Node.js: tfjs-wasm, tfjs-cpu, ort-web reported missing (" + t["tfjs"]["missing"][0] + ")")'
 "$zpy" -m pytest -q -p no:cacheprovider -m smoke tests
 echo "fresh machine: OK"
