@@ -71,6 +71,8 @@ def summarize(item: BenchItem, threads: int, rounds: list[dict], peak_gflops: fl
         "samples": len(lat), "rounds": len(good),
         "warmup": settings["warmup"], "runs": settings["runs"],
     }
+    if good[0].get("timed_in"):  # a runtime timed in its own process (the web runtimes' Node worker)
+        out["timed_in"] = good[0]["timed_in"]
     if errors:
         out["errors"] = errors
     return out
