@@ -142,6 +142,16 @@ class Target:
     #: head: priors are made on the host for the actual size); False: ``dynamic_reason`` says why not
     dynamic: bool = False
     dynamic_reason: str = "its runtime needs the input shape fixed in the file"
+    #: the heads of its files that web/ultraface.js loads in a page (the web runtimes run them): an export or
+    #: release holding such a file ships the module beside it (zoo.pipeline.web)
+    web_heads: tuple[str, ...] = ()
+    #: runtimes that take seconds per image (TF.js's pure-JavaScript cpu backend): the test matrix re-runs
+    #: parity in them on a few photos; the target's own runtime proves the same files on all of them
+    slow_runtimes: tuple[str, ...] = ()
+    #: True: its conversion writes the same graph at every input size of an architecture (only the constants'
+    #: shapes and values change) from a network builder other targets prove at every size, so the test matrix
+    #: exports it at the first model of each architecture only (for a slow export: TensorFlow's per job)
+    one_size_per_arch: bool = False
 
     # -- availability ------------------------------------------------------------
     def missing(self) -> list[str]:

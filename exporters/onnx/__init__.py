@@ -103,6 +103,7 @@ class OnnxTarget(Target):
 
     #: ort-web: onnxruntime-web's WebAssembly build in the Node worker (zoo.core.node), what a web page runs
     runtimes = ("onnxruntime", "opencv", "ort-web")
+    web_heads = ("decoded", "raw")  # web/ultraface.js runs them in onnxruntime-web (not the nms head)
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         # OpenCV DNN has no NonMaxSuppression layer

@@ -160,6 +160,11 @@ class TfjsTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu")
     timeout = 600.0
     runtimes = ("tfjs-wasm", "tfjs-cpu")
+    slow_runtimes = ("tfjs-cpu",)  # pure JavaScript: ~1-3 s per image
+    web_heads = ("decoded", "raw")
+    # the network is saved_model's and tflite's (network.py, proven at every size by them); the graph-model
+    # writer only renames, fuses and moves constants, whatever their shapes
+    one_size_per_arch = True
     dynamic = False
     dynamic_reason = ("the web module (web/ultraface.js) runs one input size; for free sizes on the web, run a dynamic "
                       "ONNX (--to onnx --dynamic) in ort-web")

@@ -293,7 +293,9 @@ class Manifest:
     skipped: list[dict] = field(default_factory=list)  # export: combinations a target does not offer
     release: dict | None = None  # release: {"models", "targets", "precisions"}
     models: dict = field(default_factory=dict)  # release: model id -> description
-    files: list[FileEntry] = field(default_factory=list)  # release: golden kit, cards
+    #: files beside the artifacts: a release's golden kit and cards; the web module (web/ultraface.js) of a
+    #: release or an export holding web artifacts
+    files: list[FileEntry] = field(default_factory=list)
     zoo_version: str = __version__
     schema_version: int = SCHEMA_VERSION
 
@@ -323,6 +325,8 @@ class Manifest:
             d["files"] = [f.to_dict() for f in self.files]
         else:
             d["skipped"] = self.skipped
+            if self.files:  # written only when there are some: other exports keep their old shape
+                d["files"] = [f.to_dict() for f in self.files]
         return d
 
     def to_json(self) -> str:

@@ -38,6 +38,7 @@ from zoo.core.schedule import PriorityPool
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
 from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
+from zoo.pipeline.web import write_module
 from zoo.pipeline.worker import prestart_export_worker, run_worker, warm_workers
 
 FILE_MODE = 0o644
@@ -372,7 +373,8 @@ def write_export_manifest(out: Path, model: dict, artifacts: list[Artifact], fai
     if old is not None and old.model == model:
         new_keys: set[ArtifactKey] = {x.key for x in [*artifacts, *failed]}
         keep = [a for a in old.artifacts if a.key not in new_keys and all((out / f.path).is_file() for f in a.files)]
-    manifest = Manifest(artifacts=keep + artifacts, failed=list(failed), model=model, skipped=skipped)
+    files = file_entries(out, write_module(out, keep + artifacts))  # web/ultraface.js beside web artifacts
+    manifest = Manifest(artifacts=keep + artifacts, failed=list(failed), model=model, skipped=skipped, files=files)
     manifest.sorted(target_names())
     write_manifest(out, manifest)
     return manifest

@@ -47,6 +47,8 @@ def check(folder: Path, images: list[Path], checkpoint: Path | None = None, thre
     root = folder if folder.is_dir() else folder.parent
     arts, left_out = select_runtime(manifest.artifacts, runtime)
     problems_by_file = {f.path: pr for a in arts for f in a.files if (pr := file_problem(root, f))}
+    # the files beside the artifacts (web/ultraface.js): hashed in the manifest like theirs
+    problems_by_file |= {f.path: pr for f in manifest.files if (pr := file_problem(root, f))}
     calibration = {a.key: recorded_calibration(a.parity, a.key.label()) for a in arts}  # refused now, before any work
     sha = (manifest.model or {}).get("checkpoint_sha256", "")
     ckpt = find_checkpoint(sha, checkpoint)

@@ -10,6 +10,7 @@ from zoo.core.manifest import Artifact, ArtifactKey, FileEntry, Failure, Manifes
 from zoo.pipeline.cards import CARDS, write_card
 from zoo.pipeline.lock import release_lock
 from zoo.pipeline.release import REPORT, release_manifest, write_report
+from zoo.pipeline.web import WEB, write_module
 
 
 def read_shard(folder: Path) -> Manifest:
@@ -43,7 +44,7 @@ def merge(out: Path, sources: list[Path], progress=None) -> Manifest:
             for f in m.failed:
                 failed[f.key] = f
             for f in m.files:
-                if f.path == REPORT or f.path.startswith(CARDS + "/"):
+                if f.path == REPORT or f.path.startswith((CARDS + "/", WEB + "/")):
                     continue  # regenerated from the merged manifest
                 if f.path in extra and extra[f.path].sha256 != f.sha256:
                     raise ZooError(f"shards disagree on {f.path}; were they built from the same inputs?")
@@ -57,6 +58,7 @@ def merge(out: Path, sources: list[Path], progress=None) -> Manifest:
         rels = sorted(extra)
         for mid in spec["models"]:
             rels.append(write_card(out, resolve_model(mid), [a for a in arts if a.model == mid]))
+        rels += write_module(out, arts)
         manifest = release_manifest(spec, models, arts, list(failed.values()), file_entries(out, rels))
         write_manifest(out, manifest)
         write_report(out)

@@ -27,6 +27,7 @@ from zoo.core.fsutil import atomic_dir, atomic_path, atomic_write_bytes, atomic_
 from zoo.core.manifest import MANIFEST, Manifest, confine, read_manifest
 from zoo.pipeline.cards import CARDS
 from zoo.pipeline.golden import GOLDEN
+from zoo.pipeline.web import MODULE as WEB_MODULE, wants_module
 from zoo.pipeline.oci import (
     TITLE,
     BlobMismatch,
@@ -67,6 +68,8 @@ def media_type(path: str, target: str | None = None) -> str:
             f"{VND}.golden.npy" if suffix == ".npy" else f"{VND}.golden+json" if suffix == ".json" else f"{VND}.golden")
     if path.startswith(f"{CARDS}/"):
         return f"{VND}.card+markdown"
+    if path == WEB_MODULE:  # the ES module a page imports (RFC 9239's type for JavaScript)
+        return "text/javascript"
     if target is None:
         return f"{VND}.file"
     if path.lower().endswith(".model.json"):  # a TF.js graph model (our metadata inside), not a sidecar
@@ -230,8 +233,8 @@ def check_against_release(oci: OciManifest, m: Manifest, config: Descriptor) -> 
 
 
 def select(m: Manifest, targets: list[str] | None, precisions: list[str] | None) -> tuple[list, list[str]]:
-    """(the artifacts an app asked for, the paths to fetch): their files, the golden kit of their models
-    and the manifest. All of them when neither is given."""
+    """(the artifacts an app asked for, the paths to fetch): their files, the golden kit of their models,
+    the web module when one of them is a web artifact, and the manifest. All of them when neither is given."""
     arts = list(m.artifacts)
     if targets:
         have = sorted({a.target for a in arts})
@@ -251,7 +254,8 @@ def select(m: Manifest, targets: list[str] | None, precisions: list[str] | None)
     models = {a.model for a in arts}
     paths = [MANIFEST] + [f.path for a in arts for f in a.files]
     paths += [f.path for f in m.files if f.path.startswith(f"{GOLDEN}/images/")
-              or any(f.path.startswith(f"{GOLDEN}/{mid}/") for mid in models)]
+              or any(f.path.startswith(f"{GOLDEN}/{mid}/") for mid in models)
+              or (f.path == WEB_MODULE and wants_module(arts))]
     return arts, paths
 
 

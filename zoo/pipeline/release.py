@@ -21,6 +21,7 @@ from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
 from zoo.pipeline.lock import clean_stale_work, release_lock
 from zoo.pipeline.plan import matrix, plan_of, shard_of
+from zoo.pipeline.web import write_module
 from zoo.pipeline.worker import warm_workers
 
 REPORT = "REPORT.md"
@@ -119,6 +120,7 @@ def release(
                 raise
         for m in models:
             extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
+        extra += write_module(out, artifacts)  # web/ultraface.js, when the release holds web artifacts
         manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
         write_manifest(out, manifest)
         write_report(out)
