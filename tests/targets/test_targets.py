@@ -1,4 +1,6 @@
-"""The target matrix, driven by the registries: every target x every model id x every precision.
+"""The target matrix, driven by the registries: every target x every model id x every precision (a target
+whose graph does not depend on the input size, `Target.one_size_per_arch`: one model per architecture), then
+every runtime of each target on rfb-320 (a slow runtime, `Target.slow_runtimes`: on a few photos).
 
 A new target (one module + one registry line) is exported, run in its own runtime and
 parity-checked here without new test code; its own test file adds what is specific to it.
@@ -11,11 +13,32 @@ import pytest
 
 from conftest import HALVES, IMAGES, zoo
 from zoo.exporters import get_target, target_names
+from zoo.core.manifest import base_precision
 from zoo.core.model.specs import MODELS
 
 MATRIX_TARGETS = [t for t in target_names()]
 #: every (target, runtime) pair the registry declares: a second runtime of a format gets its own parity proof
 RUNTIME_PAIRS = [(t, r) for t in MATRIX_TARGETS for r in get_target(t).runtimes]
+
+
+def _first_of_each_arch() -> list[str]:
+    first: dict[str, str] = {}
+    for m, s in MODELS.items():
+        first.setdefault(s.arch, m)
+    return list(first.values())
+
+
+#: the first model of each architecture (slim-320, rfb-320)
+FIRST_OF_ARCH = _first_of_each_arch()
+
+
+def matrix_models(target: str) -> list[str]:
+    """Every model, or one per architecture for a target whose graph does not depend on the input size
+    (Target.one_size_per_arch)."""
+    return FIRST_OF_ARCH if get_target(target).one_size_per_arch else list(MODELS)
+
+
+PARITY_CASES = [pytest.param(m, t, id=f"{t}-{m}") for t in MATRIX_TARGETS for m in matrix_models(t)]
 
 
 def available_target(name: str):
@@ -30,8 +53,7 @@ def model_bytes(a: dict) -> int:
     return sum(f["bytes"] for f in a["files"] if not f["path"].endswith(".json"))
 
 
-@pytest.mark.parametrize("target", MATRIX_TARGETS)
-@pytest.mark.parametrize("model_id", list(MODELS))
+@pytest.mark.parametrize("model_id,target", PARITY_CASES)
 def test_every_precision_passes_parity(model_id, target, export_dir):
     t = available_target(target)
     folder, manifest, cp = export_dir(model_id, target, ",".join(t.precisions))
@@ -51,19 +73,21 @@ def test_every_precision_passes_parity(model_id, target, export_dir):
             assert d["missed"] == 0 and d["extra"] == 0 and d["min_iou"] >= 0.99
     if "fp32" in arts:
         for p, a in arts.items():
-            if p.startswith("int8"):
+            if base_precision(p) == "int8":
                 assert model_bytes(a) <= 0.45 * model_bytes(arts["fp32"]), (p, model_bytes(a), model_bytes(arts["fp32"]))
 
 
 @pytest.mark.parametrize("target,runtime", RUNTIME_PAIRS)
-def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir):
+def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir, few_photos):
     t = available_target(target)
     why = t.runtime_problem(runtime)
     if why:  # a runtime beyond the target's Python modules (the web runtimes: Node.js and npm packages)
         pytest.skip(f"runtime {runtime} not installed: {why}")
     folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
     assert cp.returncode == 0
-    res = json.loads(zoo("check", folder, "--images", IMAGES, "--runtime", runtime, "--json", check=0).stdout)
+    # a slow runtime: a few photos, with the gate's evidence floor (export_dir's --min-evidence)
+    images = ["--images", few_photos, "--min-evidence", "100"] if runtime in t.slow_runtimes else ["--images", IMAGES]
+    res = json.loads(zoo("check", folder, *images, "--runtime", runtime, "--json", check=0).stdout)
     offered = [a for a in manifest["artifacts"] if t.offers_runtime(runtime, a["precision"], a["head"])]
     assert offered and res["passed"] and res["runtime"] == runtime
     assert sorted(r["artifact"] for r in res["results"]) == sorted(f"{a['target']}/{a['precision']}/{a['head']}" for a in offered)

@@ -71,6 +71,7 @@ def artifacts(export_dir):
         assert cp.returncode == 0, cp.stderr[-2000:]
         for a in manifest["artifacts"]:
             out[(target, a["precision"])] = folder / a["primary"]
+        out[(target, "web")] = folder / "web"  # the web module the export ships
     return out
 
 
@@ -89,7 +90,8 @@ def test_the_page_detects_what_the_node_worker_detects(artifacts, tmp_path):
             (d / f.name).write_bytes(f.read_bytes())
         items.append({"target": target, "precision": precision, "runtime": runtime, "url": f"/a/a{i}/{src.name}"})
     (served / "job.json").write_text(json.dumps({"items": items, "photos": [f"/p/{p.name}" for p in photos]}))
-    routes = {"/node_modules/": ROOT / "node_modules", "/zoo/web/": ROOT / "zoo" / "web", "/a/": served,
+    # the page imports the module as the tfjs export shipped it (web/ultraface.js beside the artifacts)
+    routes = {"/node_modules/": ROOT / "node_modules", "/zoo/web/": artifacts[("tfjs", "web")], "/a/": served,
               "/p/": photos[0].parent, "/job/": served, "/": HERE}
     with Server(routes) as server:
         result, log = run_page(server, "/page.html?job=/job/job.json")

@@ -4,6 +4,7 @@ threshold and NMS (every face, boxes within 1e-4 of a pixel-normalised side, sco
 reader finds our metadata in an exported file."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES
+from conftest import IMAGES, ROOT
 from zoo.core import node
 from zoo.core.images import read_bgr
 from zoo.core.model import priors as P
@@ -83,6 +84,17 @@ def test_module_equals_python_on_the_pinned_photos(tmp_path, onnx_fp32):
     assert faces > 200  # the photos hold hundreds of faces: the comparison has teeth
     meta = json.loads(res["onnx"]["zoo.meta"])
     assert meta["model_id"] == "rfb-320" and meta["head"] == "decoded"
+
+
+def test_the_export_ships_the_module_tested_here(onnx_fp32):
+    """The export folder holds web/ultraface.js, listed with its sha256: the very bytes this file tests."""
+    folder = onnx_fp32.parents[1]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = next((f for f in manifest.get("files", []) if f["path"] == "web/ultraface.js"), None)
+    assert entry is not None, manifest.get("files")
+    data = (folder / entry["path"]).read_bytes()
+    assert data == (ROOT / "zoo" / "web" / "ultraface.js").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
 
 
 def raw_outputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
