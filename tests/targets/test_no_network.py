@@ -47,22 +47,20 @@ def test_the_node_audit_catches_connect_dns_fetch_and_npm(tmp_path):
         assert what in text, text
 
 
-def test_web_runtimes_make_no_connection(export_dir, tmp_path):
+def test_web_runtimes_make_no_connection(export_dir, halves, tmp_path):
     """`zoo check` of rfb-320's ONNX files in ort-web (onnxruntime-web loading its WebAssembly in the Node
     worker), every process audited. The tfjs-wasm worker is audited by the tfjs export below (its parity runs
-    there); tfjs-cpu loads nothing more. The export is the matrix's (not audited: the check is what is)."""
+    there); tfjs-cpu loads nothing more. The export is the matrix's (not audited: the check is what is), and so
+    are the photos (its gate half: the PyTorch reference comes from the session's cache)."""
     if get_target("onnx").runtime_problem("ort-web"):
         pytest.skip("the ort-web runtime is not installed")
     folder, manifest, cp = export_dir("rfb-320", "onnx", ",".join(get_target("onnx").precisions))
     assert manifest is not None, cp.stderr[-2000:]
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    (photos / "1.jpg").symlink_to(IMAGES / "1.jpg")
     log = tmp_path / "events.log"
-    cp = zoo("check", folder, "--images", photos, "--runtime", "ort-web", "--allow-weak-evidence", "--json",
+    cp = zoo("check", folder, "--images", halves["B"], "--runtime", "ort-web", "--min-evidence", "100", "--json",
              env=audited_env(log))
     assert not log.exists() or not log.read_text(), log.read_text()
-    res = json.loads(cp.stdout)  # every file ran in ort-web (a verdict on one photo is not this test's)
+    res = json.loads(cp.stdout)  # every file ran in ort-web (their verdicts are the matrix's to judge)
     assert res["runtime"] == "ort-web" and len(res["results"]) == len(manifest["artifacts"]), cp.stderr[-2000:]
     assert all("parity" in r for r in res["results"]), res["results"]
 

@@ -18,9 +18,11 @@ from zoo.core.model.processing import postprocess
 
 HERE = Path(__file__).resolve().parent
 TOL = 1e-4  # normalised box coordinates and scores
-#: (target, precision, runtime in the page and in the Node worker)
-ITEMS = [("tfjs", "fp32", "tfjs-wasm"), ("tfjs", "fp32", "tfjs-cpu"), ("tfjs", "uint8-weight", "tfjs-wasm"),
-         ("onnx", "fp32", "ort-web"), ("onnx", "int8", "ort-web")]
+#: (target, precision, runtime in the page and in the Node worker): every web artifact of rfb-320 in WebAssembly,
+#: and fp32 in TF.js's pure-JavaScript cpu backend too (seconds per image: fp32 only)
+ITEMS = [("tfjs", "fp32", "tfjs-wasm"), ("tfjs", "fp16", "tfjs-wasm"), ("tfjs", "uint8-weight", "tfjs-wasm"),
+         ("tfjs", "fp32", "tfjs-cpu"), ("onnx", "fp32", "ort-web"), ("onnx", "fp16", "ort-web"),
+         ("onnx", "int8", "ort-web")]
 
 
 def _need(target: str, runtime: str) -> None:
