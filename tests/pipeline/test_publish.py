@@ -106,6 +106,7 @@ def test_publish_pushes_the_manifest_and_its_files_only(published):
     assert types["caffe/rfb-320-raw-fp32.caffemodel"] == "application/vnd.ultraface.caffe.caffemodel"
     assert types["golden/rfb-320/scores.npy"] == "application/vnd.ultraface.golden.npy"
     assert types["cards/rfb-320.md"] == "application/vnd.ultraface.card+markdown"
+    assert types["web/ultraface.js"] == "text/javascript"  # the web module, beside the ONNX files
     m = json.loads((rel / "manifest.json").read_text())
     a = oci.annotations
     assert a["vnd.ultraface.model"] == "rfb-320"

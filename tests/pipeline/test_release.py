@@ -84,6 +84,9 @@ def test_release_layout_and_manifest(small_release):
     assert "Parity" in (a / "REPORT.md").read_text() or "parity" in (a / "REPORT.md").read_text()
     paths = {f["path"] for f in m["files"]}
     assert {"golden/images/astronaut.jpg", "cards/rfb-320.md", "golden/rfb-320/scores.npy"} <= paths
+    # ONNX files (decoded head): the web module ships beside them, the package's bytes
+    assert "web/ultraface.js" in paths
+    assert (a / "web" / "ultraface.js").read_bytes() == (ROOT / "zoo" / "web" / "ultraface.js").read_bytes()
     junit = ET.parse(small_release["junit"]).getroot()
     assert junit.get("failures") == "0" and int(junit.get("tests")) == len(m["artifacts"])
 
