@@ -55,4 +55,6 @@ print(f"import zoo: {where.parent}, version {zoo.__version__}, nothing heavy imp
 PY
 "$venv/bin/zoo" list
 "$venv/bin/zoo" export --model rfb-320 --to onnx,ncnn --out "$work/export"
+# the web module ships from the wheel's package data beside the ONNX files
+cmp "$work/export/web/ultraface.js" "$repo/zoo/web/ultraface.js" || die "the export holds no web/ultraface.js of the wheel's"
 echo "wheel: OK"

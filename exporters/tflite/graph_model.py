@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.core.errors import ZooError
+from zoo.exporters.tflite.network import SIGNATURE_KEY
 
 FORMAT = "graph-model"
 #: the weight encodings of the flavours: precision flavour -> (float16 every float, uint8 the kernels)
@@ -45,8 +46,6 @@ def frozen_graph_def(saved_model_dir: Path):
     ``boxes``."""
     import tensorflow as tf  # heavy: imported when used
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2  # heavy
-
-    from zoo.exporters.tflite.network import SIGNATURE_KEY
 
     try:
         fn = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE_KEY]
