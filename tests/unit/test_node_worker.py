@@ -57,6 +57,7 @@ def test_protocol_round_trip_and_a_quiet_channel(backends):
         assert name == "y" and y.shape == x.shape and np.array_equal(y, 2 * x)
         lat, extra = w.bench(h, x, 2, 5, "double")
         assert len(lat) == 5 and all(v >= 0 for v in lat) and extra["peak_rss_mb"] > 1
+        assert len(extra["cpu_ms"]) == 5 and all(v >= 0 for v in extra["cpu_ms"])  # Node's own CPU time per run
         w.unload(h)
         with pytest.raises(ZooError, match="no loaded model"):
             w.infer(h, x, "double")

@@ -82,10 +82,11 @@ def measure_artifact(job: dict) -> dict:
         extra = {}
         if callable(getattr(runner, "bench", None)):
             # a runtime in another process (the web runtimes' Node worker): timed there, so the pipe that
-            # carries the tensors is not counted; its CPU time is not this process's
-            lat, cpu = runner.bench(x, warmup, runs), []
-            cpu_s, wall_s = 0.0, 0.0
+            # carries the tensors is not counted; the CPU time is that process's, measured there too
+            lat = runner.bench(x, warmup, runs)
             extra = {"timed_in": "the runtime's own process (the pipe excluded)", **runner.bench_info()}
+            cpu = [float(v) for v in extra.pop("cpu_ms", [])]
+            cpu_s, wall_s = (sum(cpu) / 1e3, sum(lat) / 1e3) if cpu else (0.0, 0.0)
         else:
             for _ in range(warmup):
                 runner.infer(x)

@@ -260,11 +260,13 @@ class NodeWorker:
         return out
 
     def bench(self, handle: int, x: np.ndarray, warmup: int, runs: int, what: str) -> tuple[list[float], dict]:
-        """(latencies in ms timed inside Node, {"peak_rss_mb": the Node process's peak RSS})."""
+        """(latencies in ms timed inside Node, {"peak_rss_mb": the Node process's peak RSS, "cpu_ms": the Node
+        process's CPU time of each run})."""
         x = np.ascontiguousarray(x, dtype="<f4")
         reply, _ = self.request({"op": "bench", "handle": handle, "shape": list(x.shape), "warmup": int(warmup),
                                  "runs": int(runs)}, x.tobytes(), what)
-        return [float(v) for v in reply["latencies_ms"]], {"peak_rss_mb": float(reply.get("max_rss_kb", 0)) / 1024.0}
+        return [float(v) for v in reply["latencies_ms"]], {"peak_rss_mb": float(reply.get("max_rss_kb", 0)) / 1024.0,
+                                                          "cpu_ms": [float(v) for v in reply.get("cpu_ms", [])]}
 
     def unload(self, handle: int) -> None:
         if self.alive():

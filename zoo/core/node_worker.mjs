@@ -8,7 +8,7 @@
 //   {op: "hello"}                                        -> {ok, node, pid}
 //   {op: "load", backend: FILE.mjs, options, parts: [n]} + bytes -> {ok, handle, info}
 //   {op: "infer", handle, shape}  + float32 input        -> {ok, outputs: [{name, shape, bytes}]} + float32 outputs
-//   {op: "bench", handle, shape, warmup, runs} + input   -> {ok, latencies_ms: [...]}   (timed here: no pipe)
+//   {op: "bench", handle, shape, warmup, runs} + input   -> {ok, latencies_ms, cpu_ms, max_rss_kb}   (timed here: no pipe)
 //   {op: "unload", handle}                               -> {ok}
 // A failure is {ok: false, error: "one line"}. A backend is an ES module exporting
 // `async load(ctx, options, parts) -> {info, batch, infer(Float32Array, shape) -> [{name, shape, data}], dispose()}`
@@ -123,13 +123,16 @@ async function handle(req, bin) {
       const m = get(req.handle);
       const x = floats(bin, req.shape);
       for (let i = 0; i < req.warmup; i++) await run(m, x, req.shape);
-      const lat = [];
+      const lat = [], cpu = [];
       for (let i = 0; i < req.runs; i++) {
+        const c = process.cpuUsage();
         const t = process.hrtime.bigint();
         await run(m, x, req.shape);
         lat.push(Number(process.hrtime.bigint() - t) / 1e6);
+        const d = process.cpuUsage(c); // this process's CPU time (every thread), microseconds
+        cpu.push((d.user + d.system) / 1e3);
       }
-      return [{ ok: true, latencies_ms: lat, max_rss_kb: process.resourceUsage().maxRSS }];
+      return [{ ok: true, latencies_ms: lat, cpu_ms: cpu, max_rss_kb: process.resourceUsage().maxRSS }];
     }
     case 'unload': {
       const m = handles.get(req.handle);
