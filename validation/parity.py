@@ -160,6 +160,28 @@ def _pairs(a, b, min_iou: float) -> dict[int, int]:
     return out
 
 
+def pairing(ref_dets, got_dets, min_iou: float, threshold: float) -> tuple[list, list, dict[int, int], dict[int, int]]:
+    """The pairs `match` counts: ``(r_hi, g_hi, kept, seen)`` with ``r_hi``/``g_hi`` the detections of
+    each side at ``threshold`` or more, ``kept`` {index in r_hi: index in got_dets} (a reference face
+    the artifact has, down to the margin its ``got_dets`` were cut at) and ``seen`` {index in g_hi:
+    index in ref_dets} (an artifact detection the reference has); the rest are missed and extra."""
+    r_hi = [d for d in ref_dets if d.score >= threshold]
+    g_hi = [d for d in got_dets if d.score >= threshold]
+    return r_hi, g_hi, _pairs(r_hi, got_dets, min_iou), _pairs(g_hi, ref_dets, min_iou)
+
+
+def faces(ref_dets, got_dets, tier: dict) -> dict:
+    """The faces of one photo as `match` judges them, box by box (what `zoo report` draws):
+    ``kept`` [(reference, artifact)], ``missed`` [reference], ``extra`` [artifact], and ``borderline``
+    the kept ones only the tier's score margin keeps (the artifact's score under the threshold)."""
+    threshold = DETECT["score_threshold"]
+    r_hi, g_hi, kept, seen = pairing(ref_dets, got_dets, tier["min_iou"], threshold)
+    pairs = [(r_hi[i], got_dets[kept[i]]) for i in sorted(kept)]
+    return {"kept": pairs, "missed": [d for i, d in enumerate(r_hi) if i not in kept],
+            "extra": [d for j, d in enumerate(g_hi) if j not in seen],
+            "borderline": [g for _, g in pairs if g.score < threshold]}
+
+
 def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -> dict:
     """Match the reference's detections with the artifact's, with a score margin on the other side.
 
@@ -176,10 +198,8 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
     counts = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0,
               "borderline_missed": 0, "borderline_extra": 0, "min_iou": None, "max_score_change": 0.0}
     by_size = _bucket_counts()
-    r_hi = [d for d in ref_dets if d.score >= threshold]
-    g_hi = [d for d in got_dets if d.score >= threshold]
+    r_hi, g_hi, kept, seen = pairing(ref_dets, got_dets, min_iou, threshold)
     min_seen = 1.0
-    kept = _pairs(r_hi, got_dets, min_iou)
     for i, d in enumerate(r_hi):
         b = by_size[size_bucket(d.box)]
         counts["reference"] += 1
@@ -196,7 +216,6 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
         else:
             counts["missed"] += 1
             b["missed"] += 1
-    seen = _pairs(g_hi, ref_dets, min_iou)
     for j, d in enumerate(g_hi):
         if j not in seen:
             counts["extra"] += 1
