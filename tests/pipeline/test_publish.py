@@ -91,6 +91,7 @@ def test_publish_pushes_the_manifest_and_its_files_only(published):
     titles = [x["title"] for x in first["layers"]]
     assert sorted(titles) == sorted(["manifest.json", *listed])  # REPORT.md (in the folder) is not sent
     assert (rel / "REPORT.md").is_file() and "REPORT.md" not in titles
+    assert (rel / "REPORT.html").is_file() and "REPORT.html" not in titles
     assert first["blobs_pushed"] == len(set(x["digest"] for x in first["layers"])) and first["previous_digest"] is None
     raw = _raw_manifest(published.host, "ultraface/rfb-320", "v1")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == first["digest"]

@@ -51,6 +51,7 @@ code,.sha{font-family:"DejaVu Sans Mono",ui-monospace,monospace;font-size:12px}
 .v.warn{background:var(--warn-bg);color:var(--warn)}
 .box{border:1px solid var(--line);border-radius:6px;padding:10px 14px;margin:10px 0}
 .box.fail{border-color:var(--fail);background:#fffafa}
+.box h2{border-top:none;margin-top:4px;padding-top:0}
 .box.damaged{border:2px dashed var(--warn);background:var(--warn-bg)}
 .cards{display:flex;flex-wrap:wrap;gap:14px}
 .card{border:1px solid var(--fail);border-radius:6px;padding:8px;max-width:420px;background:#fffafa}
@@ -203,8 +204,6 @@ CLOSEUPS = 8
 def _closeups(faces: dict, ph: dict, pid: str, label: str) -> str:
     """The missed and extra faces (then those kept only under the margin) up close: the same photo and boxes,
     cropped by the viewBox around each face."""
-    base = _faces_svg(faces, ph, pid, label)
-    inner = base[base.index("<use"):base.rindex("</svg>")]
     picks = [("missed", b, s) for b, s in faces["missed"]] + [("extra", b, s) for b, s in faces["extra"]]
     picks += [("kept under the margin", g, gs) for _, _, g, gs in faces["kept"] if gs < 0.7]
     out = []
@@ -214,6 +213,15 @@ def _closeups(faces: dict, ph: dict, pid: str, label: str) -> str:
         vx = min(max(cx - side / 2, 0.0), max(ph["width"] - side, 0.0))
         vy = min(max(cy - side / 2, 0.0), max(ph["height"] - side, 0.0))
         name = f"{kind} face of {label}, score {score:.2f}, close up"
+
+        def near(b) -> bool:  # only the boxes inside this close-up's view are drawn in it
+            return b[2] >= vx and b[0] <= vx + side and b[3] >= vy and b[1] <= vy + side
+
+        mine = {"kept": [k for k in faces["kept"] if near(k[0]) or near(k[2])],
+                "missed": [m for m in faces["missed"] if near(m[0])], "extra": [e for e in faces["extra"] if near(e[0])],
+                "counts": faces["counts"]}
+        base = _faces_svg(mine, ph, pid, label)
+        inner = base[base.index("<use"):base.rindex("</svg>")]
         out.append(f'<figure class="close"><svg xmlns="http://www.w3.org/2000/svg" class="photo" '
                    f'viewBox="{vx:.1f} {vy:.1f} {side:.1f} {side:.1f}" role="img" aria-label="{_e(name)}">'
                    f"<title>{_e(name)}</title>{inner}</svg><figcaption>{_e(kind)} {score:.2f}</figcaption></figure>")

@@ -175,7 +175,11 @@ def _views(folder: Path, rep: dict, diff: bool, threads: int, say, warm) -> dict
             path = photos[res["worst"]]
             pid = "photo-" + sha256_file(path)[:16]
             if pid not in views["photos"]:
-                views["photos"][pid] = {"name": path.name, "source": source, **_encode(path)}
+                try:
+                    views["photos"][pid] = {"name": path.name, "source": source, **_encode(path)}
+                except ZooError as e:  # the page goes on without this photo, saying why
+                    view["faces_note"] = f"not shown: {e}"
+                    continue
             view["faces"] = {"photo": pid, "image": ph["image"], "why": why, "kept": ph["kept"], "missed": ph["missed"],
                              "extra": ph["extra"], "borderline": ph["borderline"], "counts": ph["counts"]}
             if res.get("diff"):
