@@ -170,3 +170,10 @@ def test_bad_inputs_to_the_html_report(rfb_release, tmp_path):
     (small / "bench.json").write_text('{"results": [')
     assert_clean_error(zoo("report", small, "--format", "md"), "bench.json")
     assert_clean_error(zoo("report", small, small, small, "--format", "html"), "two")
+    # the parity photos not at hand (never fetched by a report): the golden kit's photos, and the page says so
+    (small / "bench.json").unlink()
+    empty = tmp_path / "no-photos"
+    empty.mkdir()
+    zoo("report", small, "--format", "html", "--no-diff", "--out", page, env={"ZOO_IMAGES_DIR": str(empty)}, check=0)
+    text = page.read_text()
+    assert "is not at hand" in text and "golden kit" in text and text.count('class="photo"') >= 2

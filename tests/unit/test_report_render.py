@@ -182,11 +182,24 @@ def test_the_png_keeps_its_title_and_legend_inside(tmp_path, with_bench):
         assert again.read_bytes() == out.read_bytes()  # no Software metadata, no date
 
 
-BENCH = {"schema_version": 1, "timestamp": "2026-12-07T10:00:00",
-         "machine": {"cpu": "x", "cores_available": 2, "cpu_flags": ["avx2"], "matmul_peak_gflops": 40.0},
-         "settings": {"threads": [1], "runs": 5, "warmup": 1, "rounds": 2},
+# the shape `zoo bench` writes (validation.bench.run), abridged
+BENCH = {"schema_version": 1, "zoo_version": "0.1.0", "timestamp": "2026-12-07T10:00:00",
+         "machine": {"cpu": "x", "cpu_flags": ["avx2"], "cores_logical": 2, "cores_available": 2, "machine": "x86_64",
+                     "platform": "Linux", "python": "3.11.7", "numpy": "2.1", "loadavg_start": [1.0, 2.0, 3.0],
+                     "matmul_peak_gflops": 40.0, "matmul_peak_rounds_gflops": [39.5, 40.0], "matmul_median_gflops": 38.0,
+                     "matmul": {"n": 512, "dtype": "float32", "threads": 1}},
+         "settings": {"threads": [1], "runs": 5, "warmup": 1, "rounds": 2, "input": "zeros", "isolation": "process"},
          "results": [{"model": "rfb-320", "target": "onnx", "precision": "fp32", "head": "raw", "threads": 1,
-                      "primary": "onnx/rfb-320-raw-fp32.onnx", "p50_ms": 9.5, "p50_rounds_ms": [9.4, 9.6], "peak_rss_mb": 180.0}]}
+                      "primary": "onnx/rfb-320-raw-fp32.onnx", "size_bytes": 1000, "sha256": "ab" * 32, "macs": 100,
+                      "params": 10, "runtime": "onnxruntime", "p50_ms": 9.5, "p50_rounds_ms": [9.4, 9.6],
+                      "init_rounds_ms": [20.0, 21.0], "spread_pct": 2.1, "peak_rss_mb": 180.0, "cpu_util": 0.98,
+                      "gflops": 21.0, "roofline_ratio": 0.5, "samples": 10, "rounds": 2, "warmup": 1, "runs": 5,
+                      "dynamic": True, "errors": ["one round failed"]}]}
+
+
+def test_a_bench_json_as_zoo_bench_writes_it_is_read(tmp_path):
+    (tmp_path / "bench.json").write_text(json.dumps(BENCH))
+    assert read_bench(tmp_path / "bench.json") == BENCH
 
 
 @fuzz(40)

@@ -89,7 +89,7 @@ def bench_problem(data: dict) -> str | None:
             return f"{k!r} must be an object"
     m = data.get("machine") or {}
     for k, v in m.items():
-        if k.endswith("gflops") and v is not None and not _number(v):
+        if k in ("matmul_peak_gflops", "matmul_median_gflops") and v is not None and not _number(v):
             return f"machine.{k} must be a number"
         if k.startswith("cores") and v is not None and (not isinstance(v, int) or isinstance(v, bool)):
             return f"machine.{k} must be a count"
