@@ -30,7 +30,7 @@ def size_latency(rep: dict) -> str | None:
     targets = list(dict.fromkeys(a["target"] for a in arts))
     models = list(dict.fromkeys(a["model"] for a in arts))
     color = _colors(targets)
-    pw, ph, left, top = 300, 230, 62, 34
+    pw, ph, left, top = 380, 260, 62, 34
     width = left + len(threads) * (pw + 24) + 10
     refs = [r for r in rep["reference"]["sizes_mb"] if r["model"].startswith("version-")]
     items = [(t, {"shape": "circle", "color": color[t]}) for t in targets]

@@ -65,7 +65,7 @@ figure.close{margin:0;width:110px}
 figure.close figcaption{font-size:11px}
 a.thumb{display:block;width:480px;max-width:100%;border:1px solid var(--line)}
 a.thumb:focus,a.thumb:hover{outline:2px solid #1a5fb4}
-.lightbox{display:none;position:fixed;inset:0;background:rgba(0,0,0,.88);z-index:10;overflow:auto;padding:16px;box-sizing:border-box}
+.lightbox{display:none;position:fixed;inset:0;background:#111;z-index:10;overflow:auto;padding:16px;box-sizing:border-box}
 .lightbox:target{display:block}
 .lightbox svg.photo{max-width:min(100%,1600px);margin:0 auto}
 .lightbox a.close{display:inline-block;color:#fff;background:#333;padding:4px 10px;margin-bottom:8px;border-radius:4px}
