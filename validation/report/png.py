@@ -50,7 +50,7 @@ def render_png(rep: dict, out: Path) -> Path:
     measured = [a for a in arts if any(not r.get("error") for r in a["bench"])]
     title = f"UltraFace {', '.join(models)}"
     if measured and threads:
-        fig, axes = plt.subplots(1, len(threads), figsize=(6.2 * len(threads), 5.2), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(threads), figsize=(6.2 * len(threads), 5.2), squeeze=False)
         fills = ["full", "none", "left", "bottom"]
         for ax, t in zip(axes[0], threads):
             for a in measured:
