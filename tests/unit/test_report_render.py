@@ -5,7 +5,6 @@ is one clear error whatever its bytes."""
 from __future__ import annotations
 
 import copy
-import io
 import json
 import re
 from html.parser import HTMLParser

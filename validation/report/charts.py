@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from zoo.validation.report.collect import result_for
-from zoo.validation.report.svg import (PALETTE, SHAPES, Axes, Svg, legend, legend_height, log_ticks, nice_ticks, num,
+from zoo.validation.report.svg import (PALETTE, SHAPES, Axes, Svg, legend, legend_height, log_ticks, nice_ticks,
                                        text_width)
 
 PUBLISHED_GREY = "#8a8a8a"
@@ -53,7 +53,7 @@ def size_latency(rep: dict) -> str | None:
                 pts.append((a, r["p50_ms"], min(rounds + [r["p50_ms"]]), max(rounds + [r["p50_ms"]])))
         ymax = max([hi for _, _, _, hi in pts] + [1.0]) * 1.1
         ax = Axes(svg, x0, top, x0 + pw, top + ph, (0, xmax), (0, ymax))
-        ax.frame(nice_ticks(0, xmax, 4)[:-1] if nice_ticks(0, xmax, 4)[-1] > xmax else nice_ticks(0, xmax, 4),
+        ax.frame([v for v in nice_ticks(0, xmax, 4) if v <= xmax],
                  [v for v in nice_ticks(0, ymax, 5) if v <= ymax], xlabel="model size (MiB)",
                  ylabel="p50 latency (ms)" if i == 0 else "", title=f"{t} thread{'s' if t > 1 else ''}")
         for r in refs:
@@ -196,5 +196,3 @@ def error_curve(d: dict, label: str) -> str:
     svg.text(left + 138, height - 6, "over tolerance (max abs > atol + rtol x peak)", fill="#555", max_width=300)
     return svg.render()
 
-
-__all__ = ["error_curve", "faces_kept", "published", "size_latency", "num"]

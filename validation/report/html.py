@@ -268,7 +268,7 @@ def _figure(a: dict, view: dict, photos: dict, thumb_only: bool = False) -> str:
 
 # --------------------------------------------------------------------------- sections
 
-def _summary(rep: dict, views: dict, t0: int | None) -> str:
+def _summary(rep: dict, t0: int | None) -> str:
     arts = rep["artifacts"]
     order = sorted(range(len(arts)), key=lambda i: (arts[i]["parity"].get("passed") is not False, i))
     head = ["verdict", "model", "target", "precision", "head", "dynamic", "min runtime",
@@ -561,7 +561,7 @@ def render_html(rep: dict, views: dict | None = None, old: dict | None = None) -
     L.append('<section id="summary"><h2>Summary</h2><p class=muted>One row per artifact, failures first. Faces: '
              "PyTorch's faces the artifact keeps / PyTorch's faces / the artifact's extra faces, under the tier's score "
              "margin (0.05 for int8, 0.01 for fp16); strict: with no margin. Evidence: PyTorch's faces on how many "
-             "photos stand behind the verdict.</p>" + _summary(rep, views, t0) + "</section>")
+             "photos stand behind the verdict.</p>" + _summary(rep, t0) + "</section>")
     L.append(_compat(rep))
     L.append('<section id="charts"><h2>Charts</h2>')
     sl = charts.size_latency(rep)
