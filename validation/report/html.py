@@ -170,40 +170,50 @@ def _photo_defs(photos: dict) -> str:
             f"<defs>{''.join(ims)}</defs></svg>")
 
 
-def _rect(box, style, title: str, corners: bool = False) -> str:
+def _rect(box, style, title: str | None) -> str:
     color, dash, width = style
     x1, y1, x2, y2 = box
     d = f' stroke-dasharray="{dash}" stroke-linecap="round"' if dash else ""
     return (f'<rect x="{x1:.1f}" y="{y1:.1f}" width="{max(x2 - x1, 0):.1f}" height="{max(y2 - y1, 0):.1f}" fill="none" '
-            f'stroke="{color}" stroke-width="{width}" vector-effect="non-scaling-stroke"{d}><title>{_e(title)}</title></rect>')
+            f'stroke="{color}" stroke-width="{width}" vector-effect="non-scaling-stroke"{d}>'
+            + (f"<title>{_e(title)}</title></rect>" if title else "</rect>"))
 
 
-def _faces_svg(faces: dict, ph: dict, pid: str, label: str) -> str:
+def _faces_svg(faces: dict, ph: dict, pid: str, label: str, gid: str) -> str:
     """The photo with PyTorch's boxes and the artifact's: kept (solid green, the artifact's box thin dark
-    over it), missed (PyTorch's box, dashed red), extra (the artifact's box, dotted blue)."""
+    over it), missed (PyTorch's box, dashed red), extra (the artifact's box, dotted blue). The photo and
+    its boxes are the group ``gid``, which the full-size view and the close-ups reuse (`_view`)."""
     w, h = ph["width"], ph["height"]
     parts = [f'<use href="#{_e(pid)}"/>']
     for rb, rs, gb, gs in faces["kept"]:
         parts.append(_rect(rb, KEPT, f"kept: PyTorch {rs:.3f}, artifact {gs:.3f}"))
-        parts.append(_rect(gb, ("#102a12", None, 1.0), f"the artifact's box (score {gs:.3f})"))
-    for b, s in faces["missed"]:
-        parts.append(_rect(b, MISSED, f"missed: PyTorch's face (score {s:.3f}), the artifact has none"))
-    for b, s in faces["extra"]:
-        parts.append(_rect(b, EXTRA, f"extra: the artifact's box (score {s:.3f}), PyTorch has none"))
+        parts.append(_rect(gb, ("#102a12", None, 1.0), None))
+    for b, sc in faces["missed"]:
+        parts.append(_rect(b, MISSED, f"missed: PyTorch {sc:.3f}, the artifact has none"))
+    for b, sc in faces["extra"]:
+        parts.append(_rect(b, EXTRA, f"extra: artifact {sc:.3f}, PyTorch has none"))
+    return _view(f"0 0 {w} {h}", _faces_name(faces, ph, label), f'<g id="{_e(gid)}">{"".join(parts)}</g>')
+
+
+def _faces_name(faces: dict, ph: dict, label: str) -> str:
     c = faces["counts"]
-    name = (f"{ph['name']} through {label}: {len(faces['kept'])} faces kept, {len(faces['missed'])} missed, "
+    return (f"{ph['name']} through {label}: {len(faces['kept'])} faces kept, {len(faces['missed'])} missed, "
             f"{len(faces['extra'])} extra (PyTorch: {c.get('reference', '?')} faces)")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="photo" viewBox="0 0 {w} {h}" role="img" '
-            f'aria-label="{_e(name)}"><title>{_e(name)}</title>{"".join(parts)}</svg>')
+
+
+def _view(viewbox: str, name: str, body: str) -> str:
+    """An SVG image of (part of) a photo figure: ``body`` is the group itself or a ``<use>`` of it."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="photo" viewBox="{viewbox}" role="img" '
+            f'aria-label="{_e(name)}"><title>{_e(name)}</title>{body}</svg>')
 
 
 #: close-ups of the faces that differ, shown under the photo
 CLOSEUPS = 8
 
 
-def _closeups(faces: dict, ph: dict, pid: str, label: str) -> str:
-    """The missed and extra faces (then those kept only under the margin) up close: the same photo and boxes,
-    cropped by the viewBox around each face."""
+def _closeups(faces: dict, ph: dict, gid: str, label: str) -> str:
+    """The missed and extra faces (then those kept only under the margin) up close: the figure's group
+    again, cropped by the viewBox around each face."""
     picks = [("missed", b, s) for b, s in faces["missed"]] + [("extra", b, s) for b, s in faces["extra"]]
     picks += [("kept under the margin", g, gs) for _, _, g, gs in faces["kept"] if gs < 0.7]
     out = []
@@ -213,18 +223,8 @@ def _closeups(faces: dict, ph: dict, pid: str, label: str) -> str:
         vx = min(max(cx - side / 2, 0.0), max(ph["width"] - side, 0.0))
         vy = min(max(cy - side / 2, 0.0), max(ph["height"] - side, 0.0))
         name = f"{kind} face of {label}, score {score:.2f}, close up"
-
-        def near(b) -> bool:  # only the boxes inside this close-up's view are drawn in it
-            return b[2] >= vx and b[0] <= vx + side and b[3] >= vy and b[1] <= vy + side
-
-        mine = {"kept": [k for k in faces["kept"] if near(k[0]) or near(k[2])],
-                "missed": [m for m in faces["missed"] if near(m[0])], "extra": [e for e in faces["extra"] if near(e[0])],
-                "counts": faces["counts"]}
-        base = _faces_svg(mine, ph, pid, label)
-        inner = base[base.index("<use"):base.rindex("</svg>")]
-        out.append(f'<figure class="close"><svg xmlns="http://www.w3.org/2000/svg" class="photo" '
-                   f'viewBox="{vx:.1f} {vy:.1f} {side:.1f} {side:.1f}" role="img" aria-label="{_e(name)}">'
-                   f"<title>{_e(name)}</title>{inner}</svg><figcaption>{_e(kind)} {score:.2f}</figcaption></figure>")
+        crop = _view(f"{vx:.1f} {vy:.1f} {side:.1f} {side:.1f}", name, f'<use href="#{gid}"/>')
+        out.append(f'<figure class="close">{crop}<figcaption>{_e(kind)} {score:.2f}</figcaption></figure>')
     if not out:
         return ""
     more = len(picks) - len(out)
@@ -247,12 +247,17 @@ def _legend_faces() -> str:
 
 
 def _figure(a: dict, view: dict, photos: dict, thumb_only: bool = False) -> str:
+    """The artifact's photo figure (its section: the group itself, the close-ups and the full-size view;
+    ``thumb_only``, the failures box: a ``<use>`` of the section's group)."""
     faces = (view or {}).get("faces")
     if not faces or faces.get("photo") not in photos:
         return f'<p class="muted">{_e((view or {}).get("faces_note") or "no photo: not run")}</p>'
     pid, ph = faces["photo"], photos[faces["photo"]]
     aid = art_id(a)
-    svg = _faces_svg(faces, ph, pid, f"{a['model']} {a['label']}")
+    gid, label = f"g-{aid}", f"{a['model']} {a['label']}"
+    box = f"0 0 {ph['width']} {ph['height']}"
+    use = f'<use href="#{gid}"/>'
+    svg = _view(box, _faces_name(faces, ph, label), use) if thumb_only else _faces_svg(faces, ph, pid, label, gid)
     c = faces["counts"]
     cap = (f"{_e(ph['name'])} ({_e(ph['source'])}): {_e(faces['why'])}. Now: {len(faces['kept'])} kept, "
            f"{len(faces['missed'])} missed, {len(faces['extra'])} extra of PyTorch's {c.get('reference', '?')} faces"
@@ -260,9 +265,9 @@ def _figure(a: dict, view: dict, photos: dict, thumb_only: bool = False) -> str:
     thumb = f'<a class="thumb" href="#full-{aid}" title="open the full-size photo">{svg}</a>'
     if thumb_only:
         return f"<figure>{thumb}<figcaption>{cap}</figcaption></figure>"
-    close = _closeups(faces, ph, pid, f"{a['model']} {a['label']}")
+    close = _closeups(faces, ph, gid, label)
     full = (f'<div class="lightbox" id="full-{aid}"><a class="close" href="#{aid}">close (back to {_e(a["label"])})</a>'
-            f"{svg}</div>")
+            f"{_view(box, _faces_name(faces, ph, label) + ', full size', use)}</div>")
     return f"<figure>{thumb}<figcaption>{cap} Select the photo for the full size.</figcaption></figure>{close}{full}"
 
 
