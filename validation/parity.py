@@ -286,3 +286,61 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
     result["per_image"] = per_image
     result["passed"] = not result["failures"]
     return result
+
+
+# --------------------------------------------------------------------------- the README's table of the tiers
+
+#: README.md's tolerance table sits between these lines; it is generated from RULES (``tiers_markdown``),
+#: written by ``scripts/readme_tiers.py --write`` and checked against RULES by tests/unit/test_tiers.py
+README_BEGIN = "<!-- tiers: generated from RULES in validation/parity.py by scripts/readme_tiers.py; tests/unit/test_tiers.py checks it -->"
+README_END = "<!-- /tiers -->"
+#: how an output is called in the table (raw heads' ``locations`` are the raw box offsets)
+_OUTPUT_NAMES = {"scores": "scores", "boxes": "boxes", "locations": "raw offsets"}
+#: the tier keys the table's columns show; any other key of a tier is listed in an extra column
+_SHOWN = ("atol", "rtol", "sum_tol", "min_recall", "min_iou", "max_extra", "score_margin")
+
+
+def _g(v: float) -> str:
+    """1e-4, 5e-4, 0.02, 0.25: small numbers as powers of ten, as the README writes them."""
+    if 0 < abs(v) < 1e-3:
+        mantissa, exp = f"{v:e}".split("e")
+        return f"{float(mantissa):g}e{int(exp)}"
+    return f"{v:g}"
+
+
+def _pct(v: float) -> str:
+    return f"{round(v * 100, 6):g}%"
+
+
+def tiers_markdown(rules: dict = RULES) -> str:
+    """The README's tolerance table and its detection line, from ``rules`` (RULES): every number of every
+    tier appears, so the README cannot say one tolerance while the code applies another."""
+    tiers, detect = rules["tiers"], rules["detect"]
+    others = sorted({k for t in tiers.values() for k in t} - set(_SHOWN))
+    head = ["precision", "output tensors: \\|got - ref\\| <= atol + rtol x \\|ref\\|", "score rows sum to 1 within",
+            "detections matched (recall)", "at IoU", "extra detections", "score margin"] + (["other rules"] if others else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, t in tiers.items():
+        label = "int8 (every flavour)" if name == "int8" else name
+        if t["atol"] is None:
+            tensors = "reported, not gated"
+        else:
+            tensors = ", ".join(f"{_OUTPUT_NAMES.get(k, k)} {_g(v)}" for k, v in t["atol"].items()) + f"; rtol {_g(t['rtol'])}"
+        recall = "100%" if t["min_recall"] >= 1 else f">= {_pct(t['min_recall'])}"
+        extra = "none" if t["max_extra"] <= 0 else f"<= {_pct(t['max_extra'])}"
+        row = [label, tensors, _g(t["sum_tol"]), recall, f">= {_g(t['min_iou'])}", extra, _g(t["score_margin"])]
+        if others:
+            row.append(", ".join(f"{k} {t[k]}" for k in others if k in t) or "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Both sides' detections: score threshold {_g(detect['score_threshold'])}, NMS at IoU "
+                  f"{_g(detect['iou_threshold'])}, {'every candidate' if detect['candidate_size'] >= 100_000 else _g(detect['candidate_size'])}"
+                  f" kept before NMS; size buckets {', '.join(rules['size_buckets'])} pixels high; strong evidence from "
+                  f"{MIN_EVIDENCE} reference faces (`--min-evidence`)."]
+    return "\n".join(lines)
+
+
+def readme_tiers_block(readme: str) -> str | None:
+    """The generated block of ``readme`` (between README_BEGIN and README_END, without them), or None."""
+    if README_BEGIN not in readme or README_END not in readme:
+        return None
+    return readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n")
