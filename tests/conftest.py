@@ -58,7 +58,11 @@ def _material_problem() -> str | None:
 _MISSING = pytest.StashKey[str]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the unit marker must be there
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.unit)
     needs = [item for item in items if not item.path.is_relative_to(UNIT)]
     problem = _material_problem() if needs else None
     if problem is None:
