@@ -5,7 +5,8 @@ mutant, the tests of the fast tiers (tests/unit and `-m smoke`) that call the ch
                                          [--report FILE] [--no-gate]
 
 The modules are pyproject.toml's ``[tool.mutmut] only_mutate`` (the parity engine and the tiers, the golden
-kit and verify, pre-processing and image loading, manifest integrity, the calibration scorer). mutmut names
+kit and verify, pre-processing and image loading, manifest integrity, the calibration scorer); of
+exporters/base.py and model/layers.py only the scorer's functions count (``SCOPE``). mutmut names
 a function by its file's path, so the run happens in a staged copy laid out as the wheel installs
 (``zoo/validation``, ``zoo/exporters``, ``zoo/checkpoints`` inside ``zoo/``: the names the code runs under),
 ``.mutation/`` beside the repository's files (git-ignored; kept between runs, so a second run only tests what
@@ -19,6 +20,7 @@ and each module must reach ``MIN_SCORE``. Exit 0 when both hold, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -37,6 +39,19 @@ MIN_SCORE = 0.90
 KILLED = {1, 3}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout", 24: "timeout",
           -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
+
+
+#: modules of which only some functions are the verification code: the mutants (mutmut name globs) counted
+SCOPE = {
+    "zoo/exporters/base.py": ["zoo.exporters.base.xǁExportRequestǁquant_scorer__mutmut_*",
+                              "zoo.exporters.base.xǁExportRequestǁface_rich__mutmut_*",
+                              "zoo.exporters.base.xǁExportRequestǁcalib_split__mutmut_*"],
+    "zoo/core/model/layers.py": ["zoo.core.model.layers.x_output_error__mutmut_*"],
+}
+
+
+def globs(module: str) -> list[str]:
+    return SCOPE.get(module) or [module.removesuffix(".py").replace("/", ".") + ".*"]
 
 
 def stage() -> None:
@@ -72,7 +87,8 @@ def results(modules: list[str]) -> dict[str, dict[str, int | None]]:
     out = {}
     for m in modules:
         meta = STAGE / "mutants" / f"{m}.meta"
-        out[m] = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+        codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.is_file() else {}
+        out[m] = {k: v for k, v in codes.items() if any(fnmatch.fnmatchcase(k, g) for g in globs(m))}
     return out
 
 
@@ -124,9 +140,7 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     if not a.report_only:
         stage()
-        names = []
-        if a.modules:  # only these modules' mutants (mutmut takes mutant name globs)
-            names = [m.removesuffix(".py").replace("/", ".") + ".*" for m in modules]
+        names = [g for m in modules for g in globs(m)]  # mutmut takes mutant name globs
         mutmut = Path(sys.executable).with_name("mutmut")
         if not mutmut.is_file():
             print("error: mutmut not found: pip install -c zoo/core/data/constraints.txt -e '.[mutation]'", file=sys.stderr)
