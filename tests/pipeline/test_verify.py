@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import IMAGES, zoo
+from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file
 from zoo.pipeline.verify import verify
 
@@ -249,3 +250,43 @@ def test_the_golden_kit_holds_the_originals_outputs(tmp_path, resolved):
     before = {r: (tmp_path / r).read_bytes() for r in rels}
     assert write_golden(tmp_path, resolved("rfb-320")) == rels
     assert {r: (tmp_path / r).read_bytes() for r in rels} == before
+
+
+def test_a_partial_pull_record_in_process(small_release, tmp_path):
+    """What `zoo pull --target` leaves out (its pull.json) is reported, not failed; the record is input."""
+    from zoo.core.manifest import read_manifest
+    from zoo.pipeline.verify import PULL_RECORD, left_out_paths, pull_record_text
+
+    text = pull_record_text("oci://h/r:t", "sha256:" + "a" * 64, ["mnn"], None, ["b", "a"])
+    assert text.endswith("}\n") and json.loads(text) == {"source": "oci://h/r:t", "digest": "sha256:" + "a" * 64,
+                                                         "targets": ["mnn"], "precisions": None, "left_out": ["a", "b"]}
+    folder, manifest = _copy(small_release, tmp_path / "p")
+    m = read_manifest(folder)
+    assert left_out_paths(folder, m) == set()
+    primary = manifest["artifacts"][0]["primary"]
+    (folder / PULL_RECORD).write_text(pull_record_text("oci://h/r:t", "sha256:x", ["mnn"], None, [primary]))
+    assert left_out_paths(folder, m) == {primary}
+    # present although left out: still checked (and passes)
+    res = verify(folder)
+    assert res["passed"] and "partial" not in res and any(c["name"] == KEY for c in res["cases"])
+    (folder / primary).unlink()
+    res = verify(folder)
+    assert res["passed"], res["cases"]
+    assert res["partial"] == {"record": PULL_RECORD, "left_out": [KEY], "left_out_files": []}  # (files of no artifact)
+    assert not any(c["name"] == KEY for c in res["cases"])
+    # a missing file the record does not leave out fails
+    (folder / "golden" / "rfb-320" / "scores.npy").unlink()
+    res = verify(folder)
+    bad = [c["name"] for c in res["cases"] if not c["passed"]]
+    assert bad == ["file golden/rfb-320/scores.npy"], bad
+    # the record is input: damaged, not a list, naming a path the manifest does not list
+    for body, needle in (("{not json", "not JSON"), ('{"left_out": "x"}', "must be a list"),
+                         ('{"left_out": [1]}', "must be a list"), ('[]', "must be a list"),
+                         ('{"left_out": ["nope/x.onnx"]}', "'nope/x.onnx'")):
+        (folder / PULL_RECORD).write_text(body)
+        with pytest.raises(ZooError, match=needle) as e:
+            left_out_paths(folder, m)
+        assert PULL_RECORD in str(e.value)
+    # a runtime none of the artifacts has: one line naming those there are
+    with pytest.raises(ZooError, match="no artifact here runs in 'mnn'"):
+        verify(small_release, runtime="mnn")
