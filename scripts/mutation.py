@@ -56,8 +56,9 @@ def globs(module: str) -> list[str]:
     return SCOPE.get(module) or [module.removesuffix(".py").replace("/", ".") + ".*"]
 
 
-def stage() -> None:
-    """The repository's files at their installed places under STAGE (mutmut's own folder kept)."""
+def stage(tests: list[str] | None = None) -> None:
+    """The repository's files at their installed places under STAGE (mutmut's own folder kept). ``tests``:
+    test files to run instead of the fast tiers (a quicker, partial run: its score is a lower bound)."""
     STAGE.mkdir(exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     roots = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
@@ -76,7 +77,8 @@ def stage() -> None:
                    if not p.is_relative_to(REPO / "tests" / "unit") and "pytest.mark.smoke" in p.read_text())
     # tests of the repository's own layout (portions beside zoo/), which the staged copy changes on purpose
     layout = [f"--ignore=tests/unit/{t}" for t in LAYOUT_TESTS]
-    selection = json.dumps(["tests/unit", *smoke, "-m", "unit or smoke", *layout])
+    selection = json.dumps(["tests/unit", *smoke, "-m", "unit or smoke", *layout] if not tests else
+                           [*tests, "-m", "unit or smoke"])
     text = (REPO / "pyproject.toml").read_text()
     text = re.sub(r"(?m)^pytest_add_cli_args_test_selection = .*$", lambda _: f"pytest_add_cli_args_test_selection = {selection}", text)
     (STAGE / "pyproject.toml").write_text(text)
@@ -136,6 +138,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--report", type=Path, default=STAGE / "report.json")
     ap.add_argument("--no-gate", action="store_true", help="report only")
     ap.add_argument("--report-only", action="store_true", help="do not run: report the last run's results")
+    ap.add_argument("--tests", help="comma-separated test files instead of the fast tiers (partial: a lower bound)")
     a = ap.parse_args(argv)
     modules = a.modules.split(",") if a.modules else list(mutmut_config()["only_mutate"])
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CI")}
@@ -143,7 +146,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(STAGE)
     t0 = time.monotonic()
     if not a.report_only:
-        stage()
+        stage(a.tests.split(",") if a.tests else None)
         names = [g for m in modules for g in globs(m)]  # mutmut takes mutant name globs
         mutmut = Path(sys.executable).with_name("mutmut")
         if not mutmut.is_file():
@@ -173,7 +176,7 @@ def main(argv: list[str]) -> int:
     seconds = round(time.monotonic() - t0, 1)
     known = judged()
     by_key = {(e["function"], e["was"], e["now"]): e for e in known}
-    report = {"seconds": seconds, "jobs": a.jobs, "min_score": MIN_SCORE, "modules": {}, "survivors": [], "unjudged": []}
+    report = {"seconds": seconds, "jobs": a.jobs, "tests": a.tests or "the fast tiers", "min_score": MIN_SCORE, "modules": {}, "survivors": [], "unjudged": []}
     ok = True
     for m, codes in results(modules).items():
         counts = {"mutants": len(codes), "killed": 0, "survived": 0, "no tests": 0, "timeout": 0, "other": 0,
