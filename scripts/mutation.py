@@ -84,6 +84,22 @@ def stage(tests: list[str] | None = None) -> None:
     (STAGE / "pyproject.toml").write_text(text)
 
 
+def sync_unmutated() -> int:
+    """mutmut copies a file into mutants/ only when it is not there yet: refresh every file it does not
+    mutate (data, the lock, the other modules) from the stage, so a kept .mutation/ never runs stale code."""
+    mutated = set(mutmut_config()["only_mutate"])
+    n = 0
+    for f in (STAGE / "zoo").rglob("*"):
+        rel = f.relative_to(STAGE)
+        dst = STAGE / "mutants" / rel
+        if not f.is_file() or str(rel) in mutated or "__pycache__" in rel.parts or not dst.parent.is_dir():
+            continue
+        if not dst.is_file() or dst.read_bytes() != f.read_bytes():
+            shutil.copy2(f, dst)
+            n += 1
+    return n
+
+
 def mutmut_config() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
 
@@ -147,6 +163,7 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     if not a.report_only:
         stage(a.tests.split(",") if a.tests else None)
+        sync_unmutated()
         names = [g for m in modules for g in globs(m)]  # mutmut takes mutant name globs
         mutmut = Path(sys.executable).with_name("mutmut")
         if not mutmut.is_file():
