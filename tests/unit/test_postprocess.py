@@ -38,7 +38,8 @@ def test_hard_nms_keeps_at_the_threshold_and_drops_above():
     assert hard_nms(boxes, scores, 0.5, 200, top_k=1).tolist() == [0]
     assert hard_nms(boxes, scores, 0.5, 200, top_k=0).tolist() == [0, 2, 3, 4]  # 0 or less: no limit
     assert hard_nms(boxes, scores, 0.5, 2).tolist() == [0, 2]  # only the 2 best are candidates
-    assert hard_nms(boxes[:0], scores[:0], 0.5, 200).tolist() == []
+    empty = hard_nms(boxes[:0], scores[:0], 0.5, 200)
+    assert empty.tolist() == [] and empty.dtype == np.int64
 
 
 def test_hard_nms_breaks_score_ties_by_index():
@@ -46,6 +47,16 @@ def test_hard_nms_breaks_score_ties_by_index():
     scores = np.array([0.8, 0.8, 0.8, 0.8])
     assert hard_nms(boxes, scores, 0.3, 200).tolist() == [0, 3]
     assert hard_nms(boxes[::-1].copy(), scores, 0.3, 200).tolist() == [0, 1]
+
+
+def test_hard_nms_is_stable_among_many_equal_scores():
+    """Many boxes on a few score levels (more than an insertion sort handles): equal scores keep the
+    boxes' own order, as the stable sort the original's NumPy code relies on."""
+    n = 100
+    scores = np.round(np.random.default_rng(0).uniform(0.7, 0.9, n), 1)
+    boxes = np.array([[3 * i, 0, 3 * i + 2, 2] for i in range(n)], float)  # none overlaps
+    keep = hard_nms(boxes, scores, 0.3, 200)
+    assert keep.tolist() == sorted(range(n), key=lambda i: (-scores[i], i))
 
 
 def _two_class_outputs():

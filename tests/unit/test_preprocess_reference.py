@@ -71,3 +71,9 @@ def test_the_reference_itself_tells_a_swap_and_a_shift():
     for bad in (swapped, shifted, nearest):
         with pytest.raises(AssertionError):
             R.check(np.ascontiguousarray(bad, dtype=np.float32), ref)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 8, 4), (8, 8, 1)])
+def test_preprocess_refuses_what_is_not_a_bgr_image(shape):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) BGR image, got shape"):
+        preprocess(np.zeros(shape, np.uint8), 16, 16)
