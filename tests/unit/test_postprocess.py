@@ -103,3 +103,22 @@ def test_postprocess_candidate_size_default_is_200():
 def test_detection_json_rounds_as_documented():
     d = Detection((1.23456, 2.0, 3.999, 4.005), 0.9876543, "face", 1)
     assert d.to_json() == {"box": [1.23, 2.0, 4.0, 4.0], "score": 0.98765, "label": "face"}
+
+
+def test_decode_by_the_documented_formula():
+    """ultraface-model.md: cx = l0*0.1*pw + pcx, cy = l1*0.1*ph + pcy, w = exp(l2*0.2)*pw, h = exp(l3*0.2)*ph,
+    then corners; worked out here for two priors, batched (N, P, 4) and not."""
+    from zoo.core.model.processing import decode
+
+    priors = np.array([[0.5, 0.4, 0.2, 0.1], [0.25, 0.75, 0.05, 0.3]], np.float32)
+    loc = np.array([[1.0, -2.0, 0.5, -1.0], [0.0, 0.0, 0.0, 0.0]], np.float64)  # float64 in: float32 out
+    cx, cy = 1.0 * 0.1 * 0.2 + 0.5, -2.0 * 0.1 * 0.1 + 0.4
+    w, h = np.exp(0.5 * 0.2) * 0.2, np.exp(-1.0 * 0.2) * 0.1
+    want = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], [0.225, 0.6, 0.275, 0.9]])
+    got = decode(loc, priors)
+    assert got.dtype == np.float32 and got.shape == (2, 4)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    batched = decode(np.stack([loc, loc * 0]), priors)
+    assert batched.shape == (2, 2, 4)
+    np.testing.assert_allclose(batched[0], want, atol=1e-6)
+    np.testing.assert_allclose(batched[1, 1], want[1], atol=1e-6)
