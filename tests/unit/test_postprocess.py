@@ -21,6 +21,9 @@ def test_iou_by_hand():
     np.testing.assert_allclose(got, want, atol=1e-5)  # the 1e-5 in the denominator moves them by < 1e-5
     assert got[1] < 1.0 and got[1] > 1 - 1e-5  # the epsilon is there, and small
     np.testing.assert_allclose(iou_matrix(a[None], boxes)[0], want, atol=1e-9)
+    # away from the origin (corners, not sizes, are what is stored)
+    np.testing.assert_allclose(iou(np.array([1.0, 1.0, 3.0, 3.0]), np.array([[2.0, 2.0, 4.0, 4.0], [1.0, 1.0, 3.0, 3.0]])),
+                               [1 / 7, 1.0], atol=1e-5)
     # tall and wide boxes: each side counts on its own axis
     np.testing.assert_allclose(iou(np.array([0.0, 0.0, 4.0, 1.0]), np.array([[0.0, 0.0, 1.0, 4.0]])), [1 / 7], atol=1e-5)
 
