@@ -10,4 +10,4 @@ LOCK=zoo/core/data/constraints.txt
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet -c "$LOCK" pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0" ${ZOO_TORCH_INDEX:+--index-url "$ZOO_TORCH_INDEX"}
-.venv/bin/python -m pip install --quiet -c "$LOCK" -e ".[test]"
+.venv/bin/python -m pip install --quiet -c "$LOCK" -e ".[test,mutation]"

@@ -5,7 +5,8 @@ the checkout) holds upstream/checkpoints, upstream/reference and images, as
 pinned in zoo/core/data/test_material.toml (`scripts/fetch_shared.sh` lays it
 out; tests never download). Tests under tests/unit need none of it. Where it is
 missing or incomplete, every other test is skipped with the reason, except
-under CI (CI=true), where each of them fails instead.
+under CI (CI=true), where each of them fails instead. Under CI=true every other skip fails too,
+unless tests/ci_skips.toml allows it with its reason (tests/ci_skips.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks: under CI=true a skip fails
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZOO_SHARED", ROOT.parent / "shared")).resolve()
@@ -56,7 +58,11 @@ def _material_problem() -> str | None:
 _MISSING = pytest.StashKey[str]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the unit marker must be there
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.unit)
     needs = [item for item in items if not item.path.is_relative_to(UNIT)]
     problem = _material_problem() if needs else None
     if problem is None:

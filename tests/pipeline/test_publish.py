@@ -186,10 +186,9 @@ def test_a_tag_holding_another_digest_is_refused_unless_forced(published):
     oci = parse_manifest(raw)
     other = OciManifest(oci.config, oci.layers, {**oci.annotations, "vnd.ultraface.note": "another artifact"})
     other_digest = reg.put_manifest("taken", other.to_bytes())
-    t0 = time.monotonic()
     cp = zoo("publish", published.release, "--to", ref, "--insecure")
     assert_clean_error(cp, "exists with a different digest", other_digest, "--force")
-    assert time.monotonic() - t0 < 30  # refused before verifying anything
+    assert "verifying" not in cp.stderr, cp.stderr  # refused before verifying anything (verify says each artifact)
     assert reg.manifest_digest("taken") == other_digest
     res = _json(zoo("publish", published.release, "--to", ref, "--insecure", "--force", "--json", check=0))
     assert res["digest"] == published.first["digest"] and res["previous_digest"] == other_digest
