@@ -49,6 +49,13 @@ class Side:
     def output(self, role: str) -> TensorSpec:
         return next(o for o in self.outputs if o.role == role)
 
+    def resolved(self, width: int, height: int, num_classes: int, batch: int = 1) -> "Side":
+        """The same side with the shapes of that input size."""
+        def fix(t: TensorSpec) -> TensorSpec:
+            return TensorSpec(t.name, t.resolve(width, height, num_classes, batch), t.role)
+
+        return Side(fix(self.input), tuple(fix(o) for o in self.outputs))
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -169,7 +176,7 @@ def io_contract(target: str) -> FormatContract:
 
 
 def differences(ours: Side, original: Side, ordered: bool) -> list[str]:
-    """Which DIFFERENCE_KEYS two sides differ in (shapes compared symbolically)."""
+    """Which DIFFERENCE_KEYS two sides differ in (shapes as given: both symbolic, or both resolved)."""
     out = []
     if ours.input.name != original.input.name:
         out.append("input name")
