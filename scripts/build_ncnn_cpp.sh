@@ -12,7 +12,7 @@
 # sdist's setup.py the release's date. Only pip's download runs the sdist's code; the build is cmake's.
 #
 # The library holds what the demo and our files use: the CPU layers of the UltraFace graphs (fp32, fp16
-# storage and int8), no Vulkan, SSE2 code only (one code path: a ~4 minute build on 2 cores), and ncnn's
+# storage and int8; Interp, which ncnn::resize_bilinear runs), no Vulkan, SSE2 code only (one code path: a ~4 minute build on 2 cores), and ncnn's
 # SimpleOCV (its minimal cv::Mat / imread / rectangle / imshow), which the demo's main.cpp is compiled
 # against in place of OpenCV's C++ library. Built into a temporary folder and renamed into place when
 # complete; a folder already built for the same version and options is kept (no network then).
@@ -23,7 +23,7 @@ PY="${ZOO_PYTHON:-$ROOT/.venv/bin/python}"
 VERSION="1.0.20261020"
 SHA256="ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325ffccfca200"
 LAYERS="Input Convolution ConvolutionDepthWise ReLU Split Concat Reshape Permute Softmax BinaryOp Eltwise
-Pooling Crop Slice UnaryOp Exp MemoryData Sigmoid Clip Padding Flatten InnerProduct Packing Cast Quantize
+Pooling Crop Slice UnaryOp Exp MemoryData Sigmoid Clip Padding Flatten InnerProduct Packing Cast Quantize Interp
 Dequantize Requantize Noop Dropout Gemm"
 OPTIONS="-DCMAKE_BUILD_TYPE=Release -DNCNN_VULKAN=OFF -DNCNN_PYTHON=OFF -DNCNN_BUILD_TOOLS=OFF
 -DNCNN_BUILD_EXAMPLES=OFF -DNCNN_BUILD_BENCHMARK=OFF -DNCNN_BUILD_TESTS=OFF -DNCNN_RUNTIME_CPU=OFF -DNCNN_AVX=OFF
