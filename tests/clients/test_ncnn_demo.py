@@ -33,7 +33,7 @@ DEMO_SRC = SHARED / "upstream" / "clients" / "ncnn" / "src"
 HERE = Path(__file__).with_name("ncnn_demo")
 NCNN_CPP = Path(os.environ.get("ZOO_NCNN_CPP_DIR") or ROOT.parent / ".zoo-ncnn-cpp")
 RECTANGLE = "_ZN2cv9rectangleERNS_3MatENS_6Point_IiEES3_RKNS_7Scalar_IhEEi"  # cv::rectangle(Mat&, Point, Point, const Scalar&, int)
-#: ncnn removed Extractor::set_num_threads in 2023 (the thread count is the net's option now); the demo's
+#: today's ncnn has no Extractor::set_num_threads (the thread count is the net's option); the demo's
 #: one call of it, ex.set_num_threads(num_thread) with main.cpp's 1 thread, becomes the default light mode
 #: (a no-op). The one change an app built on the demo makes to compile against today's ncnn.
 API_BRIDGE = "-Dset_num_threads(n)=set_light_mode(true)"
