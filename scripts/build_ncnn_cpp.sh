@@ -6,25 +6,31 @@
 #
 # Neither Debian (no ncnn package in bookworm) nor the ncnn wheels (a Python module, no headers, no exported
 # C++ symbols) offer an ncnn C++ library, so it is built from ncnn's source distribution on PyPI, at the
-# version of the toolchain lock, fetched by pip and checked against the sha256 below. That sdist's
-# setup.py stamps the day it runs into its version (1.0.YYYYMMDD), so pip, which checks the version of
-# what it fetched, would refuse it on any other day: pip runs with a sitecustomize that gives the
-# sdist's setup.py the release's date. Only pip's download runs the sdist's code; the build is cmake's.
+# version of the toolchain lock. The sdist file itself is fetched from the registry (PyPI's JSON API gives
+# its address and digest; no pip, so none of the sdist's own code runs: its setup.py stamps the day it runs
+# into its version, which pip would then refuse) and checked against the sha256 pinned below before it is
+# unpacked. The build is cmake's.
 #
 # The library holds what the demo and our files use: the CPU layers of the UltraFace graphs (fp32, fp16
-# storage and int8; Interp, which ncnn::resize_bilinear runs), no Vulkan, SSE2 code only (one code path: a ~4 minute build on 2 cores), and ncnn's
-# SimpleOCV (its minimal cv::Mat / imread / rectangle / imshow), which the demo's main.cpp is compiled
-# against in place of OpenCV's C++ library. Built into a temporary folder and renamed into place when
-# complete; a folder already built for the same version and options is kept (no network then).
+# storage and int8) and the demo's Mat calls need (LAYERS, below), no Vulkan, SSE2 code only (one code path),
+# and ncnn's SimpleOCV (its minimal cv::Mat / imread / rectangle / imshow), which the demo's main.cpp is
+# compiled against in place of OpenCV's C++ library. It is built in a temporary folder beside DEST and
+# renamed into place, with its "ready" marker (the key of the sdist's sha256, the layers and the options)
+# already inside, only when complete: a half-built or interrupted build never looks ready. A folder
+# already built with the same key is kept (no network, no build then).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DEST="${1:-${ZOO_NCNN_CPP_DIR:-$(cd "$ROOT/.." && pwd)/.zoo-ncnn-cpp}}"
 PY="${ZOO_PYTHON:-$ROOT/.venv/bin/python}"
 VERSION="1.0.20261020"
 SHA256="ad8cdd63e9755cfa8e23b9b6d9ce46156077d80298a89e7c3ba325ffccfca200"
-LAYERS="Input Convolution ConvolutionDepthWise ReLU Split Concat Reshape Permute Softmax BinaryOp Eltwise
-Pooling Crop Slice UnaryOp Exp MemoryData Sigmoid Clip Padding Flatten InnerProduct Packing Cast Quantize Interp
-Dequantize Requantize Noop Dropout Gemm"
+# the layers of our ncnn graphs (raw and decoded heads: Input ... MemoryData), those ncnn runs inside them
+# (Padding and Crop for borders, Packing, Cast for fp16 storage, Flatten, Quantize/Dequantize/Requantize for
+# int8; Gemm, whose int8 kernels the x86 int8 Convolution links to) and the demo's Mat calls (Interp:
+# resize_bilinear; Scale and Bias: substract_mean_normalize); the library lists them in DEST/layers.txt,
+# which tests/clients/test_ncnn_demo.py holds each .param to
+LAYERS="Input Convolution ConvolutionDepthWise ReLU Split Concat Reshape Permute Softmax BinaryOp UnaryOp Slice
+MemoryData Padding Crop Packing Cast Flatten Quantize Dequantize Requantize Gemm Interp Scale Bias"
 OPTIONS="-DCMAKE_BUILD_TYPE=Release -DNCNN_VULKAN=OFF -DNCNN_PYTHON=OFF -DNCNN_BUILD_TOOLS=OFF
 -DNCNN_BUILD_EXAMPLES=OFF -DNCNN_BUILD_BENCHMARK=OFF -DNCNN_BUILD_TESTS=OFF -DNCNN_RUNTIME_CPU=OFF -DNCNN_AVX=OFF
 -DNCNN_BF16=OFF -DNCNN_C_API=OFF -DNCNN_PIXEL_AFFINE=OFF -DNCNN_PIXEL_ROTATE=OFF -DNCNN_SIMPLEOCV=ON
@@ -51,20 +57,71 @@ done
 mkdir -p "$(dirname "$DEST")"
 WORK=$(mktemp -d "$(dirname "$DEST")/.zoo-ncnn-cpp-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/shim" "$WORK/dl"
-cat > "$WORK/shim/sitecustomize.py" <<'EOF'
-# the ncnn sdist's setup.py versions itself with time.strftime("%Y%m%d"): give it the release's date
-import os
-import time
-
-_day, _strftime = os.environ["ZOO_SDIST_DAY"], time.strftime
-time.strftime = lambda fmt, *t: _day if fmt == "%Y%m%d" else _strftime(fmt, *t)
-EOF
-ZOO_SDIST_DAY="${VERSION##*.}" PYTHONPATH="$WORK/shim" "$PY" -m pip download -q --no-deps --no-binary :all: \
-  --no-build-isolation "ncnn==$VERSION" -d "$WORK/dl" >/dev/null
+mkdir -p "$WORK/dl"
 SDIST="$WORK/dl/ncnn-$VERSION.tar.gz"
+# the registry's record of the release (PyPI's JSON API, per version; a mirror without that endpoint: the
+# project's record), then the file, written to a temporary name and kept only when its sha256 is the pinned one
+"$PY" - "${ZOO_PYPI_JSON:-https://pypi.org/pypi}" ncnn "$VERSION" "$SHA256" "$SDIST" <<'EOF' || exit 1
+import hashlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+base, name, version, sha256, dest = sys.argv[1:]
+filename = os.path.basename(dest)
+
+
+def get(url: str) -> bytes:
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(url, timeout=120) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 404 or attempt == 2:
+                raise
+        except (urllib.error.URLError, OSError):
+            if attempt == 2:
+                raise
+        time.sleep(5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def files() -> tuple[str, list]:
+    url = f"{base}/{name}/{version}/json"
+    try:
+        return url, json.loads(get(url))["urls"]
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+    url = f"{base}/{name}/json"
+    return url, json.loads(get(url))["releases"].get(version, [])
+
+
+try:
+    where, listed = files()
+    found = [f for f in listed if f.get("packagetype") == "sdist" and f.get("filename") == filename]
+    if not found:
+        sys.exit(f"error: {where} lists no {filename}: is ncnn {version} still on the registry?")
+    (entry,) = found
+    if entry["digests"]["sha256"] != sha256:
+        sys.exit(f"error: the registry's {filename} has sha256 {entry['digests']['sha256']}, not the pinned "
+                 f"{sha256}: refusing it")
+    data = get(urllib.parse.urljoin(where, entry["url"]))
+except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+    sys.exit(f"error: fetching {filename} from {base} failed ({e}): check the network, or set ZOO_PYPI_JSON")
+got = hashlib.sha256(data).hexdigest()
+if got != sha256:
+    sys.exit(f"error: {filename} as downloaded has sha256 {got}, not the pinned {sha256}: refusing it")
+with open(dest + ".part", "wb") as f:
+    f.write(data)
+os.replace(dest + ".part", dest)
+EOF
 echo "$SHA256  $SDIST" | sha256sum -c --quiet - || { echo "error: ncnn-$VERSION.tar.gz: sha256 mismatch" >&2; exit 1; }
-tar -xzf "$SDIST" -C "$WORK"
+tar -xzf "$SDIST" -C "$WORK" --no-same-owner
 
 off=""
 for l in $(sed -n 's/^ *ncnn_add_layer(\([A-Za-z0-9_]*\).*/\1/p' "$WORK/ncnn-$VERSION/src/CMakeLists.txt"); do
@@ -78,6 +135,27 @@ mkdir -p "$WORK/build"
   tail -n 20 "$WORK/build/make.log" "$WORK/build/cmake.log" 2>/dev/null >&2
   exit 1
 }
+# the library links (a Net pulls in every layer compiled in) and runs the demo's Mat calls, or it is not ready
+cat > "$WORK/check.cpp" <<'EOF'
+#include "net.h"
+int main()
+{
+    ncnn::Net net;
+    ncnn::Mat a(8, 6, 3), b;
+    a.fill(2.f);
+    ncnn::resize_bilinear(a, b, 4, 3);
+    const float mean[3] = {1.f, 1.f, 1.f}, norm[3] = {0.5f, 0.5f, 0.5f};
+    b.substract_mean_normalize(mean, norm);
+    return b.w == 4 && b.h == 3 && b.c == 3 && b.channel(2)[11] == 0.5f ? 0 : 1;
+}
+EOF
+c++ -O1 -fopenmp -I"$WORK/install/include/ncnn" "$WORK/check.cpp" "$WORK/install/lib/libncnn.a" -lpthread \
+  -o "$WORK/check" 2>"$WORK/check.log" && "$WORK/check" || {
+  echo "error: the ncnn $VERSION library built does not link or run (LAYERS in $0 lacks a layer?):" >&2
+  tail -n 8 "$WORK/check.log" >&2
+  exit 1
+}
+echo $LAYERS | tr ' ' '\n' > "$WORK/install/layers.txt"
 echo "$KEY" > "$WORK/install/ready"
 rm -rf "$DEST"
 mv "$WORK/install" "$DEST"
