@@ -9,11 +9,11 @@
 # version of the toolchain lock. The sdist file itself is fetched from the registry (PyPI's JSON API gives
 # its address and digest; no pip, so none of the sdist's own code runs: its setup.py stamps the day it runs
 # into its version, which pip would then refuse) and checked against the sha256 pinned below before it is
-# unpacked. The build is cmake's.
+# unpacked (ZOO_PYPI_JSON: a mirror's JSON API instead of https://pypi.org/pypi). The build is cmake's.
 #
-# The library holds what the demo and our files use: the CPU layers of the UltraFace graphs (fp32, fp16
-# storage and int8) and the demo's Mat calls need (LAYERS, below), no Vulkan, SSE2 code only (one code path),
-# and ncnn's SimpleOCV (its minimal cv::Mat / imread / rectangle / imshow), which the demo's main.cpp is
+# The library holds only what our files and the demo need: the CPU layers of the UltraFace graphs (fp32,
+# fp16 storage, int8) and of the demo's Mat calls (LAYERS, below), no Vulkan, SSE2 code only (one code
+# path), and ncnn's SimpleOCV (its minimal cv::Mat / imread / rectangle / imshow), which the demo's main.cpp is
 # compiled against in place of OpenCV's C++ library. It is built in a temporary folder beside DEST and
 # renamed into place, with its "ready" marker (the key of the sdist's sha256, the layers and the options)
 # already inside, only when complete: a half-built or interrupted build never looks ready. A folder
