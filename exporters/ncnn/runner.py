@@ -25,7 +25,7 @@ class NcnnNet:
     """
 
     def __init__(self, param_path, bin_path, *, threads: int = 1, fp16: bool = False, int8: bool = False,
-                 input_blob: str = "in0", output_blobs: Iterable[str] | None = None,
+                 input_blob: str = "input", output_blobs: Iterable[str] | None = None,
                  input_shape: Sequence[int] | None = None, lightmode: bool = True, free_size: bool = False):
         self.param_path, self.bin_path = str(param_path), str(bin_path)
         self.threads, self.fp16, self.int8 = int(threads), bool(fp16), bool(int8)
