@@ -61,11 +61,24 @@ def strace_binary() -> str | None:
     return shutil.which("strace")
 
 
+_USABLE: list[str | None] = []
+
+
 def missing_reason() -> str | None:
-    """Why the audit cannot run here (None when it can)."""
-    if strace_binary() is None:
-        return "strace is not installed (apt-get install strace; CI installs it: scripts/install_strace.sh)"
-    return None
+    """Why the audit cannot run here (None when it can): no strace, or strace cannot trace (ptrace or
+    seccomp refused, e.g. in a restricted container). Tried once per process."""
+    if not _USABLE:
+        strace = strace_binary()
+        if strace is None:
+            _USABLE.append("strace is not installed (apt-get install strace; CI installs it: scripts/install_strace.sh)")
+        else:
+            try:
+                cp = subprocess.run([strace, "-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-o", os.devnull, "true"],
+                                    capture_output=True, text=True, timeout=60)
+                _USABLE.append(None if cp.returncode == 0 else f"strace cannot trace here: {cp.stderr.strip()[-200:]}")
+            except (OSError, subprocess.TimeoutExpired) as e:
+                _USABLE.append(f"strace cannot trace here: {e}")
+    return _USABLE[0]
 
 
 @dataclass
@@ -349,9 +362,10 @@ class OsAudit:
 
     def wrap(self, cmd: list) -> list[str]:
         """``cmd`` prefixed with strace (one log per command)."""
+        why = missing_reason()
+        if why:
+            raise RuntimeError(why)
         strace = strace_binary()
-        if strace is None:
-            raise RuntimeError(missing_reason())
         fd, log = tempfile.mkstemp(prefix="strace-", suffix=".log", dir=self.folder)
         os.close(fd)
         self.logs.append(Path(log))
