@@ -184,6 +184,10 @@ class Target:
     # -- runtimes --------------------------------------------------------------------
     #: runtimes that can run this target's files; the first is the default
     runtimes: tuple[str, ...] = ()
+    #: the usage reporting each runtime loads: runtime -> names of zoo.core.telemetry.REPORTERS (whose
+    #: switches zoo sets); () for a runtime that reports nothing (the OS-level audit of the tests sees no
+    #: look-up or connection). A runtime missing here is unknown: `zoo list` does not call it off
+    telemetry: dict[str, tuple[str, ...]] = {}
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         """Whether ``runtime`` runs this target's artifacts of that precision flavour and head."""

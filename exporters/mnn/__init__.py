@@ -37,6 +37,7 @@ class MnnTarget(Target):
     packages = ("MNN",)
     timeout = 900.0
     runtimes = ("mnn",)
+    telemetry = {"mnn": ()}
     dynamic = True  # the runner resizes the input (resizeTensor + resizeSession) to each batch's size
 
     def expand(self, precision: str) -> list[str]:

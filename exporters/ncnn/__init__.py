@@ -60,6 +60,7 @@ class NcnnTarget(Target):
         return ExportResult(primary=param, files=[param, binf], meta=m.with_(io=io), tools=self.tool_versions())
 
     runtimes = ("ncnn",)
+    telemetry = {"ncnn": ()}
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         io = meta.io or {}

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
+from zoo.core.telemetry import child_env
 
 _ACTIVE: set = set()  # worker processes running now (killed on interrupt)
 
@@ -87,7 +88,7 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
 def _child_env(env_extra: dict | None, pythonpath: list[str] | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_extra or {})
+    env = child_env({**env, **(env_extra or {})})  # the libraries' usage reporting off, whatever env_extra says
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(pythonpath)
