@@ -50,6 +50,7 @@ from zoo.pipeline.compat_env import (READY, EnvSpec, _Abandon, _installed, _pip_
                                      prepare_env)
 
 MIRROR_ENV = {"debian": "ZOO_DEBIAN_MIRROR", "debian-security": "ZOO_DEBIAN_SECURITY_MIRROR"}
+SNAPSHOT_ENV = "ZOO_DEBIAN_SNAPSHOT"  # the snapshot archive's base (default https://snapshot.debian.org/archive)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DEB_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,80}$")
 _DEB_PATH = re.compile(r"^pool/[A-Za-z0-9._+~/-]{1,200}\.deb$")
@@ -132,7 +133,8 @@ class Userland:
         return f"{base.rstrip('/')}/{urllib.parse.quote(deb.path)}"
 
     def snapshot_url(self, deb: Deb) -> str:
-        return f"https://snapshot.debian.org/archive/{deb.archive}/{self.snapshot}/{urllib.parse.quote(deb.path)}"
+        base = os.environ.get(SNAPSHOT_ENV) or "https://snapshot.debian.org/archive"
+        return f"{base.rstrip('/')}/{deb.archive}/{self.snapshot}/{urllib.parse.quote(deb.path)}"
 
 
 def userland_file(plat: Platform) -> str:
@@ -258,10 +260,6 @@ def deb_data(data: bytes, name: str = "deb") -> tarfile.TarFile:
     raise ZooError(f"{name} holds no data.tar member")
 
 
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
 def safe_members(tar: tarfile.TarFile, name: str = "deb") -> list[tarfile.TarInfo]:
     """The members to unpack, each kept inside the root: names normalized and relative, absolute symlinks
     rewritten relative to the root (so they resolve inside it, not on the host), no device files; a
@@ -277,10 +275,10 @@ def safe_members(tar: tarfile.TarFile, name: str = "deb") -> list[tarfile.TarInf
             continue  # devices, fifos: nothing a userland for one program needs
         m.name = rel
         if m.issym():
-            here = posixpath.dirname("/" + rel)
             if m.linkname.startswith("/"):
-                m.linkname = posixpath.relpath(m.linkname, here)
-            if not _inside("/", posixpath.normpath(posixpath.join(here, m.linkname))):
+                m.linkname = posixpath.relpath(m.linkname, posixpath.dirname("/" + rel))
+            lands = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.linkname))
+            if lands == ".." or lands.startswith("../"):
                 raise ZooError(f"{name}: link {rel} -> {m.linkname} leaves the root")
         elif m.islnk():
             target = posixpath.normpath(m.linkname.lstrip("/"))
