@@ -307,6 +307,25 @@ def test_damaged_platform_cells_are_one_problem_line(tmp_path_factory, junk, alt
         summarize(doc["results"])
 
 
+@pytest.mark.parametrize("damage, needle", [
+    ({"options": ["defaults"]}, "options must map"),
+    ({"options": {"defaults": {"nested": 1}}}, "options must map"),
+    ({"platform": "arm64"}, "platform must be"),
+    ({"cpu": 8.2}, "cpu must be"),
+    ({"tier": "fp8"}, "tier must be"),
+    ({"x86": {"status": "GREAT"}}, "x86.status"),
+    ({"x86": {"status": "PASS", "max_abs": {"scores": "big"}}}, "x86.max_abs"),
+    ({"alternative": {"status": "PASS", "options": "fp16 off"}}, "alternative.options"),
+    ({"alternative": {"status": "PASS", "parity": {"matched": -1}}}, "alternative.parity.matched"),
+    ({"emulation": ["qemu"]}, "emulation must be an object"),
+])
+def test_each_damaged_platform_field_is_named(tmp_path, damage, needle):
+    path = tmp_path / "compat.json"
+    path.write_text(json.dumps({"schema": SCHEMA, "results": [_cell(**{**_FP16, **damage})]}))
+    doc, problem = read_compat(path)
+    assert doc is None and needle in problem
+
+
 def test_bad_platform_and_cpu_options_are_one_line():
     from conftest import assert_clean_error, zoo
 
@@ -317,3 +336,29 @@ def test_bad_platform_and_cpu_options_are_one_line():
                        "known: armv8.0, armv8.2")
     assert_clean_error(zoo("compat", "--platform", "linux/arm64", "--cpu", ","), "--cpu is empty")
     assert_clean_error(zoo("compat", "--prune", "--platform", "linux/arm64"), "--prune takes no")
+
+
+def test_prune_knows_platform_environments_and_userlands(tmp_path):
+    """`zoo compat --prune` keeps every platform's environment of a matrix release and the current userland;
+    an environment of a changed entry and an old userland (another pin) go."""
+    from conftest import zoo
+    from zoo.pipeline.compat_env import READY, load_matrix
+
+    m = load_matrix()
+    cache = tmp_path / "envs"
+
+    def env(name: str) -> Path:
+        (cache / name / "site").mkdir(parents=True)
+        (cache / name / READY).write_text("{}")
+        return cache / name
+
+    spec = m.spec("ncnn", "1.0.20261020").on("linux/arm64")
+    current = env(spec.env_name)
+    assert "-linux_aarch64-" in current.name and current.name != m.spec("ncnn", "1.0.20261020").env_name
+    changed = env(spec.env_name.rsplit("-", 1)[0] + "-0badc0de")
+    ul = load_userland(get_platform("linux/arm64"))
+    userland = env(ul.name)
+    old_userland = env(ul.name.rsplit("-", 1)[0] + "-0badc0de")
+    cp = zoo("compat", "--prune", "--json", env={"ZOO_COMPAT_DIR": str(cache)}, check=0)
+    assert sorted(r["name"] for r in json.loads(cp.stdout)["removed"]) == sorted([changed.name, old_userland.name])
+    assert current.is_dir() and userland.is_dir()
