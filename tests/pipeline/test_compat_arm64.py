@@ -71,7 +71,7 @@ def lane(export_dir, arm64_cache, tmp_path_factory):
            "ZOO_NONET_LOG": str(out / "net.log")}
     t0 = time.monotonic()
     cp = zoo("compat", *prims, "--platform", "linux/arm64", "--runtime", RUNTIMES, "--images", imgs, "--json",
-             "--junit", out / "compat.xml", env=env, check=0, timeout=3600)
+             "--junit", out / "compat.xml", "--jobs", "2", env=env, check=0, timeout=3600)
     secs = time.monotonic() - t0
     assert cp.returncode == 0, cp.stderr[-3000:]
     doc = json.loads(cp.stdout)
@@ -156,14 +156,6 @@ def test_junit_compat_json_report(lane):
     rep = zoo("report", folder, check=0).stdout
     assert line in rep and "| rfb-320 ncnn/fp32/raw | ncnn==1.0.20261020 | armv8.2 | library defaults | PASS (fp16 tier) |" in rep
     assert "on ARMv8.2 (linux/arm64), run this ncnn file with use_fp16_packed = false" in rep
-    # a second run of one CPU replaces that cell only (the merge key holds platform, CPU and options)
-    ncnn_fp32 = next(p for p in lane["prims"] if p.name == "rfb-320-raw-fp32.param")
-    cp = zoo("compat", ncnn_fp32, "--platform", "linux/arm64", "--cpu", "armv8.0", "--runtime", f"ncnn=={NEW['ncnn']}",
-             "--images", lane["images"], env=lane["env"], check=0)
-    assert cp.returncode == 0, cp.stderr[-2000:]
-    again = [c for c in json.loads((folder / "compat.json").read_text())["results"] if c.get("platform")]
-    assert sorted((c["precision"], c["cpu"]) for c in again) == sorted((c["precision"], c["cpu"]) for c in mine)
-    assert [c for c in again if c["cpu"] == "armv8.2"] == [c for c in mine if c["cpu"] == "armv8.2"]
 
 
 def test_without_qemu_the_cells_are_unavailable_and_the_run_succeeds(lane, tmp_path):

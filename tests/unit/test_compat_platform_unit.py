@@ -362,3 +362,28 @@ def test_prune_knows_platform_environments_and_userlands(tmp_path):
     cp = zoo("compat", "--prune", "--json", env={"ZOO_COMPAT_DIR": str(cache)}, check=0)
     assert sorted(r["name"] for r in json.loads(cp.stdout)["removed"]) == sorted([changed.name, old_userland.name])
     assert current.is_dir() and userland.is_dir()
+
+
+def test_a_run_replaces_only_the_cells_of_its_platform_cpu_and_options(tmp_path):
+    """compat.json merges by cell_key: re-running one CPU model replaces that model's cells and keeps the other
+    CPU's, the other options' and this machine's cells of the same file and release."""
+    from zoo.core.manifest import Artifact, FileEntry
+    from zoo.pipeline.compat import Subject, save_compat
+
+    (tmp_path / "ncnn").mkdir()
+    (tmp_path / "ncnn" / "rfb-320-raw-fp32.param").write_text("p")
+    art = Artifact("rfb-320", "ncnn", "fp32", "raw", "NCHW", "ncnn/rfb-320-raw-fp32.param",
+                   [FileEntry.of(tmp_path, "ncnn/rfb-320-raw-fp32.param")])
+    subj = Subject(tmp_path, art, False)
+    native = _cell()
+    for k in ("platform", "cpu", "options"):
+        del native[k]
+    first = [native, _cell(), _cell(**_FP16), _cell(options={"defaults": True, "use_fp16_arithmetic": False})]
+    save_compat({"schema": SCHEMA, "results": first}, [subj])
+    rerun = _cell(seconds=99.0)  # armv8.0, library defaults again
+    save_compat({"schema": SCHEMA, "results": [rerun]}, [subj])
+    doc = json.loads((tmp_path / "compat.json").read_text())
+    assert len(doc["results"]) == 4 and rerun in doc["results"] and _cell() not in doc["results"]
+    assert native in doc["results"] and _cell(**_FP16) in doc["results"]
+    assert list(doc["summary"]["rfb-320 ncnn/fp32/raw"]) == ["ncnn"]
+    assert doc["platform_summary"]["rfb-320 ncnn/fp32/raw"]["linux/arm64"]["line"].startswith("x86-64 PASS; linux/arm64")

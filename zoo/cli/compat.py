@@ -11,7 +11,8 @@ import typer
 from zoo.exporters import runtime_names
 from zoo.validation.compat import case_name, render_text
 from zoo.validation.parity import MIN_EVIDENCE
-from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, JunitOpt, ThreadsOpt, parity_images, print_json, stderr
+from zoo.cli.common import (CheckpointOpt, ImagesOpt, JobsOpt, JsonOpt, JunitOpt, ThreadsOpt, default_jobs, parity_images,
+                            print_json, stderr)
 from zoo.core.errors import ZooError
 from zoo.core.platforms import PLATFORMS, get_platform
 from zoo.pipeline.compat import collect, run_compat, save_compat, select_platform_specs, select_specs
@@ -39,6 +40,7 @@ def compat(
     images: ImagesOpt = None,
     checkpoint: CheckpointOpt = None,
     threads: ThreadsOpt = 1,
+    jobs: JobsOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per artifact run.")] = 300.0,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write DIR/compat.json beside each manifest.")] = True,
     junit: JunitOpt = None,
@@ -97,7 +99,7 @@ def compat(
     if any(not s.release for s in subjects):
         img_paths = parity_images(images)
     doc = run_compat(subjects, specs, cache, images=img_paths, checkpoint=checkpoint, threads=threads,
-                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say, cpus=cpus)
+                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say, cpus=cpus, jobs=jobs or default_jobs())
     written = save_compat(doc, subjects) if save else []
     if junit:
         cases = [{"name": case_name(c), "passed": c["status"] in ("PASS", "unavailable"),

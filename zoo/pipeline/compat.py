@@ -14,7 +14,9 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 from zoo.core.images import image_records, load_batch
-from zoo.core.isolation import WarmWorkers, run_isolated
+from zoo.core.isolation import WarmWorkers, kill_active_workers, run_isolated
 from zoo.core.manifest import MANIFEST, Artifact, FileEntry, base_precision, read_manifest, verify_files
 from zoo.core.integrity import verify_artifact
 from zoo.core.meta import ArtifactMeta, manifest_entry, read_meta, sidecar_path
@@ -131,8 +133,13 @@ class _Evidence:
     def __init__(self, work: Path, images: list[Path] | None, checkpoint: Path | None, say):
         self.work, self.images, self.checkpoint, self.say = work, images, checkpoint, say
         self.cache: dict = {}
+        self.lock = threading.RLock()
 
     def get(self, s: Subject) -> tuple[str, dict, ParityInput, str]:
+        with self.lock:  # lanes run side by side: one computes, the others wait for it
+            return self._get(s)
+
+    def _get(self, s: Subject) -> tuple[str, dict, ParityInput, str]:
         a = s.artifact
         key = (str(s.folder), a.model, tuple(a.meta["input_size"]))
         if key in self.cache:
@@ -307,6 +314,7 @@ class _Natives:
         self.cache, self.evidence, self.work, self.src = cache, evidence, work, src
         self.threads, self.timeout, self.min_evidence = threads, timeout, min_evidence
         self.done: dict = {}
+        self.lock = threading.Lock()
 
     def where(self, spec: EnvSpec) -> tuple[dict | None, str]:
         native = spec.on("")
@@ -323,8 +331,10 @@ class _Natives:
 
     def get(self, s: Subject, spec: EnvSpec, options: dict) -> dict:
         key = (str(s.folder), s.artifact.primary, spec.label, spec.package, json.dumps(options, sort_keys=True))
-        if key in self.done:
-            return self.done[key]
+        with self.lock:  # one run per key, whichever lane asks first
+            return self.done[key] if key in self.done else self._run(key, s, spec, options)
+
+    def _run(self, key: tuple, s: Subject, spec: EnvSpec, options: dict) -> dict:
         run_kw, where = self.where(spec)
         if run_kw is None:
             out = {"status": "unavailable", "message": where}
@@ -435,11 +445,13 @@ def _run_platform(s: Subject, spec: EnvSpec, st: dict, cpus: list[str], evidence
 
 def run_compat(subjects: list[Subject], specs: list[EnvSpec], cache: Path, images: list[Path] | None = None,
                checkpoint: Path | None = None, threads: int = 1, timeout: float = 300.0,
-               min_evidence: int = MIN_EVIDENCE, say=lambda msg: None, cpus: list[str] | None = None) -> dict:
+               min_evidence: int = MIN_EVIDENCE, say=lambda msg: None, cpus: list[str] | None = None,
+               jobs: int = 1) -> dict:
     """Prepare this machine's environments (creating the missing ones), then run every pair; the result
     document. Specs of another platform (``spec.platform``) run once per CPU model of ``cpus`` (default:
     every model of the platform) and per option set of the runtime, under emulation; their environments
-    are only looked up (`zoo compat --prepare` creates them)."""
+    are only looked up (`zoo compat --prepare` creates them). Each (release, CPU model) is a lane of its
+    own warm emulated process; ``jobs`` lanes run side by side (emulation is one core per process)."""
     pairs = plan(subjects, specs)
     if not pairs:
         have = sorted({r for s in subjects for r in s.runtimes()})
@@ -448,7 +460,8 @@ def run_compat(subjects: list[Subject], specs: list[EnvSpec], cache: Path, image
     qemus = {p: find_qemu(get_platform(p)) for p in dict.fromkeys(s.platform for s in used if s.platform)}
     envs = {spec: (platform_state(cache, spec, qemus[spec.platform]) if spec.platform else prepare_env(cache, spec, say))
             for spec in used}
-    cells = []
+    models = {spec: cpus or [c.name for c in get_platform(spec.platform).cpus] for spec in used if spec.platform}
+    found: dict[tuple, list[dict]] = {}
     t_all = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="zoo-compat-") as td:
         work = Path(td)
@@ -456,22 +469,37 @@ def run_compat(subjects: list[Subject], specs: list[EnvSpec], cache: Path, image
         evidence = _Evidence(work, images, checkpoint, say)
         natives = _Natives(cache, evidence, work, src, threads, timeout, min_evidence)
         lanes = Lanes(work, src)
+
+        def lane(spec: EnvSpec, cpu: str) -> None:  # every artifact of one release on one CPU model, in order
+            for i, (s, sp) in enumerate(pairs):
+                if sp == spec:
+                    found[(i, cpu)] = _run_platform(s, spec, envs[spec], [cpu], evidence, natives, lanes, work,
+                                                    threads, timeout, min_evidence, say)
+
         try:
-            for s, spec in pairs:
-                st = envs[spec]
+            for i, (s, spec) in enumerate(pairs):  # this machine's releases first, one after another as before
                 if spec.platform:
-                    models = cpus or [c.name for c in get_platform(spec.platform).cpus]
-                    cells += _run_platform(s, spec, st, models, evidence, natives, lanes, work, threads, timeout,
-                                           min_evidence, say)
                     continue
+                st = envs[spec]
                 if st["state"] == "unavailable":
-                    cells.append(_cell(s, spec, "unavailable", st["message"]))
+                    found[(i, "")] = [_cell(s, spec, "unavailable", st["message"])]
                     continue
                 say(f"{s.label} in {spec.label} ...")
-                cells.append(_run_one(s, spec, st["python"], evidence, work, src, threads, timeout, min_evidence))
+                found[(i, "")] = [_run_one(s, spec, st["python"], evidence, work, src, threads, timeout, min_evidence)]
+            todo = [(spec, cpu) for spec in used if spec.platform for cpu in models[spec]]
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1)), thread_name_prefix="lane") as pool:
+                for f in [pool.submit(lane, spec, cpu) for spec, cpu in todo]:
+                    f.result()
+        except BaseException:
+            kill_active_workers()  # the lanes' emulated processes: their threads then end at once
+            raise
         finally:
             lanes.close()
         sources = sorted({v[3] for v in evidence.cache.values()})
+    cells = []
+    for i, (_, spec) in enumerate(pairs):  # the order of the plan, each artifact's CPU models in order
+        for cpu in (models[spec] if spec.platform else [""]):
+            cells += found.get((i, cpu), [])
     environments = {}
     for s in used:
         e = envs[s]

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.error
@@ -520,25 +521,29 @@ class Lanes:
         self.work, self.src = work, src
         self.views: dict[tuple[str, str], Lane] = {}
         self.workers: dict[tuple[str, str], WarmWorkers] = {}
+        self.lock = threading.Lock()  # lanes run in threads (zoo compat --jobs)
 
     def get(self, st: dict, platform: str, cpu_name: str) -> Lane:
         plat = get_platform(platform)
         cpu = plat.cpu(cpu_name)
         key = (platform, cpu.name)
-        if key not in self.views:
-            view, info = make_view(self.work / plat.tag, Path(st["root"]), st["python"], st["qemu"], cpu)
-            self.views[key] = Lane(platform, cpu, view, info)
-        return self.views[key]
+        with self.lock:
+            if key not in self.views:
+                view, info = make_view(self.work / plat.tag, Path(st["root"]), st["python"], st["qemu"], cpu)
+                self.views[key] = Lane(platform, cpu, view, info)
+            return self.views[key]
 
     def warm(self, st: dict, lane: Lane) -> WarmWorkers:
         key = (st["env"], lane.cpu.name)
-        if key not in self.workers:
-            self.workers[key] = WarmWorkers("zoo.pipeline.compat_worker", env_extra=dict(EMULATED_ENV),
-                                            launcher=lane.launcher(st["qemu"]), python=st["python"],
-                                            pythonpath=[st["site"], str(self.src)])
-        return self.workers[key]
+        with self.lock:
+            if key not in self.workers:
+                self.workers[key] = WarmWorkers("zoo.pipeline.compat_worker", env_extra=dict(EMULATED_ENV),
+                                                launcher=lane.launcher(st["qemu"]), python=st["python"],
+                                                pythonpath=[st["site"], str(self.src)])
+            return self.workers[key]
 
     def close(self) -> None:
-        for w in self.workers.values():
+        with self.lock:
+            workers, self.workers = list(self.workers.values()), {}
+        for w in workers:
             w.close()
-        self.workers.clear()
