@@ -1,6 +1,7 @@
 """`zoo compat`: artifacts x runtime releases, each release in its own cached environment."""
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 import time
 from pathlib import Path
@@ -131,8 +132,6 @@ def _cpus(platform: str | None, cpu: str | None) -> list[str] | None:
 
 
 def _installed_version(package: str) -> str | None:
-    import importlib.metadata
-
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

@@ -36,6 +36,7 @@ from zoo.core.manifest import MANIFEST, Artifact, FileEntry, base_precision, rea
 from zoo.core.integrity import verify_artifact
 from zoo.core.meta import ArtifactMeta, manifest_entry, read_meta, sidecar_path
 from zoo.core.platforms import get_platform
+from zoo.core.toolchain import canonical, read_lock
 from zoo.pipeline.compat_env import (MATRIX_NAMES, EnvSpec, Matrix, dir_bytes, env_state, parse_runtime_specs,
                                      platform_tag, prepare_env)
 from zoo.pipeline.compat_platform import Lane, Lanes, find_qemu, platform_state
@@ -517,7 +518,7 @@ def run_compat(subjects: list[Subject], specs: list[EnvSpec], cache: Path, image
 
 def save_compat(doc: dict, subjects: list[Subject]) -> list[Path]:
     """Write (merge into) ``FOLDER/compat.json`` for every folder tested: a cell replaces the one of the
-    same artifact file, runtime release, platform, CPU and options (validation.compat.cell_key); the others
+    same artifact file, runtime release, platform, CPU and options (zoo.validation.compat.cell_key); the others
     are kept. A damaged file is replaced."""
     written = []
     for folder in dict.fromkeys(s.folder for s in subjects):
@@ -557,8 +558,6 @@ def select_specs(matrix: Matrix, runtime_text: str | None, matrix_name: str | No
 def main_env_specs(matrix: Matrix, runtimes: list[str]) -> list[EnvSpec]:
     """Each runtime at the release of this environment (`zoo compat --platform`'s default): the installed
     version of its package, else the toolchain lock's pin, else the newest default of the matrix."""
-    from zoo.core.toolchain import canonical, read_lock
-
     try:
         lock = read_lock()
     except ZooError:

@@ -46,7 +46,7 @@ from pathlib import Path
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_dir, atomic_write_text
 from zoo.core.isolation import WarmWorkers
-from zoo.core.platforms import CpuModel, Platform, get_platform, hwcap_names
+from zoo.core.platforms import PLATFORMS, CpuModel, Platform, get_platform, hwcap_names
 from zoo.pipeline.compat_env import (READY, EnvSpec, _Abandon, _installed, _pip_failure, _unavailable, env_state,
                                      prepare_env)
 
@@ -486,8 +486,6 @@ def prepare(cache: Path, spec: EnvSpec, say=lambda msg: None, timeout: float = 9
 def keep_names(specs: list[EnvSpec]) -> set[str]:
     """What `--prune` keeps besides ``specs``' own environments: every platform's variant of them and the
     current userlands."""
-    from zoo.core.platforms import PLATFORMS
-
     out = {s.on(p).env_name for s in specs for p in PLATFORMS}
     for p in PLATFORMS.values():
         try:
