@@ -412,36 +412,47 @@ def platform_summary(results: list[dict]) -> dict:
 
 def platform_line(cells: list[dict]) -> str:
     """``x86-64 PASS; linux/arm64 armv8.0 PASS, armv8.2 PASS (fp16 tier: ncnn fp16 storage and arithmetic on)``
-    for one artifact's cells of one platform; one part per option set where the runtime has several."""
+    for one artifact's cells of one platform; one part per option set (and per runtime, where several run
+    the file)."""
     if not cells:
         return ""
-    natives = []
+    native = native_label()
+    releases = list(dict.fromkeys(f"{c['runtime']}=={c['version']}" for c in cells))
+    runtimes = list(dict.fromkeys(c["runtime"] for c in cells))
+    by_release: dict[str, list[str]] = {}
     for c in cells:
-        x = c.get("x86") or {}
-        if x.get("status"):
-            natives.append(x["status"])
-    native = "x86-64" if native_label() == "x86-64" else native_label()
-    head = f"{native} {', '.join(dict.fromkeys(natives))}" if natives else f"{native} not run"
-    by_opts: dict[str, list[dict]] = {}
+        st = (c.get("x86") or {}).get("status")
+        if st:
+            by_release.setdefault(c["runtime"] if len(releases) == len(runtimes) else f"{c['runtime']}=={c['version']}",
+                                  []).append(st)
+    statuses = {k: list(dict.fromkeys(v)) for k, v in by_release.items()}
+    if not statuses:
+        head = f"{native} not run"
+    elif len(statuses) == 1 or len({tuple(v) for v in statuses.values()}) == 1:
+        head = f"{native} {', '.join(next(iter(statuses.values())))}"
+    else:
+        head = f"{native} " + ", ".join(f"{k} {'/'.join(v)}" for k, v in statuses.items())
+    groups: dict[tuple[str, str], list[dict]] = {}
     for c in cells:
-        by_opts.setdefault(options_label(c.get("options")), []).append(c)
+        groups.setdefault((f"{c['runtime']}=={c['version']}", options_label(c.get("options"))), []).append(c)
     parts = []
-    for label, group in by_opts.items():
-        plat = group[0]["platform"] + ("" if len(by_opts) == 1 and label in ("defaults",) else f" ({label})")
-        items = []
-        notes = []
+    for (release, label), group in groups.items():
+        who = (release if len(releases) > len(runtimes) else group[0]["runtime"]) if len(releases) > 1 else ""
+        what = ", ".join(x for x in (who, "" if label == "defaults" else label) if x)
+        items, notes = [], []
         for c in group:
             items.append(f"{c.get('cpu')} {c['status']}")
             if c.get("tier_note") and c["status"] in ("PASS", "FAIL"):
                 own = c.get("precision", "").split("-", 1)[0]
                 note = f"{c['tier']} tier: {c['tier_note']}" if c.get("tier") and c["tier"] != own else c["tier_note"]
-                if note not in notes:
-                    notes.append(note)
             elif c["status"] not in ("PASS", "FAIL") and c.get("message"):
-                short = str(c["message"]).split(":")[0][:80]
-                if short not in notes:
-                    notes.append(short)
-        parts.append(f"{plat} {', '.join(items)}" + (f" ({'; '.join(notes)})" if notes else ""))
+                note = str(c["message"])[:120]
+            else:
+                continue
+            if note not in notes:
+                notes.append(note)
+        parts.append(f"{group[0]['platform']}{f' ({what})' if what else ''} {', '.join(items)}"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
     return "; ".join([head] + parts)
 
 
@@ -463,15 +474,19 @@ def advice(cells: list[dict]) -> list[str]:
             continue
         setting = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in change.items())
         base = c.get("precision", "").split("-", 1)[0]
-        why = (f"the proven {base} result" if c["status"] == "PASS"
-               else f"a passing result (with {options_label(c.get('options'))} it is {c['status']})")
-        line = (f"on {_cpu_title(str(c.get('cpu')))} ({c['platform']}), run this {c['runtime']} file with {setting} to get "
-                f"{why}")
-        if c["status"] == "PASS" and c.get("tier_note"):
-            line += f"; with {options_label(c.get('options'))} it runs with {c['tier_note'].split(' ', 1)[-1]}"
-            x = _scores(c.get("x86"))
-            if x is not None:
-                line += f" (scores {x:.1e} from x86)"
+        line = (f"on {_cpu_title(str(c.get('cpu')))} ({c['platform']}), run this {c['runtime']} file with {setting} "
+                f"to get the proven {base} result")
+        what = [c["tier_note"].split(" ", 1)[-1]] if c.get("tier_note") else []
+        x = _scores(c.get("x86"))
+        if x is not None:
+            what.append(f"scores {x:.1e} from x86")
+        detail = f" ({', '.join(what)})" if what else ""
+        if c["status"] == "PASS":
+            if c.get("tier_note"):
+                line += f"; with {options_label(c.get('options'))} it runs with {what[0]}"
+                line += f" ({', '.join(what[1:])})" if len(what) > 1 else ""
+        else:
+            line += f"; with {options_label(c.get('options'))} it is {c['status']}{detail}"
         if line not in out:
             out.append(line)
     return out
@@ -577,9 +592,10 @@ def _platform_markdown(doc: dict) -> list[str]:
             for plat, s in by_plat.items():
                 L.append(f"- {_md(art)}: {_md(s['line'])}")
         L.append("")
-        tips = advice([c for c in doc["results"] if c.get("platform")])
+        tips = [f"{art}: {t}" for art in summ
+                for t in advice([c for c in doc["results"] if c.get("platform") and c["artifact"] == art])]
         if tips:
-            L += [f"- {_md(t)}" for t in tips] + [""]
+            L += ["What to set:", ""] + [f"- {_md(t)}" for t in tips] + [""]
     return L
 
 

@@ -266,16 +266,21 @@ def test_platform_cells_identity_summaries_and_lines():
     assert f"rfb-320 ncnn/fp32/raw: {line}" in text
     md = "\n".join(markdown_section(doc, None, "rel"))
     assert "| rfb-320 ncnn/fp32/raw | ncnn==1.0.20261020 | armv8.2 | library defaults | PASS (fp16 tier) | 52/52/0 weak | 1.0e-06 | 1.5e-02 | 12.5 |" in md
-    assert f"- rfb-320 ncnn/fp32/raw: {line}" in md and tips[0] in md
+    assert f"- rfb-320 ncnn/fp32/raw: {line}" in md and f"- rfb-320 ncnn/fp32/raw: {tips[0]}" in md
     card = "\n".join(card_section(doc, None, "rfb-320"))
     assert "### Platforms" in card and f"- `ncnn/fp32/raw` (`ncnn/rfb-320-raw-fp32.param`): {line}" in card
     assert f"  - {tips[0]}" in card
+    # two runtimes run one file: a part per runtime
+    ort = [_cell(artifact="rfb-320 onnx/fp32/decoded", runtime=rt, package=rt, version=v, cpu=cpu, options={})
+           for rt, v in (("onnxruntime", "1.32.0"), ("opencv", "4.14.0.94")) for cpu in ("armv8.0", "armv8.2")]
+    assert platform_summary(ort)["rfb-320 onnx/fp32/decoded"]["linux/arm64"]["line"] == (
+        "x86-64 PASS; linux/arm64 (onnxruntime) armv8.0 PASS, armv8.2 PASS; linux/arm64 (opencv) armv8.0 PASS, armv8.2 PASS")
     # a failing cell whose alternative passes: the card says what to set to get a passing result
     failing = _cell(cpu="armv8.2", options={"precision": "low"}, runtime="mnn", package="MNN", version="3.6.1",
                     status="FAIL", message="detections: 40/52", tier="fp16", tier_note="mnn fp16 arithmetic on",
                     alternative={"options": {"precision": "high"}, "status": "PASS", "tier": "fp32"})
-    assert advice([failing]) == ["on ARMv8.2 (linux/arm64), run this mnn file with precision = high to get a passing "
-                                 "result (with precision=low it is FAIL)"]
+    assert advice([failing]) == ["on ARMv8.2 (linux/arm64), run this mnn file with precision = high to get the proven "
+                                 "fp32 result; with precision=low it is FAIL (fp16 arithmetic on, scores 1.3e-06 from x86)"]
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
