@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Headless Chromium for the browser test (tests/web/test_browser.py): Debian's chromium package. Installed only
-# when missing, quietly and non-interactively; the test starts it itself (headless, no sandbox, every background
-# service off, a new empty profile) against a page on 127.0.0.1.
+# The headless browser of the tests: the report-page tests render the HTML report in it
+# (tests/pipeline/test_report_page.py) and the browser test runs the web artifacts with web/ultraface.js in it
+# (tests/web/test_browser.py); both drive it over the DevTools protocol on a pipe (tests/browser.py).
+# Debian's chromium package, headless. Installed only when missing, quietly and non-interactively, with the
+# DejaVu fonts the page names first.
 set -euo pipefail
-command -v chromium >/dev/null 2>&1 && exit 0
+command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -q DejaVuSans && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core fontconfig >/dev/null
 command -v chromium >/dev/null 2>&1 || { echo "error: chromium did not install" >&2; exit 1; }

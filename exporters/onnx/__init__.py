@@ -104,6 +104,9 @@ class OnnxTarget(Target):
     #: ort-web: onnxruntime-web's WebAssembly build in the Node worker (zoo.core.node), what a web page runs
     runtimes = ("onnxruntime", "opencv", "ort-web")
     web_heads = ("decoded", "raw")  # web/ultraface.js runs them in onnxruntime-web (not the nms head)
+    # onnxruntime: zoo.exporters.onnx.quiet; ort-web: the WebAssembly build reports nothing (the Node audit of
+    # tests/targets/test_no_network.py sees no look-up or connection)
+    telemetry = {"onnxruntime": ("onnxruntime",), "opencv": (), "ort-web": ()}
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         # OpenCV DNN has no NonMaxSuppression layer

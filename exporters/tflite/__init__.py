@@ -54,6 +54,7 @@ class TfliteTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu", "ai-edge-litert")
     timeout = 600.0
     runtimes = ("litert",)
+    telemetry = {"litert": ()}
     dynamic = True  # a (None, None, None, 3) signature; LiteRT resizes it (resize_tensor_input)
     no_min_runtime = ("TensorFlow's TFLiteConverter has no LiteRT-release setting (its target_spec limits op sets and "
                       "types; each operator's version follows what the graph uses)")
@@ -110,6 +111,7 @@ class SavedModelTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu")
     timeout = 600.0
     runtimes = ("tensorflow",)
+    telemetry = {"tensorflow": ()}
     dynamic = True  # a (None, None, None, 3) serving signature
 
     def export(self, req: ExportRequest) -> ExportResult:
@@ -161,6 +163,8 @@ class TfjsTarget(Target):
     timeout = 600.0
     runtimes = ("tfjs-wasm", "tfjs-cpu")
     slow_runtimes = ("tfjs-cpu",)  # pure JavaScript: ~1-3 s per image
+    #: TF.js reports no usage (the Node audit of tests/targets/test_no_network.py sees no look-up or connection)
+    telemetry = {"tfjs-wasm": (), "tfjs-cpu": ()}
     web_heads = ("decoded", "raw")
     # the network is saved_model's and tflite's (network.py, proven at every size by them); the graph-model
     # writer only renames, fuses and moves constants, whatever their shapes

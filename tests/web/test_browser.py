@@ -1,16 +1,18 @@
-"""Proof in a real browser: headless Chromium (Debian's chromium, scripts/install_chromium.sh) loads a page from a
-loopback server that runs each web artifact with web/ultraface.js on the golden photos (the three built-in ones);
+"""Proof in a real browser: headless Chromium (Debian's chromium, scripts/install_chromium.sh, driven over the
+DevTools pipe by the suite's one driver, tests/browser.py) loads a page from a loopback server (webserver.py) that runs each web artifact with web/ultraface.js on the golden photos (the three built-in ones);
 its detections must equal the Node worker's (the runtime zoo's parity uses, with the Python pre- and
 post-processing): the same faces, boxes and scores within 1e-4."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from browser import Server, chromium, run_page
+from browser import Chromium, chromium_path
+from webserver import Server
 from conftest import ROOT
 from zoo.exporters import get_target, load_runner
 from zoo.core.images import builtin_images, load_batch
@@ -29,8 +31,10 @@ def _need(target: str, runtime: str) -> None:
     why = get_target(target).runtime_problem(runtime)
     if why:
         pytest.skip(f"{runtime} is not available: {why}")
-    if not chromium():
-        pytest.skip("no chromium (Debian's chromium package: bash scripts/install_chromium.sh)")
+    why = os.environ.get("ZOO_SKIP_BROWSER") or (
+        None if chromium_path() else "no chromium (Debian's package: bash scripts/install_chromium.sh)")
+    if why:
+        pytest.skip(why)
 
 
 def node_faces(primary: Path, runtime: str, photos: list[Path]) -> list[list[dict]]:
@@ -95,10 +99,12 @@ def test_the_page_detects_what_the_node_worker_detects(artifacts, tmp_path):
     # the page imports the module as the tfjs export shipped it (web/ultraface.js beside the artifacts)
     routes = {"/node_modules/": ROOT / "node_modules", "/zoo/web/": artifacts[("tfjs", "web")], "/a/": served,
               "/p/": photos[0].parent, "/job/": served, "/": HERE}
-    with Server(routes) as server:
-        result, log = run_page(server, "/page.html?job=/job/job.json")
-        requests = list(server.requests)
-    assert result is not None, f"the page posted no result; chromium: {log}"
+    with Server(routes) as server, Chromium() as browser:
+        page = browser.open(server.url + "/page.html?job=/job/job.json")
+        result = server.wait(600)
+        requests, errors, asked = list(server.requests), page.console_errors, page.requests
+    assert result is not None, f"the page posted no result; its console: {errors}"
+    assert all(u.startswith((server.url, "data:", "blob:")) for u in asked), asked  # only its own loopback origin
     assert result["ok"], result.get("error")
     assert all(not r.startswith(("http:", "https:")) for r in requests)
     sizes = [tuple(int(v) for v in load_batch([p], 320, 240)[2][0]) for p in photos]
