@@ -60,9 +60,8 @@ _API = ("Artifact", "BenchResult", "CheckItem", "CheckResult", "Detection", "Det
 
 def __getattr__(name: str):
     if name in _API:
-        from importlib import import_module
-
-        value = getattr(import_module("zoo.api"), name)
+        __import__("zoo.api")  # on first use only: `import zoo` stays light
+        value = getattr(_sys.modules["zoo.api"], name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

@@ -238,13 +238,13 @@ def _names(value: Names, what: str) -> list[str]:
 
 
 def _images(images: PathLike | None, what: str, warnings: list[str]) -> list[Path] | None:
-    from zoo.core.images import collect_readable
+    from zoo.core.images import collect_readable  # deferred: heavy layers
 
     return collect_readable(Path(images), what) if images is not None else None
 
 
 def _default_images(warnings: list[str]) -> list[Path]:
-    from zoo.core.parity_set import default_images
+    from zoo.core.parity_set import default_images  # deferred: heavy layers
 
     return list(default_images(warnings.append))
 
@@ -263,7 +263,7 @@ def _runtimes(runtime: Names | None) -> list[str | None]:
     """``runtime`` as the list of runtimes to run ([None]: each target's own), every name checked."""
     if runtime is None:
         return [None]
-    from zoo.exporters import check_runtime_name
+    from zoo.exporters import check_runtime_name  # deferred: heavy layers
 
     return [check_runtime_name(r) for r in dict.fromkeys(_names(runtime, "--runtime"))]
 
@@ -272,14 +272,14 @@ def _runtimes(runtime: Names | None) -> list[str | None]:
 
 def targets() -> tuple[str, ...]:
     """The export targets, in registry order (`zoo list`)."""
-    from zoo.exporters import target_names
+    from zoo.exporters import target_names  # deferred: heavy layers
 
     return tuple(target_names())
 
 
 def runtimes() -> tuple[str, ...]:
     """Every runtime some target runs its artifacts in (the names ``runtime=`` takes)."""
-    from zoo.exporters import runtime_names
+    from zoo.exporters import runtime_names  # deferred: heavy layers
 
     return tuple(runtime_names())
 
@@ -296,12 +296,12 @@ def export(model: str | None, to: Names, precision: Names = "fp32", out: PathLik
     ``to`` and ``precision`` are a comma list or a sequence of names. Returns the artifacts asked for, each
     with its ``.parity``; builds that failed are in ``.failed``.
     """
-    from zoo.checkpoints.resolve import resolve_model
-    from zoo.core.manifest import MANIFEST, base_precision
-    from zoo.core.model.specs import parse_input_size, parse_labels
-    from zoo.pipeline.build import KEEP_FLOAT, export_model
-    from zoo.pipeline.plan import make_plan, toolchain_warning
-    from zoo.validation.parity import MIN_EVIDENCE
+    from zoo.checkpoints.resolve import resolve_model  # deferred: heavy layers
+    from zoo.core.manifest import MANIFEST, base_precision  # deferred: heavy layers
+    from zoo.core.model.specs import parse_input_size, parse_labels  # deferred: heavy layers
+    from zoo.pipeline.build import KEEP_FLOAT, export_model  # deferred: heavy layers
+    from zoo.pipeline.plan import make_plan, toolchain_warning  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
 
     if keep_float not in KEEP_FLOAT:
         raise ZooError(f"keep_float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
@@ -345,12 +345,12 @@ def release(out: PathLike, models: Names | None = None, targets: Names | None = 
             min_evidence: int | None = None) -> ReleaseResult:
     """Build the release matrix into ``out`` with parity, model cards, golden kit and REPORT.md (`zoo release`);
     resumable: a second call reuses what is already there."""
-    from zoo.core.manifest import MANIFEST
-    from zoo.core.model.specs import MODELS
-    from zoo.exporters import target_names
-    from zoo.pipeline.plan import toolchain_warning
-    from zoo.pipeline.release import release as build_release
-    from zoo.validation.parity import MIN_EVIDENCE
+    from zoo.core.manifest import MANIFEST  # deferred: heavy layers
+    from zoo.core.model.specs import MODELS  # deferred: heavy layers
+    from zoo.exporters import target_names  # deferred: heavy layers
+    from zoo.pipeline.plan import toolchain_warning  # deferred: heavy layers
+    from zoo.pipeline.release import release as build_release  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
 
     warnings: list[str] = []
     target_list = _names(targets, "--targets") if targets is not None else target_names()
@@ -373,11 +373,11 @@ def check_raw(folder: PathLike, images: PathLike | None = None, checkpoint: Path
               threads: int = 1, runtime: Names | None = None, min_evidence: int | None = None,
               warnings: list[str] | None = None) -> dict[str, Any]:
     """`zoo check`'s --json shape (one runtime: as before; several: each result names its runtime)."""
-    from zoo.core.images import collect_readable
-    from zoo.core.manifest import read_manifest
-    from zoo.exporters import select_runtimes
-    from zoo.pipeline.check import check as run_check
-    from zoo.validation.parity import MIN_EVIDENCE
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.core.manifest import read_manifest  # deferred: heavy layers
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.pipeline.check import check as run_check  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
 
     warn = warnings if warnings is not None else []
     rts = _runtimes(runtime)
@@ -436,9 +436,9 @@ def check(folder: PathLike, images: PathLike | None = None, checkpoint: PathLike
 def verify_raw(folder: PathLike, *, threads: int = 1, runtime: Names | None = None,
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`zoo verify`'s --json shape (several runtimes: each case names its runtime)."""
-    from zoo.core.manifest import read_manifest
-    from zoo.exporters import select_runtimes
-    from zoo.pipeline.verify import verify as run_verify
+    from zoo.core.manifest import read_manifest  # deferred: heavy layers
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.pipeline.verify import verify as run_verify  # deferred: heavy layers
 
     rts = _runtimes(runtime)
     if len(rts) == 1:
@@ -478,8 +478,8 @@ def bench(paths: PathLike | Sequence[PathLike], *, threads: int | Sequence[int] 
           rounds: int = 3, timeout: float = 300.0, runtime: Names | None = None, save: bool = False) -> BenchResult:
     """Latency, load time and memory of each artifact in its own runtime and process (`zoo bench`); ``save``
     writes DIR/bench.json for each release folder."""
-    from zoo.exporters import select_runtimes
-    from zoo.validation.bench import collect_items, run_bench, save_bench
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.validation.bench import collect_items, save_bench  # deferred: heavy layers
 
     if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
         raise ZooError("warmup must be >= 0 and runs, rounds, timeout > 0")
@@ -499,8 +499,8 @@ def bench(paths: PathLike | Sequence[PathLike], *, threads: int | Sequence[int] 
 def run_bench_runtimes(items: list[Any], names: list[str], **kw: Any) -> dict[str, Any]:
     """`zoo bench` over the runtimes ``names`` ([]: each target's own): each artifact once per named runtime it
     offers; each result names its runtime (None: the target's own)."""
-    from zoo.exporters import runs_in, select_runtime, select_runtimes
-    from zoo.validation.bench import run_bench
+    from zoo.exporters import runs_in, select_runtime, select_runtimes  # deferred: heavy layers
+    from zoo.validation.bench import run_bench  # deferred: heavy layers
 
     if len(names) <= 1:
         rt = names[0] if names else None
@@ -565,7 +565,7 @@ class Detector:
             self._runner.__exit__(None, None, None)
 
     def _read(self, image: Image) -> Any:
-        from zoo.core.images import read_bgr
+        from zoo.core.images import read_bgr  # deferred: heavy layers
 
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -584,8 +584,8 @@ class Detector:
         return self._detect_one(self._read(image))
 
     def _detect_one(self, img: Any) -> list[Detection]:
-        from zoo.core.model.processing import postprocess, preprocess
-        from zoo.validation.parity import detections_from_rows
+        from zoo.core.model.processing import postprocess, preprocess  # deferred: heavy layers
+        from zoo.validation.parity import detections_from_rows  # deferred: heavy layers
 
         self._ensure_open()
         h, w = img.shape[:2]
@@ -610,8 +610,8 @@ def load(artifact: PathLike, runtime: str | None = None, threads: int = 1, *, ve
          score_threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD) -> Detector:
     """Check an exported artifact as ``zoo detect --artifact`` does (its files against the sha256 its manifest or
     sidecar records, then one run in an isolated worker), then load it in this process as a :class:`Detector`."""
-    from zoo.exporters import check_runtime_name, load_runner
-    from zoo.pipeline.probe import probe_artifact
+    from zoo.exporters import check_runtime_name, load_runner  # deferred: heavy layers
+    from zoo.pipeline.probe import probe_artifact  # deferred: heavy layers
 
     rt = check_runtime_name(runtime) if runtime is not None else None
     path = Path(artifact)
