@@ -79,7 +79,7 @@ def test_api_errors_raise_zooerror_and_print_nothing(tmp_path, capfd):
 def test_load_detects_as_zoo_detect_artifact(api_export):
     """zoo.load(...).detect gives the detections `zoo detect --artifact` prints, for a path, an array and a list."""
     path = api_export.artifacts[0].path
-    photos = [IMAGES / n for n in HALVES["B"][:3]]
+    photos = sorted(IMAGES.glob("*.jpg"))
     cp = zoo("detect", *photos, "--artifact", path, "--json", check=0)
     want = [[(d["label"], round(d["score"], 5), [round(v, 2) for v in d["box"]]) for d in r["detections"]]
             for r in json.loads(cp.stdout)["results"]]
@@ -90,12 +90,12 @@ def test_load_detects_as_zoo_detect_artifact(api_export):
 
     with zoo_api.load(path) as det:
         assert det.runtime == "onnxruntime"
-        by_path = [simple(det.detect(p)) for p in photos]
+        by_path = [simple(det.detect(p)) for p in photos[:3]]
         by_array = simple(det.detect(cv2.imread(str(photos[0]))))
         by_list = [simple(d) for d in det.detect([str(p) for p in photos])]
         with pytest.raises(zoo_api.ZooError, match="HxWx3 BGR uint8"):
             det.detect(np.zeros((10, 10), np.float32))
-    assert by_path == want and by_list == want and by_array == want[0]
+    assert by_path == want[:3] and by_list == want and by_array == want[0]
     d = zoo_api.load(path, runtime="opencv").detect(photos[0])
     assert isinstance(d[0], zoo_api.Detection) and len(d) == len(want[0])
 
