@@ -53,9 +53,9 @@ _install_source_finder()
 
 
 #: the names ``zoo.api`` exports, reachable as ``zoo.NAME`` (imported on first use: ``import zoo`` stays light)
-_API = ("Artifact", "BenchResult", "CheckItem", "CheckResult", "Detection", "Detections", "Detector", "Evidence",
-        "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult", "ZooError",
-        "bench", "check", "export", "load", "release", "runtimes", "targets", "verify")
+_API = ("Artifact", "BenchResult", "CheckItem", "CheckResult", "CompatResult", "Detection", "Detections", "Detector",
+        "DiffResult", "Evidence", "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult",
+        "ZooError", "bench", "check", "compat", "diff", "export", "load", "release", "runtimes", "targets", "verify")
 
 
 def __getattr__(name: str):

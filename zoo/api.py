@@ -31,9 +31,9 @@ import numpy as np
 from zoo.core.errors import ZooError
 
 __all__ = [
-    "Artifact", "BenchResult", "CheckItem", "CheckResult", "Detection", "Detections", "Detector", "Evidence",
-    "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult", "ZooError",
-    "bench", "check", "export", "load", "release", "runtimes", "targets", "verify",
+    "Artifact", "BenchResult", "CheckItem", "CheckResult", "CompatResult", "Detection", "Detections", "Detector",
+    "DiffResult", "Evidence", "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult",
+    "ZooError", "bench", "check", "compat", "diff", "export", "load", "release", "runtimes", "targets", "verify",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -526,6 +526,73 @@ def run_bench_runtimes(items: list[Any], names: list[str], **kw: Any) -> dict[st
             out["results"] += res["results"]
     assert out is not None  # select_runtimes refused a list that runs nothing
     return out
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """`zoo diff` of one artifact: PyTorch layer by layer against its runtime (``raw``: the --json object)."""
+
+    artifact: Path
+    runtime: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CompatResult:
+    """`zoo compat`: each artifact in each runtime release (``results``: rows with artifact, runtime, version,
+    status; ``raw``: the --json document)."""
+
+    results: tuple[dict[str, Any], ...]
+    written: tuple[Path, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.get("status") in ("PASS", "unavailable") for r in self.results)
+
+
+def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None, checkpoint: PathLike | None = None,
+         *, runtime: str | None = None, threads: int = 1, atol: float | None = None) -> tuple[DiffResult, ...]:
+    """Compare artifacts with PyTorch layer by layer (`zoo diff`): one result per artifact."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.exporters import check_runtime_name  # deferred: heavy layers
+    from zoo.validation.diff import diff as run_diff  # deferred: heavy layers
+
+    if runtime is not None and "," in runtime:
+        raise ZooError(f"runtime {runtime!r}: diff runs one runtime; give one name")
+    rt = check_runtime_name(runtime) if runtime is not None else None
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
+    warnings: list[str] = []
+    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warnings)
+    res = run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt, threads=threads,
+                   atol=atol)
+    return tuple(DiffResult(artifact=Path(r["result"].get("artifact", p)), runtime=str(r["result"].get("runtime")),
+                            raw=r["result"]) for p, r in zip(paths, res))
+
+
+def compat(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, matrix: str | None = None,
+           images: PathLike | None = None, checkpoint: PathLike | None = None, threads: int = 1,
+           timeout: float = 300.0, save: bool = False) -> CompatResult:
+    """Run each artifact's golden kit (or the parity images) in each runtime release (`zoo compat`); a missing
+    runtime environment is created first (pip install of that runtime into $ZOO_COMPAT_DIR)."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.exporters import runtime_names  # deferred: heavy layers
+    from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs  # deferred: heavy layers
+    from zoo.pipeline.compat_env import compat_dir, load_matrix  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    subjects = collect(plist)
+    wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
+    specs = select_specs(load_matrix(), runtime, matrix, wanted)
+    img_paths = None
+    if any(not s.release for s in subjects):
+        img_paths = collect_readable(Path(images), "--images") if images is not None else _default_images([])
+    doc = run_compat(subjects, specs, compat_dir(), images=img_paths,
+                     checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
+                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=lambda msg: None)
+    written = tuple(save_compat(doc, subjects)) if save else ()
+    return CompatResult(results=tuple(doc["results"]), written=written, raw=doc)
 
 
 class Detector:

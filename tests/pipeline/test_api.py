@@ -147,3 +147,11 @@ def test_api_doctests():
 
     res = doctest.testmod(zoo.api, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 2 and res.failed == 0
+
+
+def test_diff_api_layer_by_layer(api_export, halves):
+    (d,) = zoo_api.diff(api_export.artifacts[0].path, images=halves["B"])
+    assert d.runtime == "onnxruntime" and d.artifact == api_export.artifacts[0].path
+    assert len(d.raw["layers"]) > 10 and d.raw["first_divergent"] is None  # an fp32 file follows PyTorch everywhere
+    with pytest.raises(zoo_api.ZooError, match="one runtime"):
+        zoo_api.diff(api_export.artifacts[0].path, runtime="onnxruntime,opencv")
