@@ -108,19 +108,19 @@ def test_check_api_runs_each_artifact_per_runtime(api_export, halves):
     assert r.raw["runtimes"] == ["onnxruntime", "opencv"] and r.raw["left_out"] == {"onnxruntime": [], "opencv": []}
 
 
-def test_check_cli_runtime_list(api_export):
-    folder = api_export.out
-    cp = zoo("check", folder, "--runtime", "onnxruntime,opencv", "--json", check=0)
+def test_check_cli_runtime_list(api_export, halves):
+    folder, few = api_export.out, ("--images", halves["B"])
+    cp = zoo("check", folder, *few, "--runtime", "onnxruntime,opencv", "--json", check=0)
     res = json.loads(cp.stdout)
     assert [(r["artifact"], r["runtime"], r["passed"]) for r in res["results"]] == [
         ("onnx/fp32/decoded", "onnxruntime", True), ("onnx/fp32/decoded", "opencv", True)]
     assert res["passed"] and res["runtimes"] == ["onnxruntime", "opencv"]
-    cp = zoo("check", folder, "--runtime", "opencv,onnxruntime", check=0)
+    cp = zoo("check", folder, *few, "--runtime", "opencv,onnxruntime", check=0)
     lines = cp.stdout.splitlines()
     assert lines[0].startswith("runtime opencv: 1 artifact(s)") and lines[1].startswith("PASS  onnx/fp32/decoded")
     assert lines[2].startswith("runtime onnxruntime: 1 artifact(s)") and lines[3].startswith("PASS  onnx/fp32/decoded")
     # one runtime: the shape and lines of before (a string, not a list)
-    res = json.loads(zoo("check", folder, "--runtime", "opencv", "--json", check=0).stdout)
+    res = json.loads(zoo("check", folder, *few, "--runtime", "opencv", "--json", check=0).stdout)
     assert res["runtime"] == "opencv" and res["left_out"] == [] and "runtimes" not in res
     # an unknown name in the list: one line suggesting the nearest, exit 1, before any work
     assert_clean_error(zoo("check", folder, "--runtime", "onnxruntime,opencvv"), "unknown runtime 'opencvv'",
