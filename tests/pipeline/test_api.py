@@ -7,6 +7,7 @@ import doctest
 import json
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -155,3 +156,50 @@ def test_diff_api_layer_by_layer(api_export, halves):
     assert len(d.raw["layers"]) > 10 and d.raw["first_divergent"] is None  # an fp32 file follows PyTorch everywhere
     with pytest.raises(zoo_api.ZooError, match="one runtime"):
         zoo_api.diff(api_export.artifacts[0].path, runtime="onnxruntime,opencv")
+
+
+def _marked(mark: str) -> list[int]:
+    """The processes whose environment holds ``ZOO_TEST_MARK=mark`` (a caller and every worker it started)."""
+    from pathlib import Path
+
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if f"ZOO_TEST_MARK={mark}".encode() in (d / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_an_interrupted_api_call_leaves_no_worker(tmp_path, halves):
+    """KeyboardInterrupt (Ctrl-C in a notebook) during zoo.export: the workers it started end with the call,
+    while the caller lives on (not only when it exits and their pipes close)."""
+    import os
+    import signal
+    import uuid
+
+    mark = uuid.uuid4().hex
+    code = (f"import zoo\ntry:\n    zoo.export('rfb-320', to='onnx,tflite', precision='fp32,int8', out={str(tmp_path / 'x')!r}, "
+            f"images={str(halves['B'])!r}, jobs=2)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n"
+            "import time; time.sleep(10)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "ZOO_TEST_MARK": mark},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_marked(mark)) < 2 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)  # the caller and at least one worker
+        assert len(_marked(mark)) >= 2, "no worker started"
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        assert p.stdout.readline().strip() == "interrupted", p.stderr.read()[-2000:]
+        time.sleep(0.5)
+        left = [pid for pid in _marked(mark) if pid != p.pid]  # the caller is alive, sleeping
+        assert p.poll() is None
+    finally:
+        p.kill()
+        p.communicate()
+    for pid in _marked(mark):
+        os.kill(pid, signal.SIGKILL)  # the test's own leftovers, if any
+    assert left == [], f"workers left running while the caller lives: {left}"
