@@ -38,6 +38,9 @@ AllowWeakOpt = Annotated[bool, typer.Option(
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")]
 RuntimeOpt = Annotated[Optional[str], typer.Option(
     "--runtime", help="Run artifacts in this runtime (see `zoo list`; e.g. opencv for ONNX); default: each target's own.")]
+RuntimesOpt = Annotated[Optional[str], typer.Option(
+    "--runtime", help="Run artifacts in these runtimes, comma-separated (see `zoo list`; e.g. onnxruntime,opencv): "
+                      "each artifact once per named runtime it offers; default: each target's own.")]
 
 
 def resolve_from_options(model, checkpoint, arch, labels, input_size) -> ResolvedModel:
@@ -50,8 +53,19 @@ def resolve_from_options(model, checkpoint, arch, labels, input_size) -> Resolve
 
 
 def runtime_option(runtime: str | None) -> str | None:
-    """A validated --runtime (unknown: an error naming the available ones)."""
+    """A validated --runtime of a command that runs one (detect, diff; unknown: an error naming the available ones)."""
+    if runtime is not None and "," in runtime:
+        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
+                       "(check, verify and bench take a comma list)")
     return None if runtime is None else check_runtime_name(runtime)
+
+
+def runtimes_option(runtime: str | None) -> list[str]:
+    """A validated --runtime list (check, verify, bench): [] when not given; an unknown name is an error
+    suggesting the nearest one; a name given twice counts once."""
+    if runtime is None:
+        return []
+    return [check_runtime_name(r) for r in dict.fromkeys(split_list(runtime, "--runtime"))]
 
 
 def split_list(text: str | None, what: str) -> list[str]:

@@ -20,13 +20,13 @@ from zoo.cli.common import (
     JsonOpt,
     JunitOpt,
     MinEvidenceOpt,
-    RuntimeOpt,
+    RuntimesOpt,
     ThreadsOpt,
     diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     print_json,
-    runtime_option,
+    runtimes_option,
     split_list,
     stderr,
 )
@@ -38,7 +38,7 @@ from zoo.pipeline.junit import artifact_cases, write_junit
 from zoo.pipeline.merge import merge as merge_shards
 from zoo.pipeline.plan import parse_shard, toolchain_warning
 from zoo.pipeline.release import release as build_release
-from zoo.pipeline.verify import verify as run_verify
+from zoo.api import verify_raw
 
 
 def release(
@@ -111,12 +111,12 @@ def release(
 def verify(
     folder: Annotated[Path, typer.Argument(help="A folder written by `zoo release`.")],
     threads: ThreadsOpt = 1,
-    runtime: RuntimeOpt = None,
+    runtime: RuntimesOpt = None,
     junit: JunitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Re-check every file's sha256 and re-run the golden kit through every artifact."""
-    res = run_verify(folder, threads=threads, progress=None if json_ else stderr, runtime=runtime_option(runtime))
+    res = verify_raw(folder, threads=threads, progress=None if json_ else stderr, runtime=runtimes_option(runtime) or None)
     report_verify(res, junit, json_)
 
 
@@ -128,6 +128,8 @@ def report_verify(res: dict, junit: Path | None, json_: bool) -> None:
         print_json(res)
     else:
         for c in res["cases"]:
+            if c.get("runtime") and "runtimes" in res and not c["name"].startswith("file "):
+                c = {**c, "name": f"{c['name']} [{c['runtime']}]"}  # several runtimes: each line names its own
             if not c["passed"] or not c["name"].startswith("file "):
                 # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
                 ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""
