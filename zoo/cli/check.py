@@ -17,6 +17,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     RuntimeOpt,
     ThreadsOpt,
+    detection_text,
     diff_hint,
     dynamic_text,
     evidence_text,
@@ -62,10 +63,8 @@ def check(
             typer.echo(f"runtime {runtime}: {len(results)} artifact(s); left out (their target has no {runtime} runtime): "
                        f"{', '.join(res['left_out']) or 'none'}")
         for r in results:
-            d = (r.get("parity") or {}).get("detections", {})
             outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in (r.get("parity") or {}).get("outputs", {}).items())
-            line = (f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
-                    f"extra {d.get('extra', 0)}  max|diff| {outs}")
+            line = f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} {detection_text(r.get('parity'))}  max|diff| {outs}"
             if r.get("parity"):
                 line += f"  {evidence_text(r['parity'], min_evidence)}{dynamic_text(r['parity'])}"
             typer.echo(line)
