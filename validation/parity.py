@@ -32,17 +32,17 @@ import numpy as np
 
 from zoo.core.manifest import base_precision
 from zoo.core.shift import LAYOUTS, VERSION as SHIFT_VERSION
-from zoo.core.model.processing import Detection, iou_matrix, postprocess
+from zoo.core.model.processing import SOFTMAX_TOL, Detection, iou_matrix, postprocess, softmax_problem
 
 TIERS = {
     "fp32": {"atol": {"scores": 1e-4, "boxes": 1e-4, "locations": 5e-4}, "rtol": 1e-4, "min_iou": 0.99,
-             "min_recall": 1.0, "max_extra": 0.0, "sum_tol": 1e-4, "score_margin": 1e-3,
+             "min_recall": 1.0, "max_extra": 0.0, "sum_tol": SOFTMAX_TOL["fp32"], "score_margin": 1e-3,
              "strict_min_recall": None, "strict_max_extra": None},  # fp32: every tensor is gated instead
     "fp16": {"atol": {"scores": 2e-2, "boxes": 2e-2, "locations": 2.5e-1}, "rtol": 1e-2, "min_iou": 0.9,
-             "min_recall": 0.995, "max_extra": 0.005, "sum_tol": 1e-2, "score_margin": 1e-2,
+             "min_recall": 0.995, "max_extra": 0.005, "sum_tol": SOFTMAX_TOL["fp16"], "score_margin": 1e-2,
              "strict_min_recall": 0.99, "strict_max_extra": 0.005},
     "int8": {"atol": None, "rtol": None, "min_iou": 0.5,
-             "min_recall": 0.99, "max_extra": 0.01, "sum_tol": 0.1, "score_margin": 0.05,
+             "min_recall": 0.99, "max_extra": 0.01, "sum_tol": SOFTMAX_TOL["int8"], "score_margin": 0.05,
              "strict_min_recall": 0.97, "strict_max_extra": 0.01},
 }
 #: the post-processing of both sides. No pre-NMS cut (the original's candidate_size=200, which
@@ -183,7 +183,9 @@ def tensor_stats(ref: np.ndarray, got: np.ndarray) -> dict:
     return {"max_abs": float(diff.max()), "max_rel": float(rel.max()), "mean_abs": float(diff.mean()), "worst_image": int(worst[0])}
 
 
-def invariants(out: dict, prior_count: int, sum_tol: float) -> list[str]:
+def invariants(out: dict, prior_count: int, precision: str) -> list[str]:
+    """The output invariants of ``precision``'s tier: finite, the model's prior count, score rows softmaxed
+    (zoo.core.model.processing.softmax_problem: the definition `zoo detect`'s probe uses too), boxes ordered."""
     fails = []
     for name, a in out.items():
         if not np.isfinite(a).all():
@@ -191,9 +193,9 @@ def invariants(out: dict, prior_count: int, sum_tol: float) -> list[str]:
     s, b = out["scores"], out["boxes"]
     if s.shape[1] != prior_count or b.shape[1] != prior_count:
         fails.append(f"prior count {s.shape[1]} != model's {prior_count}")
-    row = np.abs(s.sum(-1) - 1.0).max()
-    if row > sum_tol:
-        fails.append(f"score rows do not sum to 1 (worst off by {row:.3g})")
+    soft = softmax_problem(s, base_precision(precision))
+    if soft:
+        fails.append(soft)
     if (b[..., 2] < b[..., 0] - 1e-6).any() or (b[..., 3] < b[..., 1] - 1e-6).any():
         fails.append("some boxes have x1 > x2 or y1 > y2")
     return fails
@@ -299,7 +301,7 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
     if "detections" in got:  # an end-to-end graph: its outputs are final detections
         result["invariants"] = {"passed": True, "failures": [], "note": "end-to-end NMS graph: detections only"}
     else:
-        inv = invariants(got, prior_count, tier["sum_tol"])
+        inv = invariants(got, prior_count, precision)
         result["invariants"] = {"passed": not inv, "failures": inv}
         result["failures"] += [f"invariant: {f}" for f in inv]
     totals = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0, "borderline_missed": 0,
