@@ -13,6 +13,8 @@ import pytest
 
 from conftest import HALVES, zoo
 from zoo.exporters import get_target, target_names
+from zoo.exporters.base import choose
+from zoo.exporters.onnx.quantize import UNCLIPPED
 
 INT8_TARGETS = [t for t in target_names() if "int8" in get_target(t).precisions]
 
@@ -57,3 +59,12 @@ def test_int8_keeps_the_faces_of_photos_it_was_not_calibrated_on(model_id, swapp
         if a["precision"] != "int8-weight":  # weight-only int8 calibrates nothing
             assert {c["name"] for c in ev.get("calibration", [])} == set(HALVES["B"]), label
         assert not ev.get("overlap"), (label, ev.get("overlap"))
+        sh = p["shift"]  # the shift gate: the mosaics of the gate photos, its evidence at half of --min-evidence
+        assert sh["passed"] and sh["layouts"] == ["2x2", "3x3"] and sh["evidence"]["faces"] >= 50, (label, sh["pooled"])
+        if a["target"] == "onnx":  # the method chosen across kinds of calibration image, by the recorded rule
+            cal = a["meta"]["io"]["calibration"]
+            kinds = cal["kinds"]
+            assert kinds["portrait"] and kinds["crowd"] and not set(kinds["portrait"]) & set(kinds["crowd"])
+            assert sorted(kinds["portrait"] + kinds["crowd"]) == sorted(HALVES["B"])
+            worst = {m: e["worst"] for m, e in cal["cross_kind_error"].items()}
+            assert cal["method"] == choose(worst, UNCLIPPED), cal

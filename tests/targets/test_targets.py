@@ -70,10 +70,18 @@ def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir):
 
 @pytest.mark.parametrize("target", MATRIX_TARGETS)
 def test_detect_through_each_artifact(target, export_dir):
+    """`zoo detect --artifact` accepts every artifact the export made and proved (its probe and the parity
+    invariants share one softmax check): fp32 finds PyTorch's faces, every other precision runs too."""
     t = available_target(target)
     folder, manifest, _ = export_dir("rfb-320", target, ",".join(t.precisions))
-    fp32 = next(a for a in manifest["artifacts"] if a["precision"] == "fp32")
     img = sorted(IMAGES.glob("*.jpg"))[0]
     by_model = json.loads(zoo("detect", img, "--model", "rfb-320", "--json", check=0).stdout)["results"][0]["detections"]
-    by_art = json.loads(zoo("detect", img, "--artifact", folder / fp32["primary"], "--json", check=0).stdout)["results"][0]["detections"]
-    assert len(by_art) == len(by_model) > 10
+    assert len(by_model) > 10
+    for a in manifest["artifacts"]:
+        cp = zoo("detect", img, "--artifact", folder / a["primary"], "--json")
+        assert cp.returncode == 0, (a["precision"], cp.stderr[-2000:])
+        by_art = json.loads(cp.stdout)["results"][0]["detections"]
+        if a["precision"] == "fp32":
+            assert len(by_art) == len(by_model)
+        else:
+            assert abs(len(by_art) - len(by_model)) <= 0.1 * len(by_model), (a["precision"], len(by_art), len(by_model))

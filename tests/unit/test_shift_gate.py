@@ -180,3 +180,20 @@ def test_parity_and_the_detect_probe_share_one_softmax_check(precision, factor):
         assert probe is not None and probe[0] == MISMATCH and "softmaxed" in probe[1] and inv is not None
     else:
         assert probe is None and inv is None
+
+
+# ----------------------------------------------------------------------------- the calibration choice
+
+
+def test_the_choice_keeps_the_best_and_prefers_unclipped_ranges_within_the_margin():
+    from zoo.exporters.base import CHOICE_MARGIN, choose
+
+    assert CHOICE_MARGIN == 0.05
+    assert choose({"MinMax": 0.0110, "Percentile": 0.0100}) == "Percentile"  # no preference given
+    assert choose({"MinMax": 0.0104, "Percentile": 0.0100}, ["MinMax"]) == "MinMax"  # within 5%
+    assert choose({"MinMax": 0.0106, "Percentile": 0.0100}, ["MinMax"]) == "Percentile"  # beyond it
+    # a fixed tie-break: equal errors go by name, whatever the dict's order
+    assert choose({"b": 0.01, "a": 0.01}) == choose({"a": 0.01, "b": 0.01}) == "a"
+    assert choose({"b": 0.01, "a": 0.01, "c": 0.0102}, ["c", "b"]) == "b"
+    with pytest.raises(ValueError):
+        choose({})
