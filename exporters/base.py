@@ -85,11 +85,14 @@ class ExportRequest:
         """The calibration images split by kind, from what ``reference`` (the fp32 file) finds in each at the
         trained size: {"portrait": [...], "crowd": [...]} (CROWD_FACES, CROWD_HEIGHT), each sorted. A set
         with only one kind is split in two by face count instead (fewest faces first, ties by name), so
-        that a choice is still scored on images of another kind than it was fitted on."""
+        that a choice is still scored on images of another kind than it was fitted on; a single image is
+        both kinds (nothing else to score on)."""
         from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
         from zoo.core.model.processing import postprocess  # with OpenCV: only int8 choices need it
 
         imgs = sorted(self.calib)
+        if len(imgs) < 2:
+            return {"portrait": imgs, "crowd": imgs}
         w, h = self.meta.input_size
         x, _, _ = load_batch(imgs, w, h)
         with reference:
@@ -101,7 +104,7 @@ class ExportRequest:
         kinds = {"portrait": [], "crowd": []}
         for p, (n, height) in zip(imgs, faces):
             kinds["crowd" if n >= CROWD_FACES or (n and height < CROWD_HEIGHT * h) else "portrait"].append(p)
-        if len(imgs) >= 2 and not (kinds["portrait"] and kinds["crowd"]):
+        if not (kinds["portrait"] and kinds["crowd"]):
             order = sorted(range(len(imgs)), key=lambda i: (faces[i][0], imgs[i].name, str(imgs[i])))
             half = len(imgs) // 2
             kinds = {"portrait": sorted(imgs[i] for i in order[:half]), "crowd": sorted(imgs[i] for i in order[half:])}
