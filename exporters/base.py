@@ -216,6 +216,18 @@ class Target:
                 pass
         return out
 
+    #: flavour -> (the flavour to use instead, why) for a flavour whose verdict may fail where the other
+    #: holds (MNN full int8: its calibration loses crowd faces; weight-only int8 computes in float): a FAIL
+    #: of that flavour points to the other (`advice`)
+    fallback: dict[str, tuple[str, str]] = {}
+
+    def advice(self, precision: str, passed: bool) -> str | None:
+        """The line a failed verdict of ``precision`` ends with, pointing to the flavour that holds."""
+        if passed or precision not in self.fallback:
+            return None
+        other, why = self.fallback[precision]
+        return f"use {self.name} {other} instead: {why}"
+
     # -- policy ----------------------------------------------------------------------
     def default_head(self, precision: str) -> str:
         return self.heads[0]

@@ -68,7 +68,7 @@ def check(
             if r.get("parity"):
                 line += f"  {evidence_text(r['parity'], min_evidence)}{dynamic_text(r['parity'])}"
             typer.echo(line)
-            for f in r["failures"]:
+            for f in r["failures"] + ([r["parity"]["advice"]] if (r.get("parity") or {}).get("advice") else []):
                 typer.echo(f"      {f}")
             hint = "" if r["passed"] else diff_hint(Path(res["folder"]) / r["primary"], runtime)
             if hint:

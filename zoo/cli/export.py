@@ -51,7 +51,7 @@ def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | No
             f"{evidence_text(p, min_evidence)}")
     line += dynamic_text(p)  # a dynamic file: its sizes and batch
     if not a.passed:
-        line += "\n      " + "\n      ".join(p.get("failures", []))
+        line += "\n      " + "\n      ".join(p.get("failures", []) + ([p["advice"]] if p.get("advice") else []))
         hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""
         if hint:
             line += "\n" + hint

@@ -329,6 +329,8 @@ def _run(job: dict) -> dict:
         if meta.is_dynamic:
             _add_dynamic(parity, target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime),
                          state_dict, meta, job["images"], evidence)
+        if target.advice(meta.precision, parity["passed"]):
+            parity["advice"] = target.advice(meta.precision, parity["passed"])
         return {"ok": True, "parity": parity}
     _imports(target, torch=target.source == "torch" and not job.get("weights"))
     out_dir = Path(job["out_dir"])
@@ -357,6 +359,8 @@ def _run(job: dict) -> dict:
         if res.meta.is_dynamic:
             _add_dynamic(parity, target.runner(out_dir / res.primary, res.meta, threads=threads), state_dict,
                          res.meta, job["images"], _evidence_args(job, calib))
+    if parity is not None and target.advice(res.meta.precision, parity["passed"]):
+        parity["advice"] = target.advice(res.meta.precision, parity["passed"])
     return {
         "ok": True,
         "primary": str(res.primary),
