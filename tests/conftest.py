@@ -172,8 +172,17 @@ def rfb_release(tmp_path_factory) -> Path:
     """A release of rfb-320, every target, fp32 and int8, built once per session (the default parity
     photos, jobs 2). Shared: tests copy it before changing anything in it."""
     out = tmp_path_factory.mktemp("release-rfb-320")
-    zoo("release", "--out", out, "--models", "rfb-320", "--targets", "onnx,mnn,ncnn,tflite,caffe",
-        "--precisions", "fp32,int8", "--jobs", "2", check=0)
+    cp = zoo("release", "--out", out, "--models", "rfb-320", "--targets", "onnx,mnn,ncnn,tflite,caffe",
+             "--precisions", "fp32,int8", "--jobs", "2")
+    # every artifact is built; only an int8 verdict under the strict rule or the shift gate may FAIL (exit 2),
+    # and then honestly (the tier's rule on its recorded counts, the photos' margin floor kept)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["failed"], manifest["failed"]
+    failing = [a for a in manifest["artifacts"] if not a["parity"]["passed"]]
+    assert cp.returncode == (2 if failing else 0), cp.stdout[-3000:] + cp.stderr[-3000:]
+    for a in failing:
+        assert a["precision"].startswith("int8"), (a["target"], a["precision"], a["parity"]["failures"])
+        assert_int8_verdict(a, cp.stdout)
     return out
 
 
@@ -221,5 +230,5 @@ def assert_int8_verdict(a: dict, stdout: str) -> None:
     d = p["detections"]
     assert d["recall"] >= 0.99 and d["extra_rate"] <= 0.01, (label, d)
     if not p["passed"]:
-        assert any(l.startswith("FAIL") and f" {a['target']} " in f" {l} " and a["precision"] in l
+        assert any(l.startswith("FAIL") and a["target"] in l and a["precision"] in l
                    for l in stdout.splitlines()), (label, stdout[-2000:])
