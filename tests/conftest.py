@@ -232,3 +232,14 @@ def assert_int8_verdict(a: dict, stdout: str) -> None:
     if not p["passed"]:
         assert any(l.startswith("FAIL") and a["target"] in l and a["precision"] in l
                    for l in stdout.splitlines()), (label, stdout[-2000:])
+
+
+def assert_built(manifest: dict | None, cp: subprocess.CompletedProcess) -> None:
+    """An export (or release) built every artifact; it exits 0, or 2 when an int8 verdict FAILs its tier's
+    strict rule or the shift gate, and then only honestly (`assert_int8_verdict`). fp32 and fp16 pass."""
+    assert manifest is not None and not manifest["failed"], cp.stdout[-2000:] + cp.stderr[-2000:]
+    failing = [a for a in manifest["artifacts"] if not (a.get("parity") or {"passed": True})["passed"]]
+    assert cp.returncode == (2 if failing else 0), cp.stdout[-2000:] + cp.stderr[-2000:]
+    for a in failing:
+        assert a["precision"].startswith("int8"), (a["target"], a["precision"], a["parity"]["failures"])
+        assert_int8_verdict(a, cp.stdout)

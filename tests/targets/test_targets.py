@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import HALVES, IMAGES, assert_int8_verdict, verdict_from_counts, zoo
+from conftest import HALVES, IMAGES, assert_built, assert_int8_verdict, verdict_from_counts, zoo
 from zoo.exporters import get_target, target_names
 from zoo.core.model.specs import MODELS
 
@@ -64,7 +64,7 @@ def test_every_precision_passes_parity(model_id, target, export_dir):
 def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir):
     t = available_target(target)
     folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
-    assert cp.returncode == 0
+    assert_built(manifest, cp)
     res = json.loads(zoo("check", folder, "--images", IMAGES, "--runtime", runtime, "--json", check=0).stdout)
     offered = [a for a in manifest["artifacts"] if t.offers_runtime(runtime, a["precision"], a["head"])]
     assert offered and res["runtime"] == runtime
