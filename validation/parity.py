@@ -5,13 +5,17 @@ Pass rules per precision (the tiers are written into every result):
   matched at IoU >= 0.99 with no extras.
 - fp16: outputs within a looser tier (raw offsets, which are pre-exp regression values up to ~10,
   get 0.25; the decoded boxes they give stay within 0.02); >= 99.5% of detections matched at IoU >= 0.9,
-  <= 0.5% extra.
-- int8: tensors reported, not gated; >= 99% of detections matched at IoU >= 0.5, <= 1% extra.
+  <= 0.5% extra; strictly (no margin) >= 99% kept, <= 0.5% extra.
+- int8: tensors reported, not gated; >= 99% of detections matched at IoU >= 0.5, <= 1% extra; strictly
+  (no margin) >= 97% kept, <= 1% extra.
+fp16 and int8 artifacts are also proven on the shift gate (`shift`: mosaics of the parity photos, the
+counts pooled over the layouts, under the same tier), recorded as ``result["shift"]``.
 Detections are matched with a score margin on the other side (`match`): a reference face is kept
 when the artifact finds it at IoU >= min_iou with a score of at least threshold - score_margin, and
 an artifact detection is extra when the reference has nothing there down to threshold -
 score_margin. The strict counts (no margin) are recorded too (``borderline_missed``,
-``borderline_extra``; ``strict`` in the totals).
+``borderline_extra``; ``strict`` in the totals) and gated for fp16 and int8 (``strict_min_recall``,
+``strict_max_extra``).
 
 Every result carries its evidence (``result["evidence"]``): the images, the reference faces
 counted (matched + missed) and how many of them fall in each size bucket (face height in pixels
