@@ -7,6 +7,7 @@ from zoo.checkpoints.loader import manifest
 from zoo.exporters import all_targets
 from zoo.cli.common import JsonOpt, print_json
 from zoo.core.model.specs import MODELS
+from zoo.core.withheld import withheld
 
 
 def list_(json_: JsonOpt = False) -> None:
@@ -29,8 +30,9 @@ def list_(json_: JsonOpt = False) -> None:
             "install": f"pip install 'ultraface-zoo[{t.extra}]'" if miss and t.extra else None,
             "dynamic": t.dynamic, "dynamic_reason": None if t.dynamic else t.dynamic_reason,
         })
+    held = [w.to_dict() for w in withheld()]
     if json_:
-        print_json({"models": models, "targets": targets})
+        print_json({"models": models, "targets": targets, "withheld": held})
         return
     typer.echo("models:")
     for m in models:
@@ -44,3 +46,8 @@ def list_(json_: JsonOpt = False) -> None:
     no = [t for t in targets if not t["dynamic"]]
     if no:
         typer.echo("fixed-size only (no --dynamic): " + "; ".join(f"{t['name']}: {t['dynamic_reason']}" for t in no))
+    if held:
+        typer.echo("withheld from the default release matrix (measured to fail their tier; `zoo release --with-withheld` "
+                   "and `zoo export` still build them):")
+        for w in held:
+            typer.echo(f"  {w['model']:<10} {w['target']}/{w['precision']}: {w['reason']}; use {w['instead']}")
