@@ -2,7 +2,6 @@
 subclass, plus one line in `exporters/__init__.py`; the CLI, plans, parity and tests pick it up."""
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import importlib.util
 from collections.abc import Mapping
@@ -208,6 +207,8 @@ class Target:
             raise ZooError(f"target {self.name!r} needs {', '.join(miss)}, which is not installed: {hint}")
 
     def tool_versions(self) -> dict[str, str]:
+        import importlib.metadata  # here: its import is a fifth of an emulated compat worker's start
+
         out = {}
         for pkg in self.packages:
             try:
@@ -247,6 +248,10 @@ class Target:
     # -- runtimes --------------------------------------------------------------------
     #: runtimes that can run this target's files; the first is the default
     runtimes: tuple[str, ...] = ()
+    #: the usage reporting each runtime loads: runtime -> names of zoo.core.telemetry.REPORTERS (whose
+    #: switches zoo sets); () for a runtime that reports nothing (the OS-level audit of the tests sees no
+    #: look-up or connection). A runtime missing here is unknown: `zoo list` does not call it off
+    telemetry: dict[str, tuple[str, ...]] = {}
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         """Whether ``runtime`` runs this target's artifacts of that precision flavour and head."""
@@ -271,9 +276,29 @@ class Target:
         raise ZooError(f"--min-runtime {runtime}=={version}: target {self.name} cannot target an older {runtime}: "
                        f"{self.no_min_runtime}")
 
-    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None) -> Runner:
-        """A `Runner` (load on enter, infer, release on exit) for an artifact's primary file."""
-        return self.make_runner(self.check_runtime(runtime), Path(primary), meta, threads)
+    def runner(self, primary: Path, meta: ArtifactMeta, threads: int = 1, runtime: str | None = None,
+               options: dict | None = None) -> Runner:
+        """A `Runner` (load on enter, infer, release on exit) for an artifact's primary file. ``options``:
+        runtime options an app would set instead of ours (one of `app_options`, or a `restoring_options`)."""
+        runtime = self.check_runtime(runtime)
+        if not options:
+            return self.make_runner(runtime, Path(primary), meta, threads)
+        if runtime not in self.app_options:
+            raise ZooError(f"runtime {runtime!r} of target {self.name!r} takes no runtime options (got {options})")
+        return self.make_runner(runtime, Path(primary), meta, threads, options=options)
+
+    # -- the options an app gets (`zoo compat --platform`) ------------------------------------
+    #: per runtime, the option sets an app commonly runs with, each run by `zoo compat --platform`; a runtime
+    #: not named runs with ours alone ({}). A target naming a runtime here takes ``options=`` in make_runner.
+    app_options: dict[str, tuple[dict, ...]] = {}
+
+    def options_for(self, runtime: str) -> list[dict]:
+        return [dict(o) for o in self.app_options.get(runtime, ({},))]
+
+    def restoring_options(self, runtime: str, options: dict) -> dict | None:
+        """The options that give back the file's own arithmetic where ``options`` give a reduced one on
+        some CPU (ncnn: fp16 off); None: no such option."""
+        return None
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         raise NotImplementedError

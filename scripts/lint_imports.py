@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         n = stage(Path(td))
         print(f"lint-imports on the installed layout ({n} modules staged under zoo/)")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        return subprocess.run([str(lint), "--config", str(REPO / "pyproject.toml"), "--no-cache", *argv],
+        return subprocess.run([str(lint), "--no-cache", *argv, str(REPO / "pyproject.toml")],
                               cwd=td, env=env).returncode
 
 

@@ -1,5 +1,5 @@
 """Rewrite the toolchain lock (zoo/core/data/constraints.txt) from what is installed in this environment:
-every distribution ultraface-zoo[all,test] needs, recursively, at its installed version, plus pip and
+every distribution ultraface-zoo[all,test,mutation] needs, recursively, at its installed version, plus pip and
 setuptools (the installer and the build backend). Run it only on purpose, after installing the new
 versions (README: "The toolchain lock"):
 
@@ -52,7 +52,7 @@ def closure(root: str, extras: set[str]) -> dict[str, tuple[str, str]]:
 
 
 def render() -> str:
-    pins = closure("ultraface-zoo", {"all", "test"})
+    pins = closure("ultraface-zoo", {"all", "test", "mutation"})
     pins.pop("ultraface-zoo")
     for tool in ("pip", "setuptools"):
         pins[tool] = (tool, md.version(tool))

@@ -5,7 +5,8 @@ the checkout) holds upstream/checkpoints, upstream/reference and images, as
 pinned in zoo/core/data/test_material.toml (`scripts/fetch_shared.sh` lays it
 out; tests never download). Tests under tests/unit need none of it. Where it is
 missing or incomplete, every other test is skipped with the reason, except
-under CI (CI=true), where each of them fails instead.
+under CI (CI=true), where each of them fails instead. Under CI=true every other skip fails too,
+unless tests/ci_skips.toml allows it with its reason (tests/ci_skips.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 - hooks: under CI=true a skip fails
+
+import osaudit
+import zoo as _zoo  # noqa: F401 - first: turns the libraries' usage reporting off in this process (zoo.core.telemetry)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ZOO_SHARED", ROOT.parent / "shared")).resolve()
@@ -25,6 +30,8 @@ REFERENCE = SHARED / "upstream" / "reference"
 IMAGES = SHARED / "images"
 
 UNIT = Path(__file__).resolve().parent / "unit"
+#: the Python audit hook's sitecustomize (network and pip refused and logged)
+NONET = Path(__file__).resolve().parent / "targets" / "nonet"
 
 #: two halves of the shared photos, balanced by faces (~145 each for every model of the family):
 #: int8 is calibrated on one and gated on the other (benchmarks/int8_heldout.py uses the same split)
@@ -56,7 +63,11 @@ def _material_problem() -> str | None:
 _MISSING = pytest.StashKey[str]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the unit marker must be there
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.is_relative_to(UNIT):
+            item.add_marker(pytest.mark.unit)
     needs = [item for item in items if not item.path.is_relative_to(UNIT)]
     problem = _material_problem() if needs else None
     if problem is None:
@@ -74,12 +85,48 @@ def pytest_runtest_setup(item):
         pytest.fail(item.stash[_MISSING], pytrace=False)
 
 
-def zoo(*args, env=None, check=None, timeout=900) -> subprocess.CompletedProcess:
-    """Run the real CLI in a fresh process (exit codes, stderr and all)."""
+#: every `zoo()` command runs under the OS-level network audit (tests/osaudit.py) where strace exists;
+#: CI installs it (scripts/install_strace.sh). Counts for the summary at the end of the run.
+OS_AUDIT = osaudit.missing_reason() is None
+_AUDITED = {"commands": 0, "processes": 0, "seconds": 0.0}
+_AUDIT_DIR: list[Path] = []
+
+
+def _audit_dir() -> Path:
+    if not _AUDIT_DIR:
+        import tempfile
+
+        _AUDIT_DIR.append(Path(tempfile.mkdtemp(prefix="zoo-os-audit-")))
+    return _AUDIT_DIR[0]
+
+
+def zoo(*args, env=None, check=None, timeout=900, audit: bool | None = None,
+        installs: bool = False) -> subprocess.CompletedProcess:
+    """Run the real CLI in a fresh process (exit codes, stderr and all).
+
+    Under the OS-level network audit by default (``audit=None``: when strace is installed): the command
+    and every process it starts may reach loopback only, look up no name and run no installer; any of
+    that fails the calling test at once, naming the process. ``cp.audit`` holds what the audit saw.
+    ``installs=True`` for a command that installs by design (`zoo compat` creating an environment): pip's
+    processes are excepted, every other process (the environment's import probe, the runs) is audited."""
     e = dict(os.environ)
     e.update(env or {})
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    cp = subprocess.run([sys.executable, "-m", "zoo", *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+    cmd = [sys.executable, "-m", "zoo", *map(str, args)]
+    if OS_AUDIT if audit is None else audit:
+        import time
+
+        t0 = time.monotonic()
+        with osaudit.os_audit(_audit_dir(), allow_installers=installs) as a:
+            cp = a.run(cmd, capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+        cp.audit = a
+        _AUDITED["commands"] += 1
+        _AUDITED["processes"] += len(a.processes)
+        _AUDITED["seconds"] += time.monotonic() - t0
+        assert a.clean, f"`zoo {' '.join(map(str, args))[:300]}` reached beyond loopback:\n{a.report()}"
+    else:
+        cp = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout, cwd=ROOT)
+        cp.audit = None
     if check is not None:
         assert cp.returncode == check, f"exit {cp.returncode}\nstdout:\n{cp.stdout[-3000:]}\nstderr:\n{cp.stderr[-3000:]}"
     return cp
@@ -159,12 +206,23 @@ def export_dir(tmp_path_factory, halves):
                     "--images", halves["B"], "--calib", halves["A"], "--min-evidence", "100", "--jobs", "2", *extra]
             if head:
                 args += ["--head", head]
-            cp = zoo(*args)
+            # under both network audits: the OS-level one (zoo()) and the Python hook, logged beside the folder
+            # (tests/targets/test_no_network.py reads both)
+            hook = {"ZOO_NONET_LOG": str(out.parent / f"{out.name}.nonet.log"), "PYTHONPATH": str(NONET)}
+            cp = zoo(*args, env=hook)
             manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else None
             cache[key] = (out, manifest, cp)
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def compat_cache(tmp_path_factory) -> Path:
+    """Where `zoo compat`'s runtime environments are kept: $ZOO_COMPAT_DIR (CI keeps them beside the clone),
+    else a folder of this session (tests/pipeline/test_compat.py, tests/targets/test_no_network.py)."""
+    d = os.environ.get("ZOO_COMPAT_DIR")
+    return Path(d) if d else tmp_path_factory.mktemp("compat-envs")
 
 
 @pytest.fixture(scope="session")
@@ -201,6 +259,23 @@ def ort_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     name = s.get_inputs()[0].name
     outs = [s.run(None, {name: x[i : i + 1]}) for i in range(x.shape[0])]
     return [np.concatenate([o[j] for o in outs], 0) for j in range(len(outs[0]))]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _AUDITED["commands"]:
+        terminalreporter.write_line(
+            f"OS-level network audit: {_AUDITED['commands']} zoo commands ({_AUDITED['processes']} processes, "
+            f"{_AUDITED['seconds']:.0f} s) under strace -f")
+    elif not OS_AUDIT:
+        terminalreporter.write_line(f"OS-level network audit off: {osaudit.missing_reason()}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for d in _AUDIT_DIR:
+        try:
+            d.rmdir()  # empty unless an audit found something (its logs are kept, and named in the failure)
+        except OSError:
+            pass
 
 
 def pytest_report_header(config):

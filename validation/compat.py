@@ -3,7 +3,13 @@ checked for `zoo report`. Whatever the file holds, reading it gives the document
 
 A document: ``{"schema": SCHEMA, "python": ..., "results": [cell, ...], ...}``; a cell is one artifact in
 one runtime release: ``artifact, model, target, precision, head, primary, sha256, runtime, package,
-version, rank, status, message, parity`` with ``status`` one of STATUSES.
+version, rank, status, message, parity`` with ``status`` one of STATUSES. A cell run on another platform
+(`zoo compat --platform linux/arm64`) also has ``platform``, ``cpu`` and ``options`` (the runtime options
+an app sets), which are part of its identity (`cell_key`), and ``tier`` (of the arithmetic that ran),
+``x86`` (the same file run natively with the same options: its verdict and the largest differences from
+it), ``settings``, ``emulation``, ``userland`` and, where the options gave another arithmetic than the
+file's or failed, ``alternative`` ``{options, status, parity, ...}`` with the options that restore it.
+Absent ``platform`` means this machine, as in files written before platforms existed.
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import json
 import math
 import re
 from pathlib import Path
+
+from zoo.core.platforms import native_label
 
 COMPAT_FILE = "compat.json"
 SCHEMA = "ultraface-zoo/compat/1"
@@ -23,6 +31,71 @@ _TEXT_KEYS = ("artifact", "model", "target", "precision", "head", "primary", "ru
 
 def version_key(v: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.+-]", v))
+
+
+def _parity_problem(p, where: str) -> str | None:
+    if p is None:
+        return None
+    if not isinstance(p, dict):
+        return f"{where} must be an object or null"
+    for k in ("matched", "reference", "extra"):
+        v = p.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            return f"{where}.{k} must be a count"
+    return _figures_problem(p.get("max_abs", {}), f"{where}.max_abs")
+
+
+def _figures_problem(mx, where: str) -> str | None:
+    if not isinstance(mx, dict) or not all(
+        isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))
+        for k, v in mx.items()
+    ):
+        return f"{where} must map output names to finite numbers"
+    return None
+
+
+def _options_problem(o, where: str) -> str | None:
+    if not isinstance(o, dict) or len(o) > 30 or not all(
+            isinstance(k, str) and 0 < len(k) <= 60 and (isinstance(v, (bool, int)) or (isinstance(v, str) and len(v) <= 60)
+                                                         or (isinstance(v, float) and math.isfinite(v)))
+            for k, v in o.items()):
+        return f"{where} must map option names to short values"
+    return None
+
+
+def _text_map_problem(d, where: str) -> str | None:
+    """settings, emulation, userland: objects shown as text; their text values must be short."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        return f"{where} must be an object"
+    for k, v in d.items():
+        if isinstance(v, str) and len(v) > 2000:
+            return f"{where}.{str(k)[:20]} is too long"
+    return None
+
+
+def _run_problem(x, where: str) -> str | None:
+    """``x86`` and ``alternative``: a status, a message, parity figures, differences."""
+    if not isinstance(x, dict):
+        return f"{where} must be an object"
+    if x.get("status") not in STATUSES:
+        return f"{where}.status must be one of {', '.join(STATUSES)}"
+    if x.get("message") is not None and not isinstance(x["message"], str):
+        return f"{where}.message must be text or null"
+    for k, check in (("parity", _parity_problem), ("max_abs", _figures_problem), ("x86", _run_problem),
+                     ("options", _options_problem), ("settings", _text_map_problem)):
+        if k in x and (k != "parity" or x[k] is not None):
+            problem = check(x[k], f"{where}.{k}")
+            if problem:
+                return problem
+    if x.get("tier") is not None and x["tier"] not in TIER_NAMES:
+        return f"{where}.tier must be one of {', '.join(TIER_NAMES)}"
+    return None
+
+
+TIER_NAMES = ("fp32", "fp16", "int8")
+_PLATFORM = re.compile(r"^[a-z0-9]{1,20}/[a-z0-9_]{1,20}$")
 
 
 def _cell_problem(c, i: int) -> str | None:
@@ -42,21 +115,61 @@ def _cell_problem(c, i: int) -> str | None:
     mr = c.get("min_runtime", "")
     if not isinstance(mr, str) or len(mr) > 80 or (mr and mr.count("==") != 1):
         return f"results[{i}].min_runtime must be NAME==VERSION (short text)"
-    p = c.get("parity")
-    if p is not None:
-        if not isinstance(p, dict):
-            return f"results[{i}].parity must be an object or null"
-        for k in ("matched", "reference", "extra"):
-            v = p.get(k)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                return f"results[{i}].parity.{k} must be a count"
-        mx = p.get("max_abs", {})
-        if not isinstance(mx, dict) or not all(
-            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))
-            for k, v in mx.items()
-        ):
-            return f"results[{i}].parity.max_abs must map output names to finite numbers"
+    problem = _parity_problem(c.get("parity"), f"results[{i}].parity")
+    if problem:
+        return problem
+    if "platform" in c or "cpu" in c:
+        if not isinstance(c.get("platform"), str) or not _PLATFORM.match(c["platform"]):
+            return f"results[{i}].platform must be a platform such as linux/arm64"
+        if not isinstance(c.get("cpu"), str) or not re.match(r"^[A-Za-z0-9._-]{1,40}$", c["cpu"]):
+            return f"results[{i}].cpu must be a CPU model name"
+        problem = _options_problem(c.get("options", {}), f"results[{i}].options")
+        if problem:
+            return problem
+    elif "options" in c:
+        return f"results[{i}].options without a platform"
+    if c.get("tier") is not None and c["tier"] not in TIER_NAMES:
+        return f"results[{i}].tier must be one of {', '.join(TIER_NAMES)}"
+    if c.get("tier_note") is not None and (not isinstance(c["tier_note"], str) or len(c["tier_note"]) > 300):
+        return f"results[{i}].tier_note must be short text"
+    for k in ("x86", "alternative"):
+        if k in c:
+            problem = _run_problem(c[k], f"results[{i}].{k}")
+            if problem:
+                return problem
+    for k in ("settings", "emulation", "userland"):
+        problem = _text_map_problem(c.get(k), f"results[{i}].{k}")
+        if problem:
+            return problem
     return None
+
+
+def options_label(options: dict | None) -> str:
+    """A runtime option set for people: ``defaults`` (the runtime as an app gets it, no option set),
+    ``library defaults`` (ncnn), ``precision=low``, ``library defaults, use_fp16_arithmetic=false``."""
+    if not options:
+        return "defaults"
+    parts = ["library defaults"] if options.get("defaults") is True else []
+    for k, v in sorted(options.items()):
+        if k != "defaults":
+            parts.append(f"{k}={str(v).lower() if isinstance(v, bool) else v}")
+    return ", ".join(parts)
+
+
+def cell_key(c: dict) -> tuple:
+    """What identifies a cell in compat.json (a run replaces the cell of the same key): the file, the
+    runtime release, and for another platform the platform, the CPU model and the options."""
+    plat = c.get("platform") or ""
+    opts = json.dumps(c.get("options") or {}, sort_keys=True) if plat else ""
+    return (c["primary"], c["runtime"], c["package"], c["version"], plat, c.get("cpu") or "", opts)
+
+
+def case_name(c: dict) -> str:
+    """A JUnit case name: ``ARTIFACT @ RUNTIME==VERSION`` and, on another platform, ``[PLATFORM CPU OPTIONS]``."""
+    name = f"{c['artifact']} @ {c['runtime']}=={c['version']}"
+    if c.get("platform"):
+        name += f" [{c['platform']} {c.get('cpu')} {options_label(c.get('options'))}]"
+    return name
 
 
 def compat_problem(doc) -> str | None:
@@ -110,6 +223,8 @@ def summarize(results: list[dict]) -> dict:
     passes; None: none tested)."""
     out: dict = {}
     for c in results:
+        if c.get("platform"):  # another platform's cells: platform_summary
+            continue
         out.setdefault(c["artifact"], {}).setdefault(c["runtime"], []).append(c)
     summary = {}
     for art, by_rt in out.items():
@@ -181,7 +296,7 @@ def cell_text(c: dict) -> str:
 
 def tables(doc: dict) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
     """Per runtime: (runtime, column headers = releases oldest first, rows = [artifact, cells...], notes)."""
-    results = doc["results"]
+    results = [c for c in doc["results"] if not c.get("platform")]  # this machine's: artifacts x releases
     out = []
     for rt in dict.fromkeys(c["runtime"] for c in results):
         cells = [c for c in results if c["runtime"] == rt]
@@ -211,6 +326,194 @@ def tables(doc: dict) -> list[tuple[str, list[str], list[list[str]], list[str]]]
     return out
 
 
+# ---------------------------------------------------------------------------------------------- other platforms
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.1e}"
+
+
+def _verdict(c: dict) -> str:
+    """``PASS``, or ``PASS (fp16 tier)`` where the cell was judged by a looser tier than its file's."""
+    st = c.get("status", "?")
+    tier = c.get("tier")
+    if st in ("PASS", "FAIL") and tier and tier != c.get("precision", "").split("-", 1)[0]:
+        return f"{st} ({tier} tier)"
+    return st
+
+
+def _counts(c: dict) -> str:
+    p = c.get("parity") or {}
+    if p.get("reference") is None:
+        return "—"
+    weak = "" if (p.get("evidence") or {}).get("strong", True) else " weak"
+    return f"{p.get('matched')}/{p.get('reference')}/{p.get('extra')}{weak}"
+
+
+def _scores(d: dict | None) -> float | None:
+    return ((d or {}).get("max_abs") or {}).get("scores")
+
+
+def _x86(c: dict) -> str:
+    x = c.get("x86") or {}
+    if "max_abs" in x:
+        return _fmt(_scores(x))
+    return x.get("status", "—")
+
+
+def platform_rows(doc: dict) -> dict[str, list[list[str]]]:
+    """Per platform: rows [artifact, release, cpu, options, verdict, kept/reference/extra, scores vs PyTorch,
+    scores vs x86, seconds], an alternative as its own row under its cell (options prefixed "alt: ")."""
+    out: dict[str, list[list[str]]] = {}
+    for c in doc["results"]:
+        if not c.get("platform"):
+            continue
+        rows = out.setdefault(c["platform"], [])
+        rows.append([c["artifact"], f"{c['runtime']}=={c['version']}", str(c.get("cpu")), options_label(c.get("options")),
+                     _verdict(c), _counts(c), _fmt(_scores(c.get("parity"))), _x86(c), f"{c.get('seconds', 0):.1f}"])
+        alt = c.get("alternative")
+        if isinstance(alt, dict):
+            a = {**alt, "precision": c.get("precision", "")}
+            change = _changed(c.get("options") or {}, alt.get("options") or {})
+            rows.append(["", "", "", "alt: " + (options_label(change) if change else options_label(alt.get("options"))),
+                         _verdict(a), _counts(a),
+                         _fmt(_scores(alt.get("parity"))), _x86(a), f"{alt.get('seconds', 0):.1f}"])
+    return out
+
+
+PLATFORM_HEADERS = ["artifact", "release", "cpu", "options", "verdict", "kept/ref/extra", "scores vs PyTorch",
+                    "scores vs x86", "s"]
+
+
+def _cpu_title(cpu: str) -> str:
+    return re.sub(r"^armv", "ARMv", cpu)
+
+
+def platform_summary(results: list[dict]) -> dict:
+    """Per artifact and platform: each (options, CPU) cell's verdict and tier, the native verdict of the
+    same options, the alternative's, and one line for reports (`platform_line`)."""
+    out: dict = {}
+    for c in results:
+        if not c.get("platform"):
+            continue
+        out.setdefault(c["artifact"], {}).setdefault(c["platform"], []).append(c)
+    summary = {}
+    for art, by_plat in out.items():
+        summary[art] = {}
+        for plat, cells in by_plat.items():
+            summary[art][plat] = {
+                "cells": [{"cpu": c.get("cpu"), "options": c.get("options") or {}, "release": f"{c['runtime']}=={c['version']}",
+                           "status": c["status"], "tier": c.get("tier"), "tier_note": c.get("tier_note"),
+                           "x86": (c.get("x86") or {}).get("status"),
+                           **({"alternative": {"options": c["alternative"].get("options") or {},
+                                               "status": c["alternative"].get("status"), "tier": c["alternative"].get("tier")}}
+                              if isinstance(c.get("alternative"), dict) else {})} for c in cells],
+                "line": platform_line(cells)}
+    return summary
+
+
+def platform_line(cells: list[dict]) -> str:
+    """``x86-64 PASS; linux/arm64 armv8.0 PASS, armv8.2 PASS (fp16 tier: ncnn fp16 storage and arithmetic on)``
+    for one artifact's cells of one platform; one part per option set (and per runtime, where several run
+    the file)."""
+    if not cells:
+        return ""
+    native = native_label()
+    releases = list(dict.fromkeys(f"{c['runtime']}=={c['version']}" for c in cells))
+    runtimes = list(dict.fromkeys(c["runtime"] for c in cells))
+    by_release: dict[str, list[str]] = {}
+    for c in cells:
+        st = (c.get("x86") or {}).get("status")
+        if st:
+            by_release.setdefault(c["runtime"] if len(releases) == len(runtimes) else f"{c['runtime']}=={c['version']}",
+                                  []).append(st)
+    statuses = {k: list(dict.fromkeys(v)) for k, v in by_release.items()}
+    if not statuses:
+        head = f"{native} not run"
+    elif len(statuses) == 1 or len({tuple(v) for v in statuses.values()}) == 1:
+        head = f"{native} {', '.join(next(iter(statuses.values())))}"
+    else:
+        head = f"{native} " + ", ".join(f"{k} {'/'.join(v)}" for k, v in statuses.items())
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in cells:
+        groups.setdefault((f"{c['runtime']}=={c['version']}", options_label(c.get("options"))), []).append(c)
+    parts = []
+    for (release, label), group in groups.items():
+        who = (release if len(releases) > len(runtimes) else group[0]["runtime"]) if len(releases) > 1 else ""
+        what = ", ".join(x for x in (who, "" if label == "defaults" else label) if x)
+        items, notes = [], []
+        for c in group:
+            items.append(f"{c.get('cpu')} {c['status']}")
+            if c.get("tier_note") and c["status"] in ("PASS", "FAIL"):
+                own = c.get("precision", "").split("-", 1)[0]
+                note = f"{c['tier']} tier: {c['tier_note']}" if c.get("tier") and c["tier"] != own else c["tier_note"]
+            elif c["status"] not in ("PASS", "FAIL") and c.get("message"):
+                note = str(c["message"])[:120]
+            else:
+                continue
+            if note not in notes:
+                notes.append(note)
+        parts.append(f"{group[0]['platform']}{f' ({what})' if what else ''} {', '.join(items)}"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
+    return "; ".join([head] + parts)
+
+
+def _changed(base: dict, alt: dict) -> dict:
+    return {k: v for k, v in alt.items() if base.get(k) != v}
+
+
+def advice(cells: list[dict]) -> list[str]:
+    """What an app developer should set, from the cells whose options gave another arithmetic than the
+    file's (or failed) and whose alternative passed: ``on ARMv8.2, run this ncnn file with
+    use_fp16_arithmetic = false to get the proven fp32 result``."""
+    out = []
+    for c in cells:
+        alt = c.get("alternative")
+        if not isinstance(alt, dict) or alt.get("status") != "PASS":
+            continue
+        change = _changed(c.get("options") or {}, alt.get("options") or {})
+        if not change:
+            continue
+        setting = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in change.items())
+        base = c.get("precision", "").split("-", 1)[0]
+        line = (f"on {_cpu_title(str(c.get('cpu')))} ({c['platform']}), run this {c['runtime']} file with {setting} "
+                f"to get the proven {base} result")
+        what = [c["tier_note"].split(" ", 1)[-1]] if c.get("tier_note") else []
+        x = _scores(c.get("x86"))
+        if x is not None:
+            what.append(f"scores {x:.1e} from x86")
+        detail = f" ({', '.join(what)})" if what else ""
+        if c["status"] == "PASS":
+            if c.get("tier_note"):
+                line += f"; with {options_label(c.get('options'))} it runs with {what[0]}"
+                line += f" ({', '.join(what[1:])})" if len(what) > 1 else ""
+        else:
+            line += f"; with {options_label(c.get('options'))} it is {c['status']}{detail}"
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def _platform_text(doc: dict) -> list[str]:
+    L = []
+    for plat, rows in platform_rows(doc).items():
+        envs = [e for e in (doc.get("environments") or {}).values() if isinstance(e, dict) and e.get("platform") == plat]
+        qemu = next((e.get("qemu") for e in envs if e.get("qemu")), None)
+        L.append(f"{plat} (emulated{', qemu ' + str(qemu) if qemu else ''}):")
+        table = [PLATFORM_HEADERS, *rows]
+        width = [max(len(r[i]) for r in table) for i in range(len(PLATFORM_HEADERS))]
+        for r in table:
+            L.append("  " + "  ".join(v.ljust(width[i]) for i, v in enumerate(r)).rstrip())
+        notes = sorted({f"{c['artifact']} {c.get('cpu')} {options_label(c.get('options'))}: {c['message']}"
+                        for c in doc["results"] if c.get("platform") == plat and c["status"] != "PASS" and c.get("message")})
+        L += [f"  - {n}" for n in notes]
+        L.append("")
+    for art, by_plat in platform_summary(doc["results"]).items():
+        for plat, s in by_plat.items():
+            L.append(f"{art}: {s['line']}")
+    if L:
+        L.append("")
+    return L
+
+
 def render_text(doc: dict) -> str:
     """The plain-text table of `zoo compat`: per runtime, artifacts x releases."""
     L = []
@@ -223,6 +526,7 @@ def render_text(doc: dict) -> str:
         for i, n in enumerate(notes, 1):
             L.append(f"  [{i}] {n}")
         L.append("")
+    L += _platform_text(doc)
     return "\n".join(L)
 
 
@@ -253,14 +557,45 @@ def markdown_section(doc: dict | None, problem: str | None, folder_name: str, cu
         L += [f"{i}. {_md(n)}" for i, n in enumerate(notes, 1)]
         if notes:
             L.append("")
-    L.append("Per artifact:")
-    L.append("")
-    for art, by_rt in summarize(doc["results"]).items():
-        L.append(f"- {_md(art)}: " + "; ".join(_md(runs_on(rt, s)) for rt, s in by_rt.items()))
-    L.append("")
+    native = summarize(doc["results"])
+    if native:
+        L.append("Per artifact:")
+        L.append("")
+        for art, by_rt in native.items():
+            L.append(f"- {_md(art)}: " + "; ".join(_md(runs_on(rt, s)) for rt, s in by_rt.items()))
+        L.append("")
+    L += _platform_markdown(doc)
     if stale:
         L.append(f"> stale: {', '.join(map(_md, stale))} changed since `zoo compat` ran: re-run it.")
         L.append("")
+    return L
+
+
+def _platform_markdown(doc: dict) -> list[str]:
+    """`zoo report`'s platform part: per platform a table of every (artifact, CPU, options) cell, then one
+    line per artifact (`platform_line`) and what to set where the runtime's defaults change the arithmetic."""
+    L = []
+    for plat, rows in platform_rows(doc).items():
+        L.append(f"**{_md(plat)}** (emulated: each runtime's aarch64 build; kept/ref/extra: detections matched / "
+                 "reference / extra; scores: largest max abs difference)")
+        L.append("")
+        L.append("| " + " | ".join(PLATFORM_HEADERS) + " |")
+        L.append("|" + "---|" * len(PLATFORM_HEADERS))
+        for r in rows:
+            L.append("| " + " | ".join(_md(v) for v in r) + " |")
+        L.append("")
+    summ = platform_summary(doc["results"])
+    if summ:
+        L.append("Per artifact, by platform:")
+        L.append("")
+        for art, by_plat in summ.items():
+            for plat, s in by_plat.items():
+                L.append(f"- {_md(art)}: {_md(s['line'])}")
+        L.append("")
+        tips = [f"{art}: {t}" for art in summ
+                for t in advice([c for c in doc["results"] if c.get("platform") and c["artifact"] == art])]
+        if tips:
+            L += ["What to set:", ""] + [f"- {_md(t)}" for t in tips] + [""]
     return L
 
 
@@ -287,4 +622,16 @@ def card_section(doc: dict | None, problem: str | None, model: str, current: dic
         L.append(f"- `{_md(name)}` (`{_md(primary[art])}`): " + "; ".join(_md(runs_on(rt, s)) for rt, s in by_rt.items())
                  + (" **stale: the file changed since `zoo compat` ran**" if art in stale else ""))
     L.append("")
+    plats = platform_summary(mine)
+    if plats:
+        L += ["### Platforms", "",
+              "Each file run by its runtime's build for the platform (emulated), with the options an app gets.", ""]
+        for art, by_plat in plats.items():
+            name = art[len(model) + 1:] if art.startswith(model + " ") else art
+            for plat, s in by_plat.items():
+                L.append(f"- `{_md(name)}` (`{_md(primary[art])}`): {_md(s['line'])}"
+                         + (" **stale: the file changed since `zoo compat` ran**" if art in stale else ""))
+                cells = [c for c in mine if c["artifact"] == art and c.get("platform") == plat]
+                L += [f"  - {_md(t)}" for t in advice(cells)]
+        L.append("")
     return L

@@ -10,6 +10,8 @@ Pass rules per precision (the tiers are written into every result):
   (no margin) >= 97% kept, <= 1% extra.
 fp16 and int8 artifacts are also proven on the shift gate (`shift`: mosaics of the parity photos, the
 counts pooled over the layouts, under the same tier), recorded as ``result["shift"]``.
+An end-to-end NMS graph's one output, the detection rows, is compared as a tensor with the reference's
+rows after the same NMS (``nms_rows``, ``compare_rows``), under the tier's boxes and scores tolerances.
 Detections are matched with a score margin on the other side (`match`): a reference face is kept
 when the artifact finds it at IoU >= min_iou with a score of at least threshold - score_margin, and
 an artifact detection is extra when the reference has nothing there down to threshold -
@@ -224,6 +226,28 @@ def _pairs(a, b, min_iou: float) -> dict[int, int]:
     return out
 
 
+def pairing(ref_dets, got_dets, min_iou: float, threshold: float) -> tuple[list, list, dict[int, int], dict[int, int]]:
+    """The pairs `match` counts: ``(r_hi, g_hi, kept, seen)`` with ``r_hi``/``g_hi`` the detections of
+    each side at ``threshold`` or more, ``kept`` {index in r_hi: index in got_dets} (a reference face
+    the artifact has, down to the margin its ``got_dets`` were cut at) and ``seen`` {index in g_hi:
+    index in ref_dets} (an artifact detection the reference has); the rest are missed and extra."""
+    r_hi = [d for d in ref_dets if d.score >= threshold]
+    g_hi = [d for d in got_dets if d.score >= threshold]
+    return r_hi, g_hi, _pairs(r_hi, got_dets, min_iou), _pairs(g_hi, ref_dets, min_iou)
+
+
+def faces(ref_dets, got_dets, tier: dict) -> dict:
+    """The faces of one photo as `match` judges them, box by box (what `zoo report` draws):
+    ``kept`` [(reference, artifact)], ``missed`` [reference], ``extra`` [artifact], and ``borderline``
+    the kept ones only the tier's score margin keeps (the artifact's score under the threshold)."""
+    threshold = DETECT["score_threshold"]
+    r_hi, g_hi, kept, seen = pairing(ref_dets, got_dets, tier["min_iou"], threshold)
+    pairs = [(r_hi[i], got_dets[kept[i]]) for i in sorted(kept)]
+    return {"kept": pairs, "missed": [d for i, d in enumerate(r_hi) if i not in kept],
+            "extra": [d for j, d in enumerate(g_hi) if j not in seen],
+            "borderline": [g for _, g in pairs if g.score < threshold]}
+
+
 def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -> dict:
     """Match the reference's detections with the artifact's, with a score margin on the other side.
 
@@ -240,10 +264,8 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
     counts = {"reference": 0, "matched": 0, "missed": 0, "extra": 0, "borderline": 0,
               "borderline_missed": 0, "borderline_extra": 0, "min_iou": None, "max_score_change": 0.0}
     by_size = _bucket_counts()
-    r_hi = [d for d in ref_dets if d.score >= threshold]
-    g_hi = [d for d in got_dets if d.score >= threshold]
+    r_hi, g_hi, kept, seen = pairing(ref_dets, got_dets, min_iou, threshold)
     min_seen = 1.0
-    kept = _pairs(r_hi, got_dets, min_iou)
     for i, d in enumerate(r_hi):
         b = by_size[size_bucket(d.box)]
         counts["reference"] += 1
@@ -260,7 +282,6 @@ def match(ref_dets, got_dets, min_iou: float, threshold: float, margin: float) -
         else:
             counts["missed"] += 1
             b["missed"] += 1
-    seen = _pairs(g_hi, ref_dets, min_iou)
     for j, d in enumerate(g_hi):
         if j not in seen:
             counts["extra"] += 1
@@ -278,6 +299,98 @@ def detections_from_rows(rows: np.ndarray, w: int, h: int, labels) -> list:
     scale = np.array([w, h, w, h], dtype=np.float64)
     return [Detection(tuple((r[:4] * scale).tolist()), float(r[4]), labels[int(r[5])] if int(r[5]) < len(labels) else str(int(r[5])), int(r[5]))
             for r in np.asarray(rows, dtype=np.float64)]
+
+
+#: an end-to-end graph's NonMaxSuppression keeps at most this many boxes per class (exporters/onnx add_nms)
+NMS_MAX_PER_CLASS = 200
+#: an end-to-end graph's verdict: its rows against the reference's after the same NMS (recorded verdicts of
+#: the earlier rule, which compared no tensor, are not reused)
+RULES["nms_head"] = {"compared": "rows after the same NMS", "max_per_class": NMS_MAX_PER_CLASS}
+
+
+def _onnx_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of corner box ``a`` (4,) with ``b`` (M, 4) as ONNX NonMaxSuppression computes it (no epsilon;
+    an empty box overlaps nothing)."""
+    ax1, ax2 = min(a[0], a[2]), max(a[0], a[2])
+    ay1, ay2 = min(a[1], a[3]), max(a[1], a[3])
+    bx1, bx2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    by1, by2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+    inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None) * np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
+    area_a, area_b = (ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1)
+    union = area_a + area_b - inter
+    ok = (area_a > 0) & (area_b > 0) & (inter > 0)
+    return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
+
+
+def nms_rows(scores: np.ndarray, boxes: np.ndarray, score_threshold: float, iou_threshold: float,
+             max_per_class: int = NMS_MAX_PER_CLASS) -> np.ndarray:
+    """One image's (P, K) scores and (P, 4) normalised corner boxes through the NMS an end-to-end graph
+    runs (ONNX NonMaxSuppression): per non-background class, the boxes scoring above the threshold by
+    decreasing score, each dropped when its IoU with one kept before exceeds ``iou_threshold``, at most
+    ``max_per_class``. Rows (M, 6): x1, y1, x2, y2, score, class id, as the graph's ``detections``."""
+    rows = []
+    thr = np.float32(score_threshold)
+    for cls in range(1, scores.shape[1]):
+        s = scores[:, cls]
+        cand = np.flatnonzero(s > thr)
+        cand = cand[np.argsort(-s[cand], kind="stable")]
+        kept: list[int] = []
+        for i in cand:
+            if len(kept) >= max_per_class:
+                break
+            if kept and (_onnx_iou(boxes[i], boxes[kept]) > iou_threshold).any():
+                continue
+            kept.append(int(i))
+        rows += [[*boxes[i].tolist(), float(s[i]), float(cls)] for i in kept]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def compare_rows(ref_rows: list, got_rows: list, data: ParityInput, labels, tier: dict) -> dict:
+    """The end-to-end graph's one output, ``detections`` (per image (M, 6) rows), against the reference's
+    rows after the same NMS (``nms_rows``): rows paired one to one (same class, IoU >= 0.5), each paired
+    value within ``atol + rtol x |ref|`` (the tier's boxes tolerance on the corners, its scores tolerance
+    on the score), and every row paired, but for a row whose score lies within the scores tolerance of the
+    threshold (the other side may hold it a hair under). Stats as ``tensor_stats`` plus ``rows``; with a
+    gated tier, ``passed`` and, when it fails, ``failure``."""
+    thr = DETECT["score_threshold"]
+    gated = tier["atol"] is not None
+    diffs, rels, worst, worst_d, fails = [], [], 0, -1.0, []
+    counts = {"reference": 0, "artifact": 0, "paired": 0, "unpaired": 0, "borderline": 0}
+    for i, (w, h) in enumerate(data.sizes):
+        r, g = np.asarray(ref_rows[i], np.float64).reshape(-1, 6), np.asarray(got_rows[i], np.float64).reshape(-1, 6)
+        counts["reference"] += len(r)
+        counts["artifact"] += len(g)
+        pairs = _pairs(detections_from_rows(r, w, h, labels), detections_from_rows(g, w, h, labels), 0.5)
+        for a, b in pairs.items():
+            d = np.abs(g[b, :5] - r[a, :5])
+            diffs.append(d)
+            rels.append(d / np.maximum(np.abs(r[a, :5]), 1e-6))
+            if d.max() > worst_d:
+                worst, worst_d = i, float(d.max())
+            if gated:
+                bound = np.array([tier["atol"]["boxes"]] * 4 + [tier["atol"]["scores"]]) + tier["rtol"] * np.abs(r[a, :5])
+                if (d > bound).any():
+                    fails.append(f"output 'detections' diverges: max abs {d.max():.3g} (tolerance boxes "
+                                 f"{tier['atol']['boxes']:g}, scores {tier['atol']['scores']:g}) on image {data.names[i]}")
+        counts["paired"] += len(pairs)
+        near = (tier["atol"]["scores"] + tier["rtol"] * thr) if gated else tier["score_margin"]
+        alone = [r[a] for a in range(len(r)) if a not in pairs] + [g[b] for b in range(len(g)) if b not in set(pairs.values())]
+        for row in alone:
+            if row[4] <= thr + near:
+                counts["borderline"] += 1
+            else:
+                counts["unpaired"] += 1
+                if gated:
+                    fails.append(f"output 'detections' diverges: a detection (score {row[4]:.3f}) on image "
+                                 f"{data.names[i]} has no counterpart on the other side")
+    d = np.concatenate(diffs) if diffs else np.zeros((0, 5))
+    out = {"max_abs": float(d.max()) if d.size else 0.0, "max_rel": float(np.concatenate(rels).max()) if rels else 0.0,
+           "mean_abs": float(d.mean()) if d.size else 0.0, "worst_image": worst, "rows": counts}
+    if gated:
+        out["passed"] = not fails
+        if fails:
+            out["failure"] = fails[0]
+    return out
 
 
 def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, precision: str,
@@ -302,7 +415,15 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
                     f"output {name!r} diverges: max abs {st['max_abs']:.3g} (tolerance {a:g}) on image {data.names[st['worst_image']]}"
                 )
         result["outputs"][name] = st
-    if "detections" in got:  # an end-to-end graph: its outputs are final detections
+    nms = "detections" in got  # an end-to-end graph: its one output is final detections
+    if nms:
+        # its tensor: the rows, against the reference's rows after the same NMS (the graph's thresholds)
+        ref_rows = [nms_rows(ref["scores"][i], ref["boxes"][i], DETECT["score_threshold"], DETECT["iou_threshold"])
+                    for i in range(len(data.names))]
+        st = compare_rows(ref_rows, got["detections"], data, labels, tier)
+        if st.get("passed") is False:
+            result["failures"].append(st.pop("failure"))
+        result["outputs"]["detections"] = st
         result["invariants"] = {"passed": True, "failures": [], "note": "end-to-end NMS graph: detections only"}
     else:
         inv = invariants(got, prior_count, precision)
@@ -314,10 +435,12 @@ def compare(ref: dict, got: dict, data: ParityInput, labels, prior_count: int, p
     per_image = []
     for i, (name, (w, h)) in enumerate(zip(data.names, data.sizes)):
         low = {**DETECT, "score_threshold": DETECT["score_threshold"] - tier["score_margin"]}
-        rd = postprocess(ref["scores"][i], ref["boxes"][i], w, h, labels, **low)
-        if "detections" in got:  # thresholds are baked into an end-to-end graph: no margin on its side
+        if nms:  # the reference through the graph's NMS; thresholds are baked into the graph: no margin on its side
+            rd = detections_from_rows(nms_rows(ref["scores"][i], ref["boxes"][i], low["score_threshold"],
+                                               DETECT["iou_threshold"]), w, h, labels)
             gd = detections_from_rows(got["detections"][i], w, h, labels)
         else:
+            rd = postprocess(ref["scores"][i], ref["boxes"][i], w, h, labels, **low)
             gd = postprocess(got["scores"][i], got["boxes"][i], w, h, labels, **low)
         c = match(rd, gd, tier["min_iou"], DETECT["score_threshold"], tier["score_margin"])
         for b, counts in c.pop("by_size").items():
@@ -391,3 +514,66 @@ def shift(ref: dict, got: dict, data: ParityInput, mosaics: list, photos: list[s
     ev = evidence(r["detections"]["by_size"], len(mosaics), gate, shift_min_evidence(min_evidence))
     return {"layouts": layouts, "mosaics": [m.name for m in mosaics], "by_layout": by_layout, "pooled": pooled,
             "evidence": ev, "passed": not failures, "failures": failures}
+
+
+# --------------------------------------------------------------------------- the README's table of the tiers
+
+#: README.md's tolerance table sits between these lines; it is generated from RULES (``tiers_markdown``),
+#: written by ``scripts/readme_tiers.py --write`` and checked against RULES by tests/unit/test_tiers.py
+README_BEGIN = "<!-- tiers: generated from RULES in validation/parity.py by scripts/readme_tiers.py; tests/unit/test_tiers.py checks it -->"
+README_END = "<!-- /tiers -->"
+#: how an output is called in the table (raw heads' ``locations`` are the raw box offsets)
+_OUTPUT_NAMES = {"scores": "scores", "boxes": "boxes", "locations": "raw offsets"}
+#: the tier keys the table's columns show; any other key of a tier is listed in an extra column
+_SHOWN = ("atol", "rtol", "sum_tol", "min_recall", "min_iou", "max_extra", "score_margin", "strict_min_recall",
+          "strict_max_extra")
+
+
+def _g(v: float) -> str:
+    """1e-4, 5e-4, 0.02, 0.25: small numbers as powers of ten, as the README writes them."""
+    if 0 < abs(v) < 1e-3:
+        mantissa, exp = f"{v:e}".split("e")
+        return f"{float(mantissa):g}e{int(exp)}"
+    return f"{v:g}"
+
+
+def _pct(v: float) -> str:
+    return f"{round(v * 100, 6):g}%"
+
+
+def tiers_markdown(rules: dict = RULES) -> str:
+    """The README's tolerance table and its detection line, from ``rules`` (RULES): every number of every
+    tier appears, so the README cannot say one tolerance while the code applies another."""
+    tiers, detect = rules["tiers"], rules["detect"]
+    others = sorted({k for t in tiers.values() for k in t} - set(_SHOWN))
+    head = ["precision", "output tensors: \\|got - ref\\| <= atol + rtol x \\|ref\\|", "score rows sum to 1 within",
+            "detections matched (recall)", "at IoU", "extra detections", "score margin", "strict kept", "strict extra"
+            ] + (["other rules"] if others else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, t in tiers.items():
+        label = "int8 (every flavour)" if name == "int8" else name
+        if t["atol"] is None:
+            tensors = "reported, not gated"
+        else:
+            tensors = ", ".join(f"{_OUTPUT_NAMES.get(k, k)} {_g(v)}" for k, v in t["atol"].items()) + f"; rtol {_g(t['rtol'])}"
+        recall = "100%" if t["min_recall"] >= 1 else f">= {_pct(t['min_recall'])}"
+        extra = "none" if t["max_extra"] <= 0 else f"<= {_pct(t['max_extra'])}"
+        # the strict rule (no score margin on either side: issue 29); fp32 gates every tensor instead
+        skept = "not gated" if t.get("strict_min_recall") is None else f">= {_pct(t['strict_min_recall'])}"
+        sextra = "not gated" if t.get("strict_max_extra") is None else f"<= {_pct(t['strict_max_extra'])}"
+        row = [label, tensors, _g(t["sum_tol"]), recall, f">= {_g(t['min_iou'])}", extra, _g(t["score_margin"]), skept, sextra]
+        if others:
+            row.append(", ".join(f"{k} {t[k]}" for k in others if k in t) or "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Both sides' detections: score threshold {_g(detect['score_threshold'])}, NMS at IoU "
+                  f"{_g(detect['iou_threshold'])}, {'every candidate' if detect['candidate_size'] >= 100_000 else _g(detect['candidate_size'])}"
+                  f" kept before NMS; size buckets {', '.join(rules['size_buckets'])} pixels high; strong evidence from "
+                  f"{MIN_EVIDENCE} reference faces (`--min-evidence`)."]
+    return "\n".join(lines)
+
+
+def readme_tiers_block(readme: str) -> str | None:
+    """The generated block of ``readme`` (between README_BEGIN and README_END, without them), or None."""
+    if README_BEGIN not in readme or README_END not in readme:
+        return None
+    return readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n")

@@ -42,6 +42,7 @@ class CaffeTarget(Target):
         return ExportResult(primary=proto, files=[proto, model], meta=req.meta, tools=self.tool_versions())
 
     runtimes = ("opencv-caffe",)
+    telemetry = {"opencv-caffe": ()}
 
     def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
         return NativeRunner(meta, lambda: CaffeNet(primary, primary.with_suffix(".caffemodel"), threads=threads), "opencv-caffe", threads)

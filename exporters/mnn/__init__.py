@@ -37,6 +37,7 @@ class MnnTarget(Target):
     packages = ("MNN",)
     timeout = 900.0
     runtimes = ("mnn",)
+    telemetry = {"mnn": ()}
     dynamic = True  # the runner resizes the input (resizeTensor + resizeSession) to each batch's size
 
     fallback = {"int8": ("int8-weight", "MNN's full-int8 calibration (ADMM, EMA) loses faces at crowd scale on the "
@@ -153,8 +154,19 @@ class MnnTarget(Target):
     def default_head(self, precision: str) -> str:
         return "raw"
 
-    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Runner:
-        return NativeRunner(meta, lambda: MnnNet(primary, threads=threads), "mnn", threads)
+    def make_runner(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int,
+                    options: dict | None = None) -> Runner:
+        options = dict(options or {})
+        precision = options.pop("precision", "high")
+        if options:
+            raise ZooError(f"MNN takes the option 'precision' only, not {', '.join(options)}")
+        return NativeRunner(meta, lambda: MnnNet(primary, threads=threads, precision=precision), "mnn", threads)
+
+    #: the precision our runner uses, and `low` as apps commonly set it (fp16 arithmetic on ARMv8.2)
+    app_options = {"mnn": ({"precision": "high"}, {"precision": "low"})}
+
+    def restoring_options(self, runtime: str, options: dict) -> dict | None:
+        return {**options, "precision": "high"}
 
     def make_tap(self, runtime: str, primary: Path, meta: ArtifactMeta, threads: int) -> Tap:
         return MnnTap(meta, primary, threads=threads)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.exporters.ncnn.param import input_blobs, load_pair, output_blobs, param_text
+from zoo.exporters.ncnn.param import input_blobs, load_pair, output_blobs, param_text, rename_blobs
 from zoo.exporters.ncnn.runner import NcnnNet
+from zoo.core.contract import io_contract
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -129,6 +130,14 @@ def onnx_to_ncnn(onnx_path, out_dir, stem, *, fp16: bool, timeout: float = 300,
             raise ZooError(f"converted graph has inputs {ins} and outputs {outs}; expected 1 and 2")
         roles = _identify_outputs(pp, bp, ins[0], outs, in_dims, onnx_outputs)
         tensors = onnx_tensor_names(convs, onnx_path)
+        # the original project's blob names (its .param, and every app built on its ncnn demo, which calls
+        # ex.input("input") and ex.extract("scores"/"boxes")); pnnx's names (in0, out0, out1) stay inside
+        contract = io_contract("ncnn")
+        public = {ins[0]: contract.input.name, **{roles[o.name]: o.name for o in contract.outputs}}
+        rename_blobs(layers, public)
+        tensors = dict(sorted((public.get(b, b), t) for b, t in tensors.items()))
+        ins = [public[ins[0]]]
+        roles = {k: public[v] for k, v in roles.items()}
         if dynamic_size is not None:
             free_reshapes(layers)
         # record the fixed input shape on the Input layer (0=w 1=h 2=c): pnnx bakes the

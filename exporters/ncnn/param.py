@@ -124,6 +124,22 @@ def output_blobs(layers: Sequence[ParamLayer]) -> list[str]:
     return [t for ly in layers for t in ly.tops if t not in consumed]
 
 
+def rename_blobs(layers: Sequence[ParamLayer], names: dict[str, str]) -> None:
+    """Rename blobs in place, ``{old: new}``, wherever a layer reads or writes them. A new name that
+    another blob already has is refused (two blobs of one name would silently become one)."""
+    blobs = {b for ly in layers for b in ly.bottoms + ly.tops}
+    missing = sorted(set(names) - blobs)
+    if missing:
+        raise ZooError(f"cannot rename blobs {missing}: not in the graph")
+    new = list(names.values())
+    clash = sorted({n for n in new if n in blobs and n not in names} | {n for n in new if new.count(n) > 1})
+    if clash:
+        raise ZooError(f"cannot rename blobs to {clash}: the graph already has a blob of that name")
+    for ly in layers:
+        ly.bottoms = [names.get(b, b) for b in ly.bottoms]
+        ly.tops = [names.get(t, t) for t in ly.tops]
+
+
 # --------------------------------------------------------------------------- .bin
 @dataclass
 class ConvData:

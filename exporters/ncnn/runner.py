@@ -22,11 +22,18 @@ class NcnnNet:
     on only with ``int8=True`` (a file holding int8 weights refuses to load without it, since
     ncnn would otherwise read the int8 bytes as float).  The constructor only records its
     arguments; the files are checked and loaded on ``__enter__``.
+
+    ``options``: how an app would run it instead. ``{"defaults": True}`` leaves every precision and
+    layout option (fp16 packing, storage and arithmetic, int8, packing layout) at the library's own
+    defaults, as an app that sets nothing gets them: on an ARMv8.2 CPU ncnn then stores and computes in
+    fp16. Other keys are ncnn ``Option`` flags set on top (``{"defaults": True, "use_fp16_arithmetic":
+    False}``). `settings()` tells what the loaded net runs with.
     """
 
     def __init__(self, param_path, bin_path, *, threads: int = 1, fp16: bool = False, int8: bool = False,
-                 input_blob: str = "in0", output_blobs: Iterable[str] | None = None,
-                 input_shape: Sequence[int] | None = None, lightmode: bool = True, free_size: bool = False):
+                 input_blob: str = "input", output_blobs: Iterable[str] | None = None,
+                 input_shape: Sequence[int] | None = None, lightmode: bool = True, free_size: bool = False,
+                 options: dict | None = None):
         self.param_path, self.bin_path = str(param_path), str(bin_path)
         self.threads, self.fp16, self.int8 = int(threads), bool(fp16), bool(int8)
         self.input_blob = input_blob
@@ -35,6 +42,10 @@ class NcnnNet:
         #: a dynamic file (`zoo export --dynamic`): the Input layer's size is ncnn's shape hint, not a limit
         self.free_size = bool(free_size)
         self.lightmode = bool(lightmode)
+        self.options = dict(options or {})
+        for k, v in self.options.items():
+            if not (k == "defaults" or k.startswith("use_")) or not isinstance(v, bool):
+                raise ZooError(f"ncnn option {k!r}: expected `defaults` or a use_* flag set to true/false")
         self._net = None
 
     def __enter__(self) -> "NcnnNet":
@@ -82,14 +93,21 @@ class NcnnNet:
         o.use_vulkan_compute = False
         o.num_threads = self.threads
         o.lightmode = self.lightmode
-        o.use_fp16_packed = self.fp16
-        o.use_fp16_storage = self.fp16
-        o.use_fp16_arithmetic = self.fp16
-        o.use_bf16_storage = False
-        o.use_int8_inference = self.int8
-        o.use_int8_packed = self.int8
-        o.use_int8_storage = self.int8
-        o.use_int8_arithmetic = self.int8
+        if not self.options.get("defaults"):  # ours: exactly the file's precision
+            o.use_fp16_packed = self.fp16
+            o.use_fp16_storage = self.fp16
+            o.use_fp16_arithmetic = self.fp16
+            o.use_bf16_storage = False
+            o.use_int8_inference = self.int8
+            o.use_int8_packed = self.int8
+            o.use_int8_storage = self.int8
+            o.use_int8_arithmetic = self.int8
+        for k, v in self.options.items():
+            if k != "defaults":
+                if not hasattr(o, k):
+                    raise ZooError(f"ncnn {getattr(ncnn, '__version__', '')} has no option {k!r}")
+                setattr(o, k, v)
+        self._fp16_cpu = bool(getattr(ncnn, "cpu_support_arm_asimdhp", lambda: 0)())
         rc = net.load_param(self.param_path)
         if rc != 0:
             net.clear()
@@ -100,6 +118,23 @@ class NcnnNet:
             raise ZooError(f"ncnn load_model failed ({rc}) for {self.bin_path}")
         self._mat = ncnn.Mat
         return net
+
+    def settings(self) -> dict:
+        """The loaded net's options (every ``use_*`` flag, threads, light mode) and the reduced precision
+        they give on this CPU: ncnn's ARM kernels store (and, with ``use_fp16_arithmetic``, compute)
+        in fp16 when ``use_fp16_storage`` is on and the CPU has fp16 arithmetic (ARMv8.2 asimdhp, as
+        ncnn itself detects it); elsewhere the fp16 flags change nothing."""
+        if self._net is None:
+            return {}
+        o = self._net.opt
+        flags = {k: bool(getattr(o, k)) for k in sorted(dir(o)) if k.startswith("use_") and not k.startswith("use_vulkan")}
+        opts = {"mode": "library defaults" if self.options.get("defaults") else "as the file's precision",
+                **flags, "num_threads": int(o.num_threads), "lightmode": bool(o.lightmode)}
+        storage = self._fp16_cpu and flags.get("use_fp16_storage", False)
+        reduced = None
+        if storage:
+            reduced = "fp16 storage and arithmetic" if flags.get("use_fp16_arithmetic") else "fp16 storage"
+        return {"options": opts, "reduced": reduced, "cpu_fp16": self._fp16_cpu}
 
     def infer(self, x: np.ndarray, blobs: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Run every sample of x (N,C,H,W) float32; returns {blob: (N, *blob_shape)}.

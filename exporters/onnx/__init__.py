@@ -102,6 +102,7 @@ class OnnxTarget(Target):
         return q, meta
 
     runtimes = ("onnxruntime", "opencv")
+    telemetry = {"onnxruntime": ("onnxruntime",), "opencv": ()}  # onnxruntime: zoo.exporters.onnx.quiet
 
     def offers_runtime(self, runtime: str, precision: str, head: str) -> bool:
         # OpenCV DNN has no NonMaxSuppression layer

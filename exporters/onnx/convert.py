@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
 
@@ -124,6 +125,7 @@ def embed_metadata(model, meta: ArtifactMeta) -> None:
 
 def to_fp16(model):
     """float16 weights and arithmetic, float32 inputs and outputs."""
+    import_onnxruntime()
     from onnxruntime.transformers.float16 import convert_float_to_float16  # heavy
 
     return topo_sort(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False))

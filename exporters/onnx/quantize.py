@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.exporters.onnx.convert import INPUT_NAME
+from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.model.layers import onnx_module_name
 
 
@@ -24,6 +25,8 @@ def to_int8(model, calib: np.ndarray, keep_modules: list[str] = (), method: str 
     analysis) stay float, with those of `float_kept`. ``method``: MinMax, or Percentile
     (activation ranges at the PERCENTILE-th percentile of |x|)."""
     import onnx  # heavy
+
+    import_onnxruntime()
     from onnxruntime.quantization import (  # heavy: imported when used
         CalibrationDataReader,
         CalibrationMethod,
@@ -64,8 +67,7 @@ def _one_thread_sessions():
     the int8 file: rfb-640's differed between 1 and 2 threads), and beside the other jobs of a run the
     spinning costs CPU (rfb-640 Percentile on an idle machine: 15.0 s of CPU in 11.9 s with 2 threads,
     8.8 s in 8.8 s with one). Within this block every new session runs on one thread."""
-    import onnxruntime  # heavy: imported when used
-
+    onnxruntime = import_onnxruntime()
     default = onnxruntime.SessionOptions
 
     def one_thread():

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
 from zoo.core.model.layers import onnx_module_name, onnx_origin
@@ -19,7 +20,7 @@ class OnnxRuntimeRunner(Runner):
         self.path = Path(path)
 
     def _load(self) -> None:
-        import onnxruntime as ort  # optional runtime: imported when used
+        ort = import_onnxruntime()
 
         so = ort.SessionOptions()
         so.log_severity_level = 3
@@ -105,7 +106,7 @@ class OnnxRuntimeTap(Tap):
 
     def _load(self) -> None:
         import onnx  # heavy
-        import onnxruntime as ort  # optional runtime: imported when used
+        ort = import_onnxruntime()
         from onnx import TensorProto  # heavy, as above
 
         try:

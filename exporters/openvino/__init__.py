@@ -44,6 +44,7 @@ class OpenvinoTarget(Target):
     packages = ("openvino", "nncf")
     timeout = 900.0
     runtimes = ("openvino",)
+    telemetry = {"openvino": ("openvino-telemetry",)}  # off: zoo.exporters.openvino.quiet
 
     def default_head(self, precision: str) -> str:
         return "raw"

@@ -49,6 +49,7 @@ class TfliteTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu", "ai-edge-litert")
     timeout = 600.0
     runtimes = ("litert",)
+    telemetry = {"litert": ()}
     dynamic = True  # a (None, None, None, 3) signature; LiteRT resizes it (resize_tensor_input)
     no_min_runtime = ("TensorFlow's TFLiteConverter has no LiteRT-release setting (its target_spec limits op sets and "
                       "types; each operator's version follows what the graph uses)")
@@ -105,6 +106,7 @@ class SavedModelTarget(Target):
     packages = ("tensorflow", "tensorflow-cpu")
     timeout = 600.0
     runtimes = ("tensorflow",)
+    telemetry = {"tensorflow": ()}
     dynamic = True  # a (None, None, None, 3) serving signature
 
     def export(self, req: ExportRequest) -> ExportResult:

@@ -99,6 +99,12 @@ class TfliteNet:
     def __exit__(self, *exc: Any) -> None:
         self._it = None
 
+    def settings(self) -> dict:
+        """LiteRT as an app gets it: its default op resolver, which applies the XNNPACK delegate with
+        XNNPACK's defaults (fp32 arithmetic for float models; no fp16 inference unless asked)."""
+        return {"options": {"op_resolver": "default (XNNPACK delegate, its defaults)", "num_threads": self.threads},
+                "reduced": None}
+
     def _pick_outputs(self, outs: list[tuple[str, dict]]) -> tuple[dict, dict]:
         if len(outs) != 2:
             raise ZooError(f"{self.path}: expected 2 outputs (scores, boxes), found {len(outs)}")

@@ -22,12 +22,6 @@ RUNTIMES = ",".join(f"{rt}=={v}" for d in (OLD, NEW) for rt, v in d.items())
 NONET = ROOT / "tests" / "targets" / "nonet"
 
 
-@pytest.fixture(scope="session")
-def compat_cache(tmp_path_factory) -> Path:
-    d = os.environ.get("ZOO_COMPAT_DIR")
-    return Path(d) if d else tmp_path_factory.mktemp("compat-envs")
-
-
 @pytest.fixture(scope="module")
 def compat_run(export_dir, compat_cache, tmp_path_factory):
     """The fp32 and int8 artifacts of rfb-320 for onnx, mnn, ncnn in OLD and NEW; then the same run again."""
@@ -45,7 +39,7 @@ def compat_run(export_dir, compat_cache, tmp_path_factory):
     env = {"ZOO_COMPAT_DIR": str(compat_cache)}
     out = tmp_path_factory.mktemp("compat")
     t0 = time.monotonic()
-    prep = zoo("compat", "--prepare", "--runtime", RUNTIMES, env=env, check=0, timeout=1800)
+    prep = zoo("compat", "--prepare", "--runtime", RUNTIMES, env=env, check=0, timeout=1800, installs=True)
     prepare_s = time.monotonic() - t0
     t0 = time.monotonic()
     cp = zoo("compat", *prims, "--runtime", RUNTIMES, "--json", "--junit", out / "compat.xml", env=env, check=0)
@@ -138,12 +132,12 @@ def test_no_index_is_one_clear_line_and_unavailable_is_not_a_failure(compat_run,
     onnx_fp32 = next(p for p in compat_run["prims"] if p.suffix == ".onnx")
     empty = tmp_path / "envs"
     env = {"ZOO_COMPAT_DIR": str(empty), "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_NO_CACHE_DIR": "1"}
-    cp = zoo("compat", onnx_fp32, "--runtime", "onnxruntime==1.20.1", "--no-save", env=env)
+    cp = zoo("compat", onnx_fp32, "--runtime", "onnxruntime==1.20.1", "--no-save", env=env, installs=True)
     assert_clean_error(cp, "cannot create the onnxruntime==1.20.1 environment", "cannot be reached")
     assert not [p for p in empty.iterdir() if not p.name.startswith(".")] if empty.exists() else True
     # a release with no wheel for this Python: reported as such, the run succeeds
     cp = zoo("compat", onnx_fp32, "--runtime", "onnxruntime==1.14.1", "--no-save", "--json",
-             env={"ZOO_COMPAT_DIR": str(compat_run["cache"])}, check=0)
+             env={"ZOO_COMPAT_DIR": str(compat_run["cache"])}, check=0, installs=True)
     (c,) = json.loads(cp.stdout)["results"]
     assert c["status"] == "unavailable" and "not available for Python 3." in c["message"]
 
@@ -174,7 +168,7 @@ def test_min_runtime_mnn_export_is_proven_in_the_older_mnn(compat_run, export_di
     default_int8 = next(p for p in compat_run["prims"] if p.name == "rfb-320-raw-int8.mnn")
     versions = ("3.0.0", "3.4.1", NEW["mnn"])
     cp = zoo("compat", folder, default_int8, "--runtime", ",".join(f"mnn=={v}" for v in versions), "--json", "--no-save",
-             env=compat_run["env"], check=0)
+             env=compat_run["env"], check=0, installs=True)  # 3.4.1's environment is created here
     doc = json.loads(cp.stdout)
     cells = {(c["artifact"].split(" ", 1)[1], c["version"]): c for c in doc["results"]}
     for p in ("fp32", "int8", "int8-weight"):

@@ -243,6 +243,8 @@ def test_end_to_end_nms_graph(export_dir, batch_cache):
     arts = {a["head"]: a for a in manifest["artifacts"]}
     assert set(arts) == {"decoded", "nms"} and arts["nms"]["parity"]["passed"]
     assert arts["nms"]["parity"]["detections"]["matched"] == arts["decoded"]["parity"]["detections"]["matched"] > 100
+    rows = arts["nms"]["parity"]["outputs"]["detections"]  # its one tensor, compared after the same NMS
+    assert rows["passed"] and rows["max_abs"] < 1e-4 and rows["rows"]["paired"] == rows["rows"]["reference"] > 100
     x, _, sizes = batch_cache((320, 240))
     (dets,) = ort_run(folder / arts["nms"]["primary"], x[:1])
     scores, boxes = ort_run(REFERENCE / "onnx" / "version-RFB-320.onnx", x[:1])

@@ -92,6 +92,7 @@ def test_publish_pushes_the_manifest_and_its_files_only(published):
     titles = [x["title"] for x in first["layers"]]
     assert sorted(titles) == sorted(["manifest.json", *listed])  # REPORT.md (in the folder) is not sent
     assert (rel / "REPORT.md").is_file() and "REPORT.md" not in titles
+    assert (rel / "REPORT.html").is_file() and "REPORT.html" not in titles
     assert first["blobs_pushed"] == len(set(x["digest"] for x in first["layers"])) and first["previous_digest"] is None
     raw = _raw_manifest(published.host, "ultraface/rfb-320", "v1")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == first["digest"]
@@ -188,10 +189,9 @@ def test_a_tag_holding_another_digest_is_refused_unless_forced(published):
     oci = parse_manifest(raw)
     other = OciManifest(oci.config, oci.layers, {**oci.annotations, "vnd.ultraface.note": "another artifact"})
     other_digest = reg.put_manifest("taken", other.to_bytes())
-    t0 = time.monotonic()
     cp = zoo("publish", published.release, "--to", ref, "--insecure")
     assert_clean_error(cp, "exists with a different digest", other_digest, "--force")
-    assert time.monotonic() - t0 < 30  # refused before verifying anything
+    assert "verifying" not in cp.stderr, cp.stderr  # refused before verifying anything (verify says each artifact)
     assert reg.manifest_digest("taken") == other_digest
     res = _json(zoo("publish", published.release, "--to", ref, "--insecure", "--force", "--json", check=0))
     assert res["digest"] == published.first["digest"] and res["previous_digest"] == other_digest

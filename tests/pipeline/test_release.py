@@ -31,9 +31,9 @@ def plugin_env(**extra) -> dict:
 def all_hashes(folder: Path) -> dict[str, str]:
     from zoo.core.fsutil import sha256_file
 
-    # REPORT.md is a derived view (not in the manifest) that names its folder: left out
+    # REPORT.md and REPORT.html are derived views (not in the manifest) that name their folder: left out
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".") and p.name != "REPORT.md"}
+            if p.is_file() and not p.name.startswith(".") and p.name not in ("REPORT.md", "REPORT.html")}
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,8 @@ def test_release_layout_and_manifest(small_release):
         det = json.loads((a / "golden" / mid / "detections.json").read_text())
         assert sum(len(v) for v in det["detections"].values()) >= 3  # one face per golden photo at least
     assert "Parity" in (a / "REPORT.md").read_text() or "parity" in (a / "REPORT.md").read_text()
+    page = (a / "REPORT.html").read_text()
+    assert page.count("<span class=\"v pass\">PASS</span>") >= 2 * len(m["artifacts"])  # summary row + section
     paths = {f["path"] for f in m["files"]}
     assert {"golden/images/astronaut.jpg", "cards/rfb-320.md", "golden/rfb-320/scores.npy"} <= paths
     junit = ET.parse(small_release["junit"]).getroot()

@@ -162,6 +162,38 @@ def test_auto_size_and_consistency_across_sizes(dynamic_export, detect_json, pho
     assert checked >= 3
 
 
+def test_dynamic_ncnn_files_answer_the_originals_blob_names(dynamic_export):
+    """Issue 35, dynamic files too: the original's ncnn calls, ex.input("input", ...), ex.extract("scores")
+    and ex.extract("boxes"), find their blobs at any size (the priors of that size: P rows)."""
+    _available("ncnn")
+    import ncnn
+    import numpy as np
+
+    folder, manifest, cp = dynamic_export("rfb-320")
+    arts = [a for a in manifest["artifacts"] if a["target"] == "ncnn"]
+    assert sorted(a["precision"] for a in arts) == ["fp32", "int8"], cp.stderr[-2000:]
+    for a in arts:
+        param = folder / a["primary"]
+        for (w, h), priors in (((320, 240), 4420), ((640, 480), 17640)):
+            net = ncnn.Net()
+            net.opt.use_vulkan_compute = False
+            net.opt.use_int8_inference = a["precision"] == "int8"
+            assert net.load_param(str(param)) == 0 and net.load_model(str(param.with_suffix(".bin"))) == 0
+            ex = net.create_extractor()
+            x = np.zeros((3, h, w), np.float32)
+            got = {"input": ex.input("input", ncnn.Mat(x))}
+            for name in ("scores", "boxes"):
+                rc, m = ex.extract(name)
+                got[name] = (rc, m.h, m.w)
+                del m
+            ex.clear()  # the extractor and its mats go before the net: outliving it crashes ncnn
+            del ex
+            net.clear()
+            del net
+            assert got.pop("input") == 0, (param.name, "no blob 'input'")
+            assert got == {"scores": (0, priors, 2), "boxes": (0, priors, 4)}, (param.name, w, h, got)
+
+
 def test_static_and_dynamic_live_side_by_side(dynamic_export, photos, tmp_path):
     folder, manifest, cp = dynamic_export("rfb-320")
     out = tmp_path / "both"

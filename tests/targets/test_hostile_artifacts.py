@@ -397,7 +397,8 @@ def test_structural_damage_through_the_runtime_is_refused_in_one_line(target, re
                 assert any(s in msg for s in (Path(rel).name, primary.name, primary.parent.name)), msg
                 kind = ("crash" if "crashed opening it" in msg else "hang" if "hung opening it" in msg
                         else "mismatch" if "does not describe" in msg else "refused")
-            assert time.monotonic() - t < PROBE_TIMEOUT + 30
+            # a hang is killed at the timeout; anything else costs a few intact probes at most (measured above)
+            assert time.monotonic() - t < PROBE_TIMEOUT + 5 * once
             outcomes[kind] = outcomes.get(kind, 0) + 1
 
     run()
@@ -416,7 +417,7 @@ def test_a_runtime_that_crashes_or_hangs_opening_a_file_is_one_line(tmp_path, pl
                         head="raw", checkpoint_sha256="0" * 64, target=name)
     write_sidecar(tmp_path, Path(f"m.{name}"), meta, [Path(f"m.{name}")])
     env = {"ZOO_TARGET_PLUGINS": plugin, "PYTHONPATH": str(ROOT / "tests" / "targets"), "ZOO_PROBE_TIMEOUT": "3"}
-    t0 = time.monotonic()
+    # no wall-clock bound: the message says the hang was killed at ZOO_PROBE_TIMEOUT (3 s), and a run that
+    # did not return within 60 s fails on the subprocess timeout
     cp = zoo("detect", IMAGE, "--artifact", tmp_path / f"m.{name}", env=env, timeout=60)
     assert_clean_error(cp, f"m.{name}: {expected}", f"not a {name} model")
-    assert time.monotonic() - t0 < 30

@@ -191,7 +191,7 @@ def test_fp32_conversion_matches_onnxruntime(converted, images, onnx_out):
     conv = converted("RFB", False)
     out_dir = Path(conv["param"]).parent
     assert sorted(p.name for p in out_dir.iterdir()) == ["RFB-320.bin", "RFB-320.param"]  # no pnnx by-products
-    assert conv["input_blob"] == "in0" and conv["weights"] == "fp32"
+    assert conv["input_blob"] == "input" and conv["weights"] == "fp32"
     assert conv["input_shape"] == [1, 3, H, W]
     with NcnnNet(conv["param"], conv["bin"]) as net:  # shape read back from the Input layer
         assert net.input_shape == (3, H, W)
@@ -442,9 +442,9 @@ def test_int8_format_on_a_tiny_hand_made_net(tmp_path):
     assert np.allclose(wsc, 127 / np.abs(w.reshape(c_out, -1)).max(1), rtol=1e-6)
     assert "8=2" in (tmp_path / "q.param").read_text().splitlines()[3]
     assert "8=1" in (tmp_path / "q.param").read_text().splitlines()[4]
-    with NcnnNet(param, binf) as net:
+    with NcnnNet(param, binf, input_blob="in0") as net:
         ref = net.infer(x)["out0"]
-    with NcnnNet(info["param"], info["bin"], int8=True) as net:
+    with NcnnNet(info["param"], info["bin"], int8=True, input_blob="in0") as net:
         got = net.infer(x)["out0"]
     assert got.shape == ref.shape == (3, c_out, 12, 16)
     rel = np.abs(got - ref).max() / np.abs(ref).max()

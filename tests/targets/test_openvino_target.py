@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+import osaudit
 from conftest import HALVES, IMAGES, ROOT, assert_built, ort_run, zoo
 from zoo.exporters import get_target
 
@@ -213,7 +214,13 @@ print("done")
     env = dict(os.environ, HOME=str(home), ZOO_NONET_LOG=str(log),
                PYTHONPATH=os.pathsep.join([str(NONET), str(ROOT)]))
     env.pop("CI", None)  # OpenVINO's converter skips its telemetry under CI=true: prove it without that
-    cp = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    cmd = [sys.executable, "-c", code]
+    if osaudit.missing_reason() is None:  # and the OS-level audit: no look-up or connection from native code either
+        with osaudit.os_audit(tmp_path / "audit") as audit:
+            cp = audit.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert audit.clean, audit.report()
+    else:
+        cp = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert cp.returncode == 0 and "done" in cp.stdout, cp.stdout[-2000:] + cp.stderr[-2000:]
     assert not log.exists() or not log.read_text(), log.read_text()
     assert not list(home.rglob("*")), sorted(str(p) for p in home.rglob("*"))

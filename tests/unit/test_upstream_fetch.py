@@ -252,7 +252,7 @@ def test_the_project_list_is_valid_and_agrees_with_the_checkpoint_manifest():
     from zoo.checkpoints import loader
 
     files = load_list()
-    assert len(files) == 48 and len({f.remote for f in files}) == 48
+    assert len(files) == 64 and len({f.remote for f in files}) == 64
     ckpts = {Path(f.local).name: f for f in files if f.local.endswith(".pth")}
     manifest = loader.manifest()
     assert set(ckpts) == set(manifest)

@@ -22,6 +22,14 @@ def run(job: dict) -> dict:
     if job["do"] == "slow":  # a warm-up: slow imports, remembered by the process
         time.sleep(1.0)
         os.environ["WARMED"] = "1"
+    if job["do"] == "launched?":  # started through a launcher prefix (zoo.core.isolation)?
+        return {"ok": True, "via": os.environ.get("ZOO_TEST_VIA"), "launcher": os.environ.get("ZOO_LAUNCHER")}
+    if job["do"] == "nested":  # a worker starting a worker: the prefix is passed on
+        from pathlib import Path
+
+        from zoo.core.isolation import run_isolated
+
+        return run_isolated("warm_job", [], {"do": "launched?"}, Path(job["work"]), 60, "inner")
     if job["do"] == "warmed?":
         return {"ok": True, "pid": os.getpid(), "warmed": os.environ.get("WARMED") == "1"}
     return {"ok": True, "pid": os.getpid()}

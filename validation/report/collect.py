@@ -55,11 +55,64 @@ def _evidence(p: dict) -> dict | None:
             "overlap": [str(n) for n in overlap] if isinstance(overlap, list) else None}
 
 
+def _text(v, limit: int = 300) -> str | None:
+    return v[:limit] if isinstance(v, str) else None
+
+
+def _per_image(p: dict) -> list[dict] | None:
+    """Per photo: its name and counts (where an artifact departs most from PyTorch); None when not recorded."""
+    rows = p.get("per_image")
+    if not isinstance(rows, list):
+        return None
+    out = []
+    for r in rows:
+        if isinstance(r, dict) and isinstance(r.get("image"), str):
+            out.append({"image": r["image"][:200], **{k: _num(r.get(k)) for k in (
+                "reference", "matched", "missed", "extra", "borderline", "min_iou", "max_score_change")}})
+    return out
+
+
+def _gate(p: dict) -> list[dict]:
+    """The gate photos by name and sha256 (how the report finds a photo again)."""
+    ev = _dict(p.get("evidence"))
+    gate = ev.get("gate")
+    if not isinstance(gate, list):
+        return []
+    return [{"name": g["name"][:200], "sha256": _text(g.get("sha256"), 64)} for g in gate
+            if isinstance(g, dict) and isinstance(g.get("name"), str)]
+
+
+def _scalars(d, depth: int = 0) -> dict | None:
+    """The numbers, booleans and short texts of a parity field a newer zoo records (shown as found: the
+    report reads them defensively, absent = not measured); None when nothing readable is there."""
+    if not isinstance(d, dict) or depth > 2:
+        return None
+    out = {}
+    for k, v in d.items():
+        if not isinstance(k, str):
+            continue
+        if isinstance(v, bool) or _num(v) is not None:
+            out[k[:60]] = v
+        elif isinstance(v, str) and len(v) <= 120:
+            out[k[:60]] = v
+        elif isinstance(v, dict):
+            sub = _scalars(v, depth + 1)
+            if sub:
+                out[k[:60]] = sub
+    return out or None
+
+
+#: detection counts the report shows in its own columns; any other number recorded is listed as found
+_SHOWN = ("reference", "matched", "missed", "extra", "borderline", "min_iou", "max_score_change", "strict", "by_size",
+          "passed", "recall", "extra_rate", "borderline_missed", "borderline_extra")
+
+
 def _parity_summary(p: dict | None) -> dict:
     if not p:
         return {"passed": None, "note": "parity not run"}
     d = _dict(p.get("detections"))
     failures = p.get("failures")
+    more = _scalars({k: v for k, v in d.items() if k not in _SHOWN})
     return {
         "passed": bool(p.get("passed")),
         "images": _num(p.get("images")),
@@ -69,6 +122,12 @@ def _parity_summary(p: dict | None) -> dict:
         "evidence": _evidence(p),
         "max_abs": {str(k): _num(_dict(v).get("max_abs")) for k, v in _dict(p.get("outputs")).items()},
         "failures": [str(f) for f in failures] if isinstance(failures, list) else [],
+        "recall": _num(d.get("recall")),
+        "per_image": _per_image(p),
+        "gate": _gate(p),
+        # fields of newer parity results, read defensively (absent = not measured): shown as found
+        "shift": _scalars(p.get("shift")),
+        "detections_more": more,
     }
 
 
@@ -110,8 +169,11 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
             compat.append({"folder": str(folder), "file": str(folder / COMPAT_FILE), "doc": doc, "problem": problem,
                            "current": current})
         by_key: dict[tuple, list[dict]] = {}
+        by_primary: dict[str, list[dict]] = {}
         for r in (bench or {}).get("results", []):
             by_key.setdefault((r.get("model"), r.get("target"), r.get("precision"), r.get("head")), []).append(r)
+            if isinstance(r.get("primary"), str):
+                by_primary.setdefault(r["primary"], []).append(r)
         used = set()
         for a in manifest.artifacts:
             model = a.model or a.meta.get("model_id") or top.get("id", "?")
@@ -124,7 +186,9 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
             size = sum(f.bytes for f in files)
             sha = a.file(a.primary).sha256
             k = (model, a.target, a.precision, a.head)
-            rows = sorted(by_key.get(k, []), key=lambda r: r.get("threads", 0))
+            # a row names its file (a dynamic artifact and its fixed twin share the other keys); older rows by key
+            mine = by_primary.get(a.primary) or [r for r in by_key.get(k, []) if "primary" not in r]
+            rows = sorted(mine, key=lambda r: r.get("threads", 0))
             used.add(k)
             for r in rows:  # the bench already counted them: no need to build the PyTorch model
                 if r.get("macs") and models[model]["macs"] is None:
@@ -135,7 +199,10 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
                              f"(the file changed since `zoo bench`): re-run `zoo bench {folder.name}`")
             artifacts.append({
                 "folder": str(folder), "model": model, "target": a.target, "precision": a.precision, "head": a.head,
-                "primary": a.primary, "files": [f.path for f in files],
+                "dynamic": a.dynamic, "min_runtime": a.min_runtime, "label": a.key.label(),
+                "primary": a.primary, "files": [f.path for f in files], "sha256": sha,
+                "file_entries": [{"path": f.path, "bytes": f.bytes, "sha256": f.sha256} for f in a.files],
+                "input_size": a.meta.get("input_size"),
                 "size_bytes": size, "size_mib": round(size / MIB, 3),
                 "parity": _parity_summary(a.parity),
                 "bench": rows, "stale": stale,

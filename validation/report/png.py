@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 from zoo.validation.report.collect import result_for
@@ -9,6 +10,21 @@ from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes
 
 _MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
+DPI = 110
+#: a generous average character width, in ems, of matplotlib's default sans-serif face (DejaVu Sans)
+_EM = 0.62
+
+
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points."""
+    per_line = max(20, int(width_in * 72 / (fontsize * _EM)))
+    return "\n".join(textwrap.wrap(text, per_line)) or text
+
+
+def _legend_columns(labels: list[str], width_in: float, fontsize: float) -> int:
+    """The most legend columns whose widest entry (marker + label) still fits ``width_in`` inches."""
+    entry = (max(len(l) for l in labels) * _EM + 4.5) * fontsize / 72 if labels else 1.0
+    return max(1, min(len(labels), int((width_in - 0.3) / entry)))
 
 
 def render_png(rep: dict, out: Path) -> Path:
@@ -34,7 +50,7 @@ def render_png(rep: dict, out: Path) -> Path:
     measured = [a for a in arts if any(not r.get("error") for r in a["bench"])]
     title = f"UltraFace {', '.join(models)}"
     if measured and threads:
-        fig, axes = plt.subplots(1, len(threads), figsize=(6.2 * len(threads), 5.2), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(threads), figsize=(6.2 * len(threads), 5.2), squeeze=False)
         fills = ["full", "none", "left", "bottom"]
         for ax, t in zip(axes[0], threads):
             for a in measured:
@@ -62,12 +78,22 @@ def render_png(rep: dict, out: Path) -> Path:
         if len(models) > 1:
             handles += [Line2D([], [], color="0.3", marker="o", ls="", ms=9, fillstyle=fills[i % len(fills)], label=m)
                         for i, m in enumerate(models)]
-        fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 9), frameon=False,
-                   bbox_to_anchor=(0.5, 0.955), fontsize=10)
+        width_in = fig.get_size_inches()[0]
+        ncol = _legend_columns([h.get_label() for h in handles], width_in, 10)
+        rows = -(-len(handles) // ncol)
         m = rep["bench"].get("machine") or {}
-        fig.suptitle(f"{title}: latency vs size ({m.get('cpu', 'this machine')}, batch 1, lower-left is better)",
-                     fontsize=13, y=0.995)
-        fig.tight_layout(rect=(0, 0, 1, 0.9))
+        head = _wrap(f"{title}: latency vs size ({m.get('cpu', 'this machine')}, batch 1, lower-left is better)",
+                     width_in, 13)
+        lines = head.count("\n") + 1
+        # room above the panels for the title's lines and the legend's rows (inches -> figure fraction)
+        top_in = 0.25 * lines + 0.24 * rows + 0.2
+        fig.set_size_inches(width_in, 5.2 + top_in)
+        frac = top_in / (5.2 + top_in)
+        # a plain text, not suptitle: tight_layout would reserve the title's room a second time
+        fig.text(0.5, 0.99, head, fontsize=13, ha="center", va="top")
+        fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - (0.25 * lines + 0.08) / (5.2 + top_in)), fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 1 - frac))
     else:
         fig, ax = plt.subplots(figsize=(8, 0.45 * max(4, len(arts) + 2) + 1.2))
         labels = [f"{a['model']} {a['target']} {a['precision']} ({a['head']})" for a in arts]
@@ -80,10 +106,13 @@ def render_png(rep: dict, out: Path) -> Path:
         ax.set_xlim(0, 1.5 * max([a["size_mib"] for a in arts] + [1.11]))
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(True, axis="x", alpha=0.3)
-        ax.set_title(f"{title}: model size (no bench.json: run `zoo bench` for latency)", fontsize=11)
+        ax.set_title(_wrap(f"{title}: model size (no bench.json: run `zoo bench` for latency)",
+                           fig.get_size_inches()[0] * 0.8, 11), fontsize=11)
         fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    # bbox "tight": the canvas is grown to hold every artist (a long title or legend is never cut at an
+    # edge); no Software metadata: the same report gives the same bytes
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15, metadata={"Software": None})
     plt.close(fig)
     out = Path(out)
     atomic_write_bytes(out, buf.getvalue())

@@ -11,7 +11,9 @@ import typer
 
 from zoo.validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
 from zoo.validation.report import write_report
+from zoo.validation.report.write import check_out
 from zoo.exporters import select_runtime
+from zoo.pipeline.report_page import html_report
 from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimeOpt, print_json, runtime_option, stderr
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
@@ -101,13 +103,26 @@ def bench(
 
 
 def report(
-    folders: Annotated[list[Path], typer.Argument(help="Release folders written by `zoo export` (and `zoo bench`).")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="md, json, csv or png.")] = "md",
+    folders: Annotated[list[Path], typer.Argument(help="Release folders written by `zoo export` (and `zoo bench`); "
+                                                       "html: one, or two (OLD NEW) to show what changed.")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="md, json, csv, png or html.")] = "md",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (default: stdout; png: DIR/report.png).")] = None,
     bench_file: Annotated[Optional[Path], typer.Option("--bench", help="Bench results (default: DIR/bench.json).")] = None,
+    no_diff: Annotated[bool, typer.Option("--no-diff", help="html: skip the layer-by-layer error curves of fp16/int8.")] = False,
 ) -> None:
-    """Size, latency x threads, parity and the original's published figures, as Markdown, JSON, CSV or a PNG chart."""
-    rep, text, written = write_report(folders, format_.lower().strip(), out, bench_file)
+    """Size, latency x threads, parity and the original's published figures, as Markdown, JSON, CSV, a PNG chart
+    or one self-contained HTML page (with each artifact's faces and error curve, computed now)."""
+    fmt = format_.lower().strip()
+    if fmt == "html":
+        if out is not None:
+            check_out(folders, out)
+        rep, text = html_report(folders, bench_file, diff=not no_diff)
+        written = None
+        if out is not None:
+            atomic_write_text(out, text)
+            written = out
+    else:
+        rep, text, written = write_report(folders, fmt, out, bench_file)
     if not rep["bench"]["present"]:
         stderr(f"note: no {BENCH_FILE} found: sizes and parity only (run `zoo bench DIR` first for latency)")
     if text is not None and written is None:

@@ -1,6 +1,7 @@
 """`zoo compat`: artifacts x runtime releases, each release in its own cached environment."""
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 import time
 from pathlib import Path
@@ -9,12 +10,15 @@ from typing import Annotated, Optional
 import typer
 
 from zoo.exporters import runtime_names
-from zoo.validation.compat import render_text
+from zoo.validation.compat import case_name, render_text
 from zoo.validation.parity import MIN_EVIDENCE
-from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, JunitOpt, ThreadsOpt, parity_images, print_json, stderr
+from zoo.cli.common import (CheckpointOpt, ImagesOpt, JobsOpt, JsonOpt, JunitOpt, ThreadsOpt, default_jobs, parity_images,
+                            print_json, stderr)
 from zoo.core.errors import ZooError
-from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs
-from zoo.pipeline.compat_env import compat_dir, dir_bytes, load_matrix, parse_runtime_specs, prepare_env, prune_envs
+from zoo.core.platforms import PLATFORMS, get_platform
+from zoo.pipeline.compat import collect, run_compat, save_compat, select_platform_specs, select_specs
+from zoo.pipeline.compat_env import compat_dir, dir_bytes, load_matrix, parse_runtime_specs, prune_envs
+from zoo.pipeline.compat_platform import keep_names, prepare as prepare_any
 from zoo.pipeline.junit import write_junit
 
 
@@ -29,9 +33,15 @@ def compat(
         "--prepare", help="Only create the environments (of the artifacts' runtimes, or of every runtime without paths).")] = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Only remove cached environments no release of the matrix file (or of --runtime) names.")] = False,
+    platform: Annotated[Optional[str], typer.Option(
+        "--platform", help=f"Run each artifact in its runtime's build for this platform, emulated: {', '.join(PLATFORMS)}. "
+                           "Default releases: those of this environment.")] = None,
+    cpu: Annotated[Optional[str], typer.Option(
+        "--cpu", help="With --platform: the CPU models, e.g. armv8.0,armv8.2 (default: all of the platform's).")] = None,
     images: ImagesOpt = None,
     checkpoint: CheckpointOpt = None,
     threads: ThreadsOpt = 1,
+    jobs: JobsOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per artifact run.")] = 300.0,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write DIR/compat.json beside each manifest.")] = True,
     junit: JunitOpt = None,
@@ -45,13 +55,14 @@ def compat(
     cache = compat_dir()
     # what gets installed is always said (stderr); with --json the progress lines are not
     say = (lambda msg: stderr(msg) if msg.startswith(("creat", "note")) else None) if json_ else stderr
+    cpus = _cpus(platform, cpu)
     m = load_matrix()
     if prune:
-        if paths or prepare or matrix:
-            raise ZooError("--prune takes no folders, --prepare or --matrix: it keeps every release of the matrix file "
-                           "and those of --runtime")
+        if paths or prepare or matrix or platform:
+            raise ZooError("--prune takes no folders, --prepare, --matrix or --platform: it keeps every release of the "
+                           "matrix file and those of --runtime, on every platform")
         keep = m.all() + (parse_runtime_specs(runtime, m, runtime_names()) if runtime else [])
-        res = prune_envs(cache, keep, say)
+        res = prune_envs(cache, keep, say, keep_names(keep))
         if json_:
             print_json({"cache": str(cache), **res})
         else:
@@ -60,20 +71,27 @@ def compat(
         return
     subjects = collect(paths) if paths else []
     wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
-    specs = select_specs(m, runtime, matrix, wanted)
+    if platform:
+        specs = select_platform_specs(m, runtime, matrix, wanted, platform)
+    else:
+        specs = select_specs(m, runtime, matrix, wanted)
     if prepare:
         t0 = time.monotonic()
         rows = []
-        for spec in specs:
-            st = prepare_env(cache, spec, say)
-            rows.append({"spec": spec.label, "package": spec.package, "state": st["state"],
-                         **({"message": st["message"]} if st.get("message") else {})})
+        todo = list(specs)
+        if platform:  # the same releases on this machine too, where this environment does not hold them
+            todo += [s.on("") for s in specs if _installed_version(s.package) != s.version]
+        for spec in todo:
+            st = prepare_any(cache, spec, say)
+            rows.append({"spec": spec.label, "package": spec.package, **({"platform": spec.platform} if spec.platform else {}),
+                         "state": st["state"], **({"message": st["message"]} if st.get("message") else {})})
         total = dir_bytes(cache) if cache.is_dir() else 0
         if json_:
             print_json({"cache": str(cache), "bytes": total, "seconds": round(time.monotonic() - t0, 1), "environments": rows})
         else:
             for r in rows:
-                typer.echo(f"{r['state']:<12} {r['spec']} ({r['package']}){': ' + r['message'] if r.get('message') else ''}")
+                where = f", {r['platform']}" if r.get("platform") else ""
+                typer.echo(f"{r['state']:<12} {r['spec']} ({r['package']}{where}){': ' + r['message'] if r.get('message') else ''}")
             typer.echo(f"cache {cache}: {total / 2**20:.0f} MiB")
         return
     if not subjects:
@@ -82,10 +100,10 @@ def compat(
     if any(not s.release for s in subjects):
         img_paths = parity_images(images)
     doc = run_compat(subjects, specs, cache, images=img_paths, checkpoint=checkpoint, threads=threads,
-                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say)
+                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say, cpus=cpus, jobs=jobs or default_jobs())
     written = save_compat(doc, subjects) if save else []
     if junit:
-        cases = [{"name": f"{c['artifact']} @ {c['runtime']}=={c['version']}", "passed": c["status"] in ("PASS", "unavailable"),
+        cases = [{"name": case_name(c), "passed": c["status"] in ("PASS", "unavailable"),
                   "skipped": c["status"] == "unavailable", "failure": f"{c['status']}: {c.get('message') or ''}".strip(": "),
                   "time": c.get("seconds", 0.0)} for c in doc["results"]]
         write_junit(junit, "compat", cases)
@@ -95,3 +113,26 @@ def compat(
         sys.stdout.write(render_text(doc))
         for p in written:
             stderr(f"wrote {p}")
+
+
+def _cpus(platform: str | None, cpu: str | None) -> list[str] | None:
+    """The CPU models of --cpu (checked against the platform's), all of the platform's without it."""
+    if cpu is not None and not platform:
+        raise ZooError(f"--cpu needs --platform: CPU models are those of an emulated platform ({', '.join(PLATFORMS)}); "
+                       "without --platform the artifacts run on this machine's CPU")
+    if not platform:
+        return None
+    plat = get_platform(platform)
+    if cpu is None:
+        return [c.name for c in plat.cpus]
+    names = [c.strip() for c in cpu.split(",") if c.strip()]
+    if not names:
+        raise ZooError(f"--cpu is empty: give CPU models of {plat.name}, e.g. {','.join(c.name for c in plat.cpus)}")
+    return list(dict.fromkeys(plat.cpu(n).name for n in names))
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -9,3 +9,10 @@ import os as _os
 # empty or non-numeric value (on which OpenCV aborts the process at import) is replaced.
 if not _os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "").strip().isdigit():
     _os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = "100000000"
+
+# The usage reporting of the libraries we load (onnxruntime's native client reads its switch when it
+# loads): every environment switch set here, before any module of ours can import one of them, and
+# inherited by every process zoo starts (zoo.core.telemetry).
+from zoo.core.telemetry import turn_off as _turn_off  # noqa: E402
+
+_turn_off()

@@ -16,6 +16,14 @@ be run warm (the tests build an artifact warm after other jobs and fresh, and co
 
 ``python``: another interpreter (e.g. a `zoo compat` runtime environment) instead of this one; with
 ``pythonpath`` its import path is exactly those folders (no PYTHONPATH inherited from this process).
+
+``launcher``: a command prefix the worker is started through, e.g. an emulator
+(``["qemu-aarch64-static", "-cpu", "cortex-a76", "-L", ROOT]`` for an aarch64 interpreter, or
+``["qemu-x86_64-static", "-cpu", "Haswell"]`` for this one on an older x86 CPU). The emulator is
+started explicitly, never through binfmt_misc (kernel-wide state). A process started through a
+prefix finds it in ``ZOO_LAUNCHER`` (a JSON list), and ``launcher=None`` (the default) means that
+prefix: the workers a worker starts run through the same emulator, and a whole run started with
+``ZOO_LAUNCHER`` set starts all of its workers through it. ``launcher=[]`` starts one natively.
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ from pathlib import Path
 
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
+from zoo.core.telemetry import child_env
 
 _ACTIVE: set = set()  # worker processes running now (killed on interrupt)
 
@@ -52,16 +61,35 @@ def _tail(log: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[-400:]
 
 
+LAUNCHER_ENV = "ZOO_LAUNCHER"  # the prefix a worker was started through (JSON list), for its own children
+
+
+def worker_command(module: str, args: list[str], python: str | None = None,
+                   launcher: list[str] | None = None) -> list[str]:
+    """``[*launcher, python, -m, module, *args]``: how every isolated worker is started."""
+    return [*(launcher or []), python or sys.executable, "-m", module, *args]
+
+
+def launcher_of_this_process() -> list[str]:
+    """The command prefix this process was started through (``ZOO_LAUNCHER``), or []."""
+    try:
+        got = json.loads(os.environ.get(LAUNCHER_ENV) or "[]")
+    except ValueError:
+        return []
+    return [str(a) for a in got] if isinstance(got, list) else []
+
+
 def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: float, name: str,
                  env_extra: dict | None = None, what: str = "converter", python: str | None = None,
-                 pythonpath: list[str] | None = None) -> dict:
+                 pythonpath: list[str] | None = None, launcher: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     job_path, result_path, log_path = work / f"{name}.job.json", work / f"{name}.result.json", work / f"{name}.log"
     job_path.write_text(json.dumps(job))
-    env = _child_env(env_extra, pythonpath)
+    launcher = launcher_of_this_process() if launcher is None else launcher
+    env = _child_env(env_extra, pythonpath, launcher)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [python or sys.executable, "-m", module, *args, str(job_path), str(result_path)],
+            worker_command(module, [*args, str(job_path), str(result_path)], python, launcher),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
         _ACTIVE.add(proc)
@@ -84,10 +112,15 @@ def run_isolated(module: str, args: list[str], job: dict, work: Path, timeout: f
     return {"ok": False, "error": f"{what} exited with code {rc} without a result; last output: {_tail(log_path) or 'none'}"}
 
 
-def _child_env(env_extra: dict | None, pythonpath: list[str] | None = None) -> dict:
+def _child_env(env_extra: dict | None, pythonpath: list[str] | None = None,
+               launcher: list[str] | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.update(env_extra or {})
+    env = child_env({**env, **(env_extra or {})})  # the libraries' usage reporting off, whatever env_extra says
+    if launcher:
+        env[LAUNCHER_ENV] = json.dumps(list(launcher))
+    else:
+        env.pop(LAUNCHER_ENV, None)
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the `zoo` package
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(pythonpath)
@@ -107,12 +140,12 @@ def _signal_name(rc: int) -> str:
 class _Warm:
     """One warm worker process: jobs in on stdin (a JSON line each), "done" lines out on stdout."""
 
-    def __init__(self, module: str, work: Path, env: dict):
+    def __init__(self, module: str, work: Path, env: dict, launcher: list[str] | None = None, python: str | None = None):
         work.mkdir(parents=True, exist_ok=True)
         self.boot_log = work / f".warm-{id(self)}.log"
         with open(self.boot_log, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", module, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                worker_command(module, ["--serve"], python, launcher), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, env=env, start_new_session=True,
             )
         self.jobs = 0
@@ -168,12 +201,14 @@ class WarmWorkers:
     """Warm worker processes per family, for one run (``with WarmWorkers(module) as warm:``).
 
     ``warm.run(family, job, work, timeout, name)`` behaves as ``run_isolated`` (same files, same
-    errors) but reuses an idle process of that family; a process that did not answer cleanly is
+    errors, the same ``python``, ``pythonpath`` and ``launcher``) but reuses an idle process of that family; a process that did not answer cleanly is
     killed and never reused. ``close()`` (the ``with`` block's end) stops them all.
     """
 
-    def __init__(self, module: str, env_extra: dict | None = None):
-        self.module, self.env = module, _child_env(env_extra)
+    def __init__(self, module: str, env_extra: dict | None = None, launcher: list[str] | None = None,
+                 python: str | None = None, pythonpath: list[str] | None = None):
+        self.launcher = launcher_of_this_process() if launcher is None else launcher
+        self.module, self.python, self.env = module, python, _child_env(env_extra, pythonpath, self.launcher)
         self._idle: dict[str, list[_Warm]] = {}
         self._pending: dict[str, list[threading.Thread]] = {}
         self._lock = threading.Lock()
@@ -229,7 +264,7 @@ class WarmWorkers:
         if w is None or w.proc.poll() is not None:
             if w is not None:
                 w.kill()
-            w = _Warm(self.module, work, self.env)
+            w = _Warm(self.module, work, self.env, self.launcher, self.python)
             with self._lock:
                 self.started += 1
         _ACTIVE.add(w.proc)

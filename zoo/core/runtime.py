@@ -62,6 +62,12 @@ class Runner(_Lifecycle):
     def _run(self, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
         """Native outputs for an NCHW float batch, as (name, array) pairs."""
 
+    def settings(self) -> dict:
+        """What the runtime runs with, once loaded, as far as it tells: ``{"options": {...}, "reduced":
+        "fp16 ..." or None}``, where ``reduced`` names a reduced-precision arithmetic or storage it chose
+        for this CPU (ncnn's fp16 on ARMv8.2, MNN's ``precision: low``). {} when it says nothing."""
+        return {}
+
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if not self._active:
             raise RuntimeError(f"{type(self).__name__}.infer called outside `with runner:`")
@@ -164,6 +170,9 @@ class NativeRunner(Runner):
         if self.layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return list(self.net.infer(x).items())
+
+    def settings(self) -> dict:
+        return self.net.settings() if self.net is not None and hasattr(self.net, "settings") else {}
 
 
 class Tap(_Lifecycle):

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from zoo.core.errors import ZooError, nearest
 from zoo.core.fsutil import atomic_dir, atomic_write_text, remove_dir, user_cache
+from zoo.core.platforms import get_platform
 
 ENV_DIR = "ZOO_COMPAT_DIR"
 READY = "zoo-compat-env.json"
@@ -47,7 +48,8 @@ class EnvSpec:
     extra: tuple[str, ...] = ()
     why: str = ""
     rank: int = 1
-    deps: bool = True  # False: pip --no-deps (the runtime's declared dependencies are not needed to run it)  # ordering across packages of one runtime: an alias package (older line) ranks 0
+    deps: bool = True  # False: pip --no-deps (the runtime's declared dependencies are not needed to run it)
+    platform: str = ""  # "" this machine; else a zoo.core.platforms name (linux/arm64): that platform's wheels
 
     @property
     def label(self) -> str:
@@ -57,13 +59,19 @@ class EnvSpec:
     def requirements(self) -> list[str]:
         return [f"{self.package}=={self.version}", self.numpy, *self.extra]
 
+    def on(self, platform: str) -> "EnvSpec":
+        """The same release for another platform ("" for this machine)."""
+        return replace(self, platform=platform)
+
     @property
     def env_name(self) -> str:
-        """The cache folder's name: the package release, the Python it is for (the platform is this
-        machine's) and a short hash of everything installed (two runtimes sharing a package share an
-        environment only when they install the same)."""
-        h = hashlib.sha256((" ".join(self.requirements) + ("" if self.deps else " --no-deps")).encode()).hexdigest()[:8]
-        return f"{self.package.lower()}-{self.version}-py{sys.version_info.major}{sys.version_info.minor}-{h}"
+        """The cache folder's name: the package release, the Python it is for, the platform when it is
+        not this machine's (linux_aarch64) and a short hash of everything installed (two runtimes sharing
+        a package share an environment only when they install the same)."""
+        what = " ".join(self.requirements) + ("" if self.deps else " --no-deps") + (f" @{self.platform}" if self.platform else "")
+        h = hashlib.sha256(what.encode()).hexdigest()[:8]
+        plat = f"-{get_platform(self.platform).tag}" if self.platform else ""
+        return f"{self.package.lower()}-{self.version}-py{sys.version_info.major}{sys.version_info.minor}{plat}-{h}"
 
     def sort_key(self) -> tuple:
         return (self.rank, version_key(self.version))
@@ -218,19 +226,23 @@ def env_state(cache: Path, spec: EnvSpec) -> dict:
     """{"state": "ready", "python": ...} | {"state": "unavailable", "message": ...} | {"state": "missing"}."""
     env = cache / spec.env_name
     ready = env / READY
-    if ready.is_file() and env_python(env).exists():
+    # another platform's environment is its packages alone (``site``), run by that platform's interpreter
+    if ready.is_file() and (env_python(env).exists() if not spec.platform else (env / "site").is_dir()):
         try:
             info = json.loads(ready.read_text())
         except (OSError, ValueError):
             info = None
-        if isinstance(info, dict) and info.get("requirements") == spec.requirements and info.get("deps", True) == spec.deps:
-            return {"state": "ready", "python": str(env_python(env)), "env": str(env), "info": info}
+        if (isinstance(info, dict) and info.get("requirements") == spec.requirements and info.get("deps", True) == spec.deps
+                and info.get("platform", "") == spec.platform):
+            return {"state": "ready", "python": str(env_python(env)) if not spec.platform else None, "env": str(env),
+                    "info": info}
     marker = cache / f"{spec.env_name}.unavailable.json"
     if marker.is_file():
         try:
             info = json.loads(marker.read_text())
             if isinstance(info, dict) and info.get("requirements") == spec.requirements:
-                return {"state": "unavailable", "message": str(info.get("message", ""))[:300]}
+                return {"state": "unavailable", "message": str(info.get("message", ""))[:300],
+                        **({"qemu": info["qemu"]} if "qemu" in info else {})}
         except (OSError, ValueError):
             pass
     return {"state": "missing"}
@@ -266,10 +278,12 @@ class _Abandon(Exception):
         self.state = state
 
 
-def _unavailable(cache: Path, spec: EnvSpec, line: str) -> _Abandon:
+def _unavailable(cache: Path, spec: EnvSpec, line: str, **extra) -> _Abandon:
+    """Remember that ``spec`` cannot be had (``extra``: what the answer depends on besides the release,
+    e.g. the emulator's version), and leave its temporary environment."""
     atomic_write_text(cache / f"{spec.env_name}.unavailable.json",
-                      json.dumps({"requirements": spec.requirements, "message": line}) + "\n")
-    return _Abandon({"state": "unavailable", "message": line})
+                      json.dumps({"requirements": spec.requirements, "message": line, **extra}) + "\n")
+    return _Abandon({"state": "unavailable", "message": line, **extra})
 
 
 def _build(tmp: Path, cache: Path, spec: EnvSpec, timeout: float, t0: float) -> None:
@@ -341,14 +355,14 @@ def _python_tag() -> str:
     return f"py{sys.version_info.major}{sys.version_info.minor}"
 
 
-def prune_envs(cache: Path, keep: list[EnvSpec], say=lambda msg: None) -> dict:
+def prune_envs(cache: Path, keep: list[EnvSpec], say=lambda msg: None, keep_names: set[str] | None = None) -> dict:
     """Remove the environments (and remembered-unavailable markers) of ``cache`` that no spec of ``keep``
     names: those of matrix entries that changed or left the matrix. Only what is recognisably ours and
     for this Python is touched: a folder holding ``zoo-compat-env.json`` or a ``NAME.unavailable.json``,
     with this Python's tag in NAME; anything else (another Python's, a folder being built) stays.
     Returns {"removed": [{"name", "bytes"}], "kept": [names], "bytes": freed}."""
     cache = Path(cache)
-    wanted = {s.env_name for s in keep}
+    wanted = {s.env_name for s in keep} | set(keep_names or ())
     removed, kept = [], []
     if not cache.is_dir():
         return {"removed": removed, "kept": kept, "bytes": 0}

@@ -9,7 +9,7 @@ from zoo.core.fsutil import copy_file_atomic, ensure_writable_dir
 from zoo.core.manifest import Artifact, ArtifactKey, FileEntry, Failure, Manifest, confine, file_entries, read_manifest, verify_files, write_manifest
 from zoo.pipeline.cards import CARDS, write_card
 from zoo.pipeline.lock import release_lock
-from zoo.pipeline.release import REPORT, release_manifest, write_report
+from zoo.pipeline.release import REPORTS, release_manifest, write_report
 
 
 def read_shard(folder: Path) -> Manifest:
@@ -43,7 +43,7 @@ def merge(out: Path, sources: list[Path], progress=None) -> Manifest:
             for f in m.failed:
                 failed[f.key] = f
             for f in m.files:
-                if f.path == REPORT or f.path.startswith(CARDS + "/"):
+                if f.path in REPORTS or f.path.startswith(CARDS + "/"):
                     continue  # regenerated from the merged manifest
                 if f.path in extra and extra[f.path].sha256 != f.sha256:
                     raise ZooError(f"shards disagree on {f.path}; were they built from the same inputs?")

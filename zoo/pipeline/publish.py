@@ -3,7 +3,7 @@
 The artifact holds exactly ``manifest.json`` and the files it lists, one layer per file (titled with its
 path, a media type per format, the artifact it belongs to annotated), in the manifest's own order; the
 manifest.json is both the config blob and a layer (so a generic `oras pull` gets a complete folder).
-Nothing else of the folder (REPORT.md, bench.json, ...) is ever sent. The OCI manifest is built from the
+Nothing else of the folder (REPORT.md, REPORT.html, bench.json, ...) is ever sent. The OCI manifest is built from the
 release manifest alone, with no time in it: the same release gives the same digest.
 
 A pull takes the OCI manifest, then the release manifest (the config), checks the one against the
@@ -47,7 +47,7 @@ ANN = "vnd.ultraface"  # the prefix of our annotation keys
 CONFIG_MEDIA_TYPE = f"{VND}.manifest.v1+json"
 MAX_CONFIG_BYTES = 64 << 20
 #: never part of an artifact, whatever the folder holds (derived, machine-specific, or local records)
-NEVER = ("bench.json", "compat.json", "timings.json", "REPORT.md", PULL_RECORD)
+NEVER = ("bench.json", "compat.json", "timings.json", "REPORT.md", "REPORT.html", PULL_RECORD)
 
 _BY_SUFFIX = {
     ".onnx": "onnx", ".mnn": "mnn", ".tflite": "tflite", ".param": "ncnn.param",

@@ -9,6 +9,7 @@ from zoo.checkpoints.resolve import resolve_model
 from zoo.exporters import target_names
 from zoo.validation.parity import MIN_EVIDENCE
 from zoo.validation.report import build_report, render_markdown
+from zoo.validation.report.html import render_html
 from zoo.core.fsutil import atomic_write_text, ensure_writable_dir
 from zoo.core.isolation import kill_active_workers
 from zoo.core.images import default_calibration
@@ -21,9 +22,13 @@ from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
 from zoo.pipeline.lock import clean_stale_work, release_lock
 from zoo.pipeline.plan import matrix, plan_of, shard_of, withheld_in
+from zoo.pipeline.report_page import compute_views
 from zoo.pipeline.worker import warm_workers
 
 REPORT = "REPORT.md"
+REPORT_HTML = "REPORT.html"
+#: the derived views beside a release's manifest: never hashed in it, never merged or published
+REPORTS = (REPORT, REPORT_HTML)
 
 
 def release_manifest(spec: dict, models: dict, artifacts: list[Artifact], failed: list[Failure], files) -> Manifest:
@@ -32,13 +37,17 @@ def release_manifest(spec: dict, models: dict, artifacts: list[Artifact], failed
     return m.sorted(target_names())
 
 
-def write_report(out: Path) -> None:
-    """REPORT.md: `zoo report`'s Markdown of the release (sizes, parity; latency once `zoo bench` ran).
+def write_report(out: Path, warm=None) -> None:
+    """REPORT.md and REPORT.html: `zoo report`'s Markdown and HTML page of the release (sizes, parity, the
+    faces and error curves; latency once `zoo bench` ran). ``warm``: the run's warm workers (the page runs
+    each artifact on its photo).
 
-    A derived view, not hashed in the manifest: `zoo report DIR --out DIR/REPORT.md` after
-    `zoo bench DIR` regenerates it with latencies without breaking `zoo verify`.
+    Derived views, not hashed in the manifest: `zoo report DIR --out DIR/REPORT.md` (and `--format html
+    --out DIR/REPORT.html`) after `zoo bench DIR` regenerates them with latencies without breaking `zoo verify`.
     """
-    atomic_write_text(out / REPORT, render_markdown(build_report([out])))
+    rep = build_report([out])
+    atomic_write_text(out / REPORT, render_markdown(rep))
+    atomic_write_text(out / REPORT_HTML, render_html(rep, compute_views(out, rep, warm=warm)))
 
 
 def release(
@@ -120,13 +129,13 @@ def release(
                     extra += write_golden(out, resolved[m])
                 for b in builds:
                     b.result()
+                for m in models:
+                    extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
+                manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
+                write_manifest(out, manifest)
+                write_report(out, warm)  # in the warm processes the artifacts were built in
             except BaseException:  # an interrupt: nothing queued or new starts, what runs is stopped
                 slots.close(cancel=True)
                 kill_active_workers()
                 raise
-        for m in models:
-            extra.append(write_card(out, resolved[m], [a for a in artifacts if a.model == m]))
-        manifest = release_manifest(spec, model_info, artifacts, failed, file_entries(out, extra))
-        write_manifest(out, manifest)
-        write_report(out)
     return manifest

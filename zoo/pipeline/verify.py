@@ -1,5 +1,9 @@
 """`zoo verify`: every file's sha256, then the golden kit through every artifact in its own runtime.
 
+A release whose manifest lists failed artifacts (``failed``) does not verify: each is a failing case
+naming it. ``zoo verify`` proves a release whole, and a release missing some of what it was asked for
+is not whole.
+
 A folder written by `zoo pull --target/--precision` holds only part of its release: its ``pull.json``
 (outside the manifest) lists the files left out. Those, when absent, are reported as left out instead of
 failing; every other file the manifest lists must be there, so without that record (an ordinary release,
@@ -61,6 +65,10 @@ def verify(folder: Path, threads: int = 1, progress=None, runtime: str | None = 
     skipped = [a for a in m.artifacts if a.files and all(f.path in left for f in a.files)]
     skipped_keys = {a.key for a in skipped}
     cases: list[dict] = []
+    # an artifact the release could not build is a failure of the release, whatever the files say
+    for f in m.failed:
+        cases.append({"name": str(f.key), "passed": False,
+                      "failure": f"{f.key} failed when the release was built: {f.error or 'no reason recorded'}"})
     bad_files = set()
     for f in m.files:
         if f.path in left:

@@ -24,15 +24,18 @@ from zoo.exporters import get_target  # noqa: E402
 from zoo.exporters.base import ExportRequest, write_sidecar  # noqa: E402
 from zoo.validation import parity as parity_rules  # noqa: E402
 from zoo.validation.parity import (  # noqa: E402
-    DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_failure, detection_verdict, shift_applies,
+    DETECT, DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_failure, detection_verdict,
+    detections_from_rows, faces, match, shift_applies,
 )
 from zoo.core import shift  # noqa: E402
+from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
 from zoo.core.integrity import output_problem  # noqa: E402
 from zoo.core.isolation import WarmWorkers, run_isolated, worker_main  # noqa: E402
 from zoo.core.manifest import base_precision  # noqa: E402
 from zoo.core.model import priors as P  # noqa: E402
+from zoo.core.model.processing import postprocess  # noqa: E402
 from zoo.core.meta import ArtifactMeta  # noqa: E402
 from zoo.core.runtime import TorchRunner  # noqa: E402
 from zoo.core.timing import phase, take  # noqa: E402
@@ -60,8 +63,10 @@ def run_worker(job: dict, work: Path, timeout: float, name: str, warm: WarmWorke
     reference, the sensitivity analysis) in one of their own, with the same guarantees."""
     kind = job.get("kind", "export")
     what = "converter" if kind == "export" else "runtime"
-    if warm is not None and kind in ("export", "check") and get_target(job["target"]).warm:
-        return warm.run(f"{kind}:{job['target']}", job, work, timeout, name, what=what)
+    if warm is not None and kind in ("export", "check", "report") and get_target(job["target"]).warm:
+        # a report job (after a release's exports) runs in the process its target's exports warmed up
+        family = f"{'export' if kind == 'report' else kind}:{job['target']}"
+        return warm.run(family, job, work, timeout, name, what=what)
     if warm is not None and kind in TORCH_KINDS:
         return warm.run("torch", job, work, timeout, name, what=what)
     return run_isolated(MODULE, [], job, work, timeout, name, what=what)
@@ -221,6 +226,54 @@ def _probe(runner, meta: ArtifactMeta, check_head: bool) -> dict:
     return {"ok": False, "error": what, "problem": kind}
 
 
+def _box(b) -> list[float]:
+    return [round(float(v), 1) for v in b]
+
+
+def _report_view(runner, state_dict, meta: ArtifactMeta, job: dict) -> dict:
+    """`zoo report --format html`'s view of one artifact: its photos run through it and through PyTorch
+    (the golden kit's stored outputs with ``reference_dir``), each photo's faces box by box (kept, missed,
+    extra: parity's own rule), and with ``diff`` the layer-by-layer error (zoo diff) on the photo that
+    departs most."""
+    x, data = _inputs(job["images"], meta)
+    if job.get("reference_dir"):
+        ref = {p.stem: np.load(p) for p in sorted(Path(job["reference_dir"]).glob("*.npy"))}
+    else:
+        ref = _reference_outputs(state_dict, meta, x, None)
+    with runner:
+        got = runner.infer(x)
+    tier = TIERS[base_precision(meta.precision)]
+    low = {**DETECT, "score_threshold": DETECT["score_threshold"] - tier["score_margin"]}
+    photos = []
+    for i, (name, (w, h)) in enumerate(zip(data.names, data.sizes)):
+        rd = postprocess(ref["scores"][i], ref["boxes"][i], w, h, meta.labels, **low)
+        gd = (detections_from_rows(got["detections"][i], w, h, meta.labels) if "detections" in got
+              else postprocess(got["scores"][i], got["boxes"][i], w, h, meta.labels, **low))
+        c = match(rd, gd, tier["min_iou"], DETECT["score_threshold"], tier["score_margin"])
+        c.pop("by_size")
+        f = faces(rd, gd, tier)
+        photos.append({"image": name, "width": w, "height": h, "counts": c, "borderline": len(f["borderline"]),
+                       "kept": [[_box(r.box), round(r.score, 4), _box(g.box), round(g.score, 4)] for r, g in f["kept"]],
+                       "missed": [[_box(d.box), round(d.score, 4)] for d in f["missed"]],
+                       "extra": [[_box(d.box), round(d.score, 4)] for d in f["extra"]]})
+    worst = max(range(len(photos)), key=lambda i: (photos[i]["counts"]["missed"] + photos[i]["counts"]["extra"],
+                                                   photos[i]["counts"]["borderline"],
+                                                   photos[i]["counts"]["max_score_change"], -i))
+    out: dict = {"ok": True, "photos": photos, "worst": worst}
+    if job.get("diff"):
+        from zoo.validation.diff import diff_artifact, open_tap  # heavy: the runtime's tap and torch
+
+        try:
+            opened = open_tap(Path(job["primary"]), job.get("runtime"), job.get("threads", 1))
+            res = diff_artifact(Path(job["primary"]), x[worst:worst + 1], state_dict, opened=opened)["result"]
+            out["diff"] = {k: res[k] for k in ("runtime", "images", "first_divergent", "largest_growth")}
+            out["diff"]["layers"] = [{k: l[k] for k in ("torch", "runtime", "rel_l2", "max_abs", "over")}
+                                     for l in res["layers"] if l["torch"]]
+        except ZooError as e:
+            out["diff_error"] = str(e)
+    return out
+
+
 def _sensitivity(job: dict) -> dict:
     """The model-level int8 sensitivity analysis on the calibration images (zoo.core.model.sensitivity)."""
     from zoo.core.model import sensitivity  # heavy (torch): only this job needs it
@@ -319,7 +372,11 @@ def _run(job: dict) -> dict:
     if job["kind"] == "golden":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
         return {"ok": True, "parity": _golden(runner, meta, job)}
-    state_dict = LazyStateDict(Path(job["checkpoint"]), job["checkpoint_sha256"])  # read only if needed
+    state_dict = (LazyStateDict(Path(job["checkpoint"]), job["checkpoint_sha256"])  # read only if needed
+                  if job.get("checkpoint") else None)
+    if job["kind"] == "report":
+        runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
+        return _report_view(runner, state_dict, meta, job)
     if job["kind"] == "check":
         _imports(target, torch=False)
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
