@@ -246,6 +246,7 @@ def rfb_release(tmp_path_factory) -> Path:
     for w in left:
         assert (w["target"], w["precision"]) not in built
         assert f"withheld: rfb-320 {w['target']}/{w['precision']}" in cp.stdout, cp.stdout[-3000:]
+        assert f"rfb-320 {w['target']}/{w['precision']} withheld from the default matrix" in (out / "REPORT.md").read_text()
     return out
 
 

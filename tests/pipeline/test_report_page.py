@@ -152,11 +152,11 @@ def test_bad_inputs_to_the_html_report(rfb_release, tmp_path):
     small = _cut(rfb_release, tmp_path / "small", lambda a: a["target"] == "ncnn" and a["precision"] == "int8")
     # --out onto the release's own files or folders: one line, exit 1, nothing written
     before = (small / "manifest.json").read_bytes()
-    for bad in (small / "manifest.json", small / "golden" / "page.html", small / "onnx" / "page.html",
+    for bad in (small / "manifest.json", small / "golden" / "page.html", small / "ncnn" / "page.html",
                 small / "cards" / "page.html"):
         assert_clean_error(zoo("report", small, "--format", "html", "--out", bad), "--out")
     assert (small / "manifest.json").read_bytes() == before
-    assert not (small / "golden" / "page.html").exists() and not (small / "onnx" / "page.html").exists()
+    assert not (small / "golden" / "page.html").exists() and not (small / "ncnn" / "page.html").exists()
     # a damaged compat.json: a marked section; --no-diff: the curve is skipped and the page says why
     (small / "compat.json").write_text('{"schema": "ultraface-zoo/compat/1", "results": [{"artifact": 3}]}')
     page = tmp_path / "p.html"
