@@ -17,6 +17,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     RuntimesOpt,
     ThreadsOpt,
+    detection_text,
     diff_hint,
     dynamic_text,
     evidence_text,
@@ -60,14 +61,12 @@ def check(
                 typer.echo(f"runtime {rt}: {len(mine)} artifact(s); left out (their target has no {rt} runtime): "
                            + ("all" if left is None else ", ".join(left) or "none"))
             for r in mine:
-                d = (r.get("parity") or {}).get("detections", {})
                 outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in (r.get("parity") or {}).get("outputs", {}).items())
-                line = (f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} det {d.get('matched', 0)}/{d.get('reference', 0)} "
-                        f"extra {d.get('extra', 0)}  max|diff| {outs}")
+                line = f"{'PASS' if r['passed'] else 'FAIL'}  {r['artifact']:<22} {detection_text(r.get('parity'))}  max|diff| {outs}"
                 if r.get("parity"):
                     line += f"  {evidence_text(r['parity'], min_evidence)}{dynamic_text(r['parity'])}"
                 typer.echo(line)
-                for f in r["failures"]:
+                for f in r["failures"] + ([r["parity"]["advice"]] if (r.get("parity") or {}).get("advice") else []):
                     typer.echo(f"      {f}")
                 hint = "" if r["passed"] else diff_hint(Path(res["folder"]) / r["primary"], rt)
                 if hint:
