@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from conftest import zoo
 from fuzzing import fuzz
 from zoo.core.errors import ZooError
+from zoo.core.manifest import base_precision
 from zoo.core.model.specs import MODELS
 from zoo.core.withheld import parse, withheld, withheld_for
 from zoo.exporters import get_target, target_names
@@ -24,7 +25,7 @@ ENTRY = ('[[withheld]]\nmodel = "rfb-320"\ntarget = "mnn"\nprecision = "int8"\nr
 
 
 def base(precision: str) -> str:
-    return precision.split("-")[0]
+    return base_precision(precision)  # int8-weight, int8-io and TF.js's uint8-weight are int8
 
 
 def test_the_shipped_list_names_real_int8_flavours_with_a_measured_reason():

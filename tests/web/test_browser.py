@@ -13,7 +13,7 @@ import pytest
 
 from browser import Chromium, chromium_path
 from webserver import Server
-from conftest import ROOT
+from conftest import ROOT, assert_built
 from zoo.exporters import get_target, load_runner
 from zoo.core.images import builtin_images, load_batch
 from zoo.core.model.processing import postprocess
@@ -74,7 +74,7 @@ def artifacts(export_dir):
         if not t.available():
             pytest.skip(f"{target} is not available: {', '.join(t.missing())}")
         folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
-        assert cp.returncode == 0, cp.stderr[-2000:]
+        assert_built(manifest, cp)  # an int8 file may FAIL its strict tier honestly: the page must still equal Node
         for a in manifest["artifacts"]:
             out[(target, a["precision"])] = folder / a["primary"]
         out[(target, "web")] = folder / "web"  # the web module the export ships

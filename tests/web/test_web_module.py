@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, ROOT, assert_built
 from zoo.core import node
 from zoo.core.images import read_bgr
 from zoo.core.model import priors as P
@@ -38,7 +38,7 @@ def f32(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def onnx_fp32(export_dir):
     folder, manifest, cp = export_dir("rfb-320", "onnx", "fp32,fp16,int8")
-    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert_built(manifest, cp)  # exit 2 only for an honest int8 FAIL (rfb-320 onnx int8 is withheld)
     a = next(a for a in manifest["artifacts"] if a["precision"] == "fp32")
     return folder / a["primary"]
 

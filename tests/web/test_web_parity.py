@@ -5,7 +5,8 @@ every tfjs export's own runtime (the matrix's export parity, both models). Here 
 matrix's, exported once per session) are checked: ONNX in ort-web on the gate half of the photos (the export's own
 parity photos: its PyTorch reference is reused), tfjs in tfjs-cpu (pure JavaScript, `Target.slow_runtimes`) on
 three crowds. fp32 finds every face (IoU >= 0.99), nothing extra, and every tensor is within 1e-4 (the fp32 tier);
-the other flavours pass their tiers. (The 16-photo tables are in the closing note of issue 34.)
+fp16 passes its tier; an int8 file's verdict is its tier's rule on its counts (issue 29's strict tier
+and shift gate: tfjs uint8-weight FAILs it honestly, zoo.core.withheld). (The 16-photo tables are in the closing note of issue 34.)
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import json
 
 import pytest
 
-from conftest import zoo
+from conftest import assert_built, verdict_from_counts, zoo
+from zoo.core.manifest import base_precision
 from zoo.exporters import get_target
 
 
@@ -24,15 +26,18 @@ def test_slim_passes_parity_in_the_web_runtimes(target, runtime, export_dir, few
     if why:
         pytest.skip(f"{runtime} is not available: {why}")
     folder, manifest, cp = export_dir("slim-320", target, ",".join(t.precisions))
-    assert manifest is not None and not manifest["failed"], cp.stdout[-2000:] + cp.stderr[-2000:]
+    assert_built(manifest, cp)
     images = few_photos if runtime in t.slow_runtimes else halves["B"]
     cp = zoo("check", folder, "--images", images, "--runtime", runtime, "--min-evidence", "100", "--json")
     res = json.loads(cp.stdout)
     assert res["runtime"] == runtime and len(res["results"]) == len(manifest["artifacts"]), cp.stderr[-2000:]
     for r in res["results"]:
-        assert r["passed"], (r["artifact"], r["failures"])
+        if base_precision(r["artifact"].split("/")[1]) == "int8":  # the tier's rule on the recorded counts
+            assert r["passed"] is verdict_from_counts(r["parity"]), (r["artifact"], r["failures"])
+        else:
+            assert r["passed"], (r["artifact"], r["failures"])
         d = r["parity"]["detections"]
         assert d["reference"] >= 100, (r["artifact"], d)  # crowds: the check has teeth
         if "/fp32/" in r["artifact"]:
             assert d["missed"] == 0 and d["extra"] == 0 and d["min_iou"] >= 0.99, (r["artifact"], d)
-    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert cp.returncode == (0 if res["passed"] else 2), cp.stderr[-2000:]  # 2: an int8 FAIL, judged above
