@@ -161,19 +161,6 @@ def halves(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-#: the photos of a slow runtime (`Target.slow_runtimes`: seconds per image): the three crowds, ~180 faces
-FEW_PHOTOS = ["1.jpg", "8.jpg", "17.jpg"]
-
-
-@pytest.fixture(scope="session")
-def few_photos(tmp_path_factory) -> Path:
-    """FEW_PHOTOS as a folder of links to the shared photos."""
-    d = tmp_path_factory.mktemp("few-photos")
-    for n in FEW_PHOTOS:
-        (d / n).symlink_to(IMAGES / n)
-    return d
-
-
 @pytest.fixture(scope="session")
 def batch_cache():
     """Preprocessed image batches per input size, computed once."""

@@ -1,6 +1,7 @@
 """The target matrix, driven by the registries: every target x every model id x every precision (a target
 whose graph does not depend on the input size, `Target.one_size_per_arch`: one model per architecture), then
-every runtime of each target on rfb-320 (a slow runtime, `Target.slow_runtimes`: on a few photos).
+every runtime of each target on rfb-320 (a slow runtime, `Target.slow_runtimes`: on the export's own parity
+photos, the gate half, instead of all 16).
 
 A new target (one module + one registry line) is exported, run in its own runtime and
 parity-checked here without new test code; its own test file adds what is specific to it.
@@ -83,15 +84,17 @@ def test_every_precision_passes_parity(model_id, target, export_dir):
 
 
 @pytest.mark.parametrize("target,runtime", RUNTIME_PAIRS)
-def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir, few_photos):
+def test_check_reruns_parity_in_each_runtime(target, runtime, export_dir, halves):
     t = available_target(target)
     why = t.runtime_problem(runtime)
     if why:  # a runtime beyond the target's Python modules (the web runtimes: Node.js and npm packages)
         pytest.skip(f"runtime {runtime} not installed: {why}")
     folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
     assert_built(manifest, cp)
-    # a slow runtime: a few photos, with the gate's evidence floor (export_dir's --min-evidence)
-    images = ["--images", few_photos, "--min-evidence", "100"] if runtime in t.slow_runtimes else ["--images", IMAGES]
+    # a slow runtime: the export's own photos (the gate half, its PyTorch reference reused) and evidence floor
+    # (export_dir's --min-evidence). Not fewer: under issue 29's strict fp16 tier (<= 0.5% extra, >= 99% kept)
+    # three crowds (172 faces, 52 on their mosaics) let one borderline face FAIL an fp16 file that holds
+    images = ["--images", halves["B"], "--min-evidence", "100"] if runtime in t.slow_runtimes else ["--images", IMAGES]
     cp = zoo("check", folder, *images, "--runtime", runtime, "--json")
     res = json.loads(cp.stdout)
     assert cp.returncode == (0 if res["passed"] else 2), cp.stderr[-2000:]  # 2: an int8 FAIL, judged below
