@@ -140,8 +140,10 @@ TFJS_BACKEND = Path(__file__).with_name("tfjs_runtime.mjs")
 TFJS_STORAGE = {
     "fp32": "float32 weights",
     "fp16": "float16 weights (every float constant), decoded to float32 on load: float compute",
-    "uint8-weight": ("uint8 convolution kernels, one affine range per tensor (value = q * scale + min), decoded to "
-                     "float32 on load: float compute, not integer; biases and priors float32"),
+    "uint8-weight": ("uint8 convolution kernels, one range per output channel (value = (q * scale + min) times a "
+                     "float32 per-channel scale, a Mul in the graph), decoded to float32 on load: float compute, "
+                     "not integer; biases, priors, the score head and the layers the int8 sensitivity analysis "
+                     "keeps float stay float32"),
 }
 
 
@@ -193,10 +195,17 @@ class TfjsTarget(Target):
         sm_dir = req.out_dir / f".{req.stem}.savedmodel"
         save_saved_model(_module(req), sm_dir)
         with phase("quantization") if m.precision != "fp32" else nullcontext():
-            doc, data, info = gm.graph_model(sm_dir, m.precision, shard.name)
+            kept = req.float_kept if m.precision == "uint8-weight" else []
+            doc, data, info = gm.graph_model(sm_dir, m.precision, shard.name, kept)
         shutil.rmtree(sm_dir, ignore_errors=True)
-        meta = m.with_(io={"format": info["format"], "weights": TFJS_STORAGE[m.precision], "compute": "float32",
-                           "weight_values": info["weights"], "fused_convolutions": info["fused_convolutions"]})
+        io = {"format": info["format"], "weights": TFJS_STORAGE[m.precision], "compute": "float32",
+              "weight_values": info["weights"], "fused_convolutions": info["fused_convolutions"]}
+        if m.precision == "uint8-weight":
+            # what is stored as uint8 (one range per output channel), and what stays float32: the modules of
+            # the shared int8 sensitivity analysis and the score head's own kernels
+            io["quantization"] = {"float_kept": kept, "score_head_float": info["score_head_float"],
+                                  "uint8_kernels": len(info["uint8_kernels"]), "sensitivity": req.sensitivity}
+        meta = m.with_(io=io)
         doc["userDefinedMetadata"] = {gm.META_KEY: meta.to_dict()}
         atomic_write_bytes(req.out_dir / shard, data)
         atomic_write_bytes(req.out_dir / rel, gm.dump(doc))

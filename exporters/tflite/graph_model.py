@@ -18,9 +18,11 @@ What we write:
   ``_FusedConv2D`` / ``FusedDepthwiseConv2dNative`` node (TF.js has both kernels; what the
   tensorflowjs converter does through grappler's remapper), named after the last op it replaces;
 - the weights as float32 (``fp32``), as float16 (``fp16``: every float constant, TF.js's float16
-  quantization), or the convolution kernels as uint8 with a per-tensor affine (``uint8-weight``:
-  TF.js's uint8 quantization, ``value = q * scale + min``; biases and the decoded head's priors stay
-  float32). Both are storage only: TF.js turns them back into float32 on load and computes in float.
+  quantization), or the convolution kernels as uint8 (``uint8-weight``: TF.js's uint8 quantization,
+  ``value = q * scale + min`` per weight entry, of each kernel divided by its per-output-channel
+  scale, which a float32 constant and a ``Mul`` put back: `per_channel_kernels`; biases and the
+  decoded head's priors stay float32). Both are storage only: TF.js turns them back into float32 on
+  load and computes in float.
 """
 from __future__ import annotations
 
@@ -128,6 +130,88 @@ _CLEARED = ("tensor_content", "half_val", "float_val", "double_val", "int_val", 
             "bool_val", "uint32_val", "uint64_val")
 
 
+#: suffixes of the nodes `per_channel_kernels` adds beside a kernel constant
+SCALE_SUFFIX, DEQUANT_SUFFIX = "/channel_scale", "/per_channel"
+
+
+def per_channel_kernels(gd, float_kept=()) -> set[str]:
+    """uint8-weight: give each convolution kernel one range per output channel, in place; the kernel constants'
+    names (what `extract_weights` stores as uint8).
+
+    TF.js's uint8 quantization has one affine range per weight entry. One range over a whole kernel (the
+    folded batch norms leave channels whose weights differ in size by 100x) rounds the small channels away
+    (issue 29's strict tier failed three of four checkpoints). So each kernel ``K`` is stored as ``K / s``,
+    ``s`` the largest |weight| of each output channel (a Conv2D's last axis; a depthwise kernel's (in,
+    multiplier) pair), which spans the uint8 range in every channel, and the graph multiplies it back: a
+    float32 constant ``K/channel_scale`` and a ``Mul`` node ``K/per_channel`` that the convolution reads.
+    Still float compute: the Mul runs on the weights, once per inference.
+
+    Kept float32: the score head's own kernels (`score_head_kernels`), and ``float_kept``: PyTorch module
+    names (the int8 sensitivity analysis every target shares), matched on a component of the constant's
+    name (``.../base_net.1.0/Const``)."""
+    from tensorflow.python.framework import tensor_util  # heavy: part of tensorflow
+
+    by_name = {n.name: n for n in gd.node}
+    taken = set(by_name)
+    done: set[str] = set()
+    score_head = score_head_kernels(gd)
+    for conv in list(gd.node):
+        if conv.op not in _CONVS and conv.op not in _CONVS.values():
+            continue
+        name = conv.input[1].split(":")[0]
+        if name not in done:
+            const = by_name.get(name)
+            if (const is None or const.op != "Const" or name in score_head
+                    or set(name.split("/")) & set(float_kept)):
+                continue
+            value = np.asarray(tensor_util.MakeNdarray(const.attr["value"].tensor))
+            if value.dtype != np.float32 or value.ndim != 4:
+                continue
+            depthwise = conv.op in ("DepthwiseConv2dNative", "FusedDepthwiseConv2dNative")
+            axes = (0, 1) if depthwise else (0, 1, 2)
+            s = np.abs(value.astype(np.float64)).max(axis=axes, keepdims=True)
+            s[s == 0] = 1.0
+            scale_name, mul_name = name + SCALE_SUFFIX, name + DEQUANT_SUFFIX
+            if {scale_name, mul_name} & taken:
+                raise ZooError(f"the graph already has a node named {scale_name!r} or {mul_name!r}")
+            taken |= {scale_name, mul_name}
+            const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto((value / s).astype(np.float32)))
+            scale = gd.node.add()
+            scale.name, scale.op = scale_name, "Const"
+            scale.attr["dtype"].type = const.attr["dtype"].type
+            scale.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(s.astype(np.float32)))
+            mul = gd.node.add()
+            mul.name, mul.op = mul_name, "Mul"
+            mul.input.extend([name, scale_name])
+            mul.attr["T"].type = const.attr["dtype"].type
+            done.add(name)
+        conv.input[1] = name + DEQUANT_SUFFIX
+    return done
+
+
+def _ancestors(by_name: dict, start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        n = by_name.get(todo.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        todo.extend(i.lstrip("^").split(":")[0] for i in n.input)
+    return seen
+
+
+def score_head_kernels(gd) -> set[str]:
+    """The kernel constants only ``scores`` depends on (not ``boxes``): the classification head's own
+    convolutions, found in the graph, whatever the architecture. uint8-weight keeps them float32: the strict
+    tier thresholds the scores at 0.7, where a rounding of the last layers moves a borderline face across
+    (measured on rfb-320: per-channel uint8 everywhere kept 291/291 but 3 extra, 1.03%; the score head float,
+    7% of the weights, 1 extra)."""
+    by_name = {n.name: n for n in gd.node}
+    only = _ancestors(by_name, OUTPUTS[0]) - _ancestors(by_name, OUTPUTS[1])
+    return {by_name[n].input[1].split(":")[0] for n in only
+            if by_name[n].op in _CONVS or by_name[n].op in _CONVS.values()}
+
+
 def _uint8(w: np.ndarray) -> tuple[np.ndarray, dict]:
     lo, hi = float(w.min()), float(w.max())
     scale = (hi - lo) / 255.0 if hi > lo else 1.0
@@ -135,13 +219,14 @@ def _uint8(w: np.ndarray) -> tuple[np.ndarray, dict]:
     return q, {"dtype": "uint8", "min": lo, "scale": scale}
 
 
-def extract_weights(gd, encoding: str) -> tuple[list[dict], bytes, dict]:
-    """Take every Const's value out of ``gd`` (in place): (weight specs, the shard's bytes, a summary)."""
+def extract_weights(gd, encoding: str, kernels: set[str] | None = None) -> tuple[list[dict], bytes, dict]:
+    """Take every Const's value out of ``gd`` (in place): (weight specs, the shard's bytes, a summary).
+    ``kernels``: the constants stored as uint8 (default: what the convolutions read as their filter)."""
     from tensorflow.python.framework import tensor_util  # heavy: part of tensorflow
 
     if encoding not in ENCODINGS.values():
         raise ZooError(f"unknown weight encoding {encoding!r}")
-    kernels = _kernel_inputs(gd)
+    kernels = _kernel_inputs(gd) if kernels is None else kernels
     specs, chunks = [], []
     summary = {"float32": 0, "float16": 0, "uint8": 0, "int32": 0}
     for n in gd.node:
@@ -184,17 +269,19 @@ def _signature(gd) -> dict:
             "outputs": {o: {"name": f"{o}:0", "dtype": "DT_FLOAT"} for o in OUTPUTS}}
 
 
-def graph_model(saved_model_dir: Path, precision: str, shard: str) -> tuple[dict, bytes, dict]:
+def graph_model(saved_model_dir: Path, precision: str, shard: str, float_kept=()) -> tuple[dict, bytes, dict]:
     """(model.json as a dict, the shard's bytes, what was written) for our SavedModel at ``precision`` (a
     flavour of ENCODINGS); ``shard``: the shard's file name as model.json names it (beside it). The
-    caller adds its metadata (``userDefinedMetadata``) and writes the text with `dump`."""
+    caller adds its metadata (``userDefinedMetadata``) and writes the text with `dump`. ``float_kept``
+    (uint8-weight): the modules whose kernels stay float32 (`per_channel_kernels`)."""
     if precision not in ENCODINGS:
         raise ZooError(f"the tfjs target has no flavour {precision!r} (it has {', '.join(ENCODINGS)})")
     from google.protobuf import json_format  # heavy: part of tensorflow's protobuf
 
     gd, tf = frozen_graph_def(saved_model_dir)
     fused = fuse_convolutions(gd)
-    specs, data, summary = extract_weights(gd, ENCODINGS[precision])
+    kernels = per_channel_kernels(gd, float_kept) if ENCODINGS[precision] == "uint8" else None
+    specs, data, summary = extract_weights(gd, ENCODINGS[precision], kernels)
     doc = {
         "format": FORMAT,
         "generatedBy": tf.__version__,
@@ -203,7 +290,9 @@ def graph_model(saved_model_dir: Path, precision: str, shard: str) -> tuple[dict
         "signature": _signature(gd),
         "weightsManifest": [{"paths": [shard], "weights": specs}],
     }
-    info = {"format": FORMAT, "fused_convolutions": fused, "weights": summary, "nodes": len(gd.node)}
+    info = {"format": FORMAT, "fused_convolutions": fused, "weights": summary, "nodes": len(gd.node),
+            "uint8_kernels": sorted(kernels or ()),
+            "score_head_float": sorted(score_head_kernels(gd)) if kernels is not None else []}
     return doc, data, info
 
 
