@@ -24,6 +24,7 @@ import numpy as np
 from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
+from zoo.core.model.layers import onnx_module_name
 
 OPSET = 13
 INPUT_NAME = "input"
@@ -118,8 +119,6 @@ def refold_batchnorm(model, net) -> dict[str, np.ndarray]:
     node, and torch's fold must agree with ours to ~1e-5 (else the pairing is wrong: an error, never
     a silent swap). Returns {initializer name: float64 array} of the replaced tensors."""
     from onnx import numpy_helper  # heavy
-
-    from zoo.core.model.layers import onnx_module_name
 
     pairs = conv_bn_pairs(net)
     inits = {t.name: t for t in model.graph.initializer}
