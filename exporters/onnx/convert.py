@@ -6,9 +6,10 @@ onnxscript; the dynamo exporter takes ~15 s here and writes external data by
 default, which every downstream converter would then have to chase.
 
 The folded weights are then recomputed here in float64 (`refold_batchnorm`) and rounded once to
-float32 (float16 for the fp16 file): torch.onnx folds in float32 through torch.sqrt, whose kernels
-MKL picks by the build CPU, so its folded weights differed in the last bits between an AVX-512
-and an AVX2 machine (19 of rfb-320's 111 initializers, by up to 2 ulp). NumPy's float64
+float32 (float16 for the fp16 file): torch.onnx folds in float32 with torch kernels that MKL picks
+by the build CPU (torch.sqrt, as issue 38 traced it), so its folded weights differed in the last
+bits with MKL's AVX2 path on an AVX-512 machine (19 of rfb-320's 111 initializers, up to 3 ulp,
+2.4e-7), and were not correctly rounded on either path. NumPy's float64
 ``+ - * / sqrt`` are correctly rounded IEEE operations, one ufunc at a time (no fused
 multiply-add), so these bytes no longer depend on the CPU that builds them. Every converter
 that reads our ONNX (MNN, ncnn, OpenVINO, Caffe) inherits them; TFLite folds the same way
