@@ -97,23 +97,26 @@ def main() -> None:
                 if not art["precision"].startswith("int8") or not d:
                     continue
                 st = d.get("strict") or {}
+                sh = ((art.get("parity") or {}).get("shift") or {}).get("pooled") or {}
                 rows.append({"model": model, "split": name, "target": art["target"], "precision": art["precision"],
                              "matched": d["matched"], "reference": d["reference"], "extra": d["extra"],
                              "strict_matched": st.get("matched"), "strict_extra": st.get("extra"),
+                             "shift": (f"{sh['matched']}/{sh['reference']}+{sh['extra']}, strict "
+                                       f"{sh['strict']['matched']}/{sh['strict']['extra']}") if sh else "-",
                              "recall": d["matched"] / max(d["reference"], 1), "extra_rate": d["extra"] / max(d["reference"], 1),
                              "passed": art["parity"]["passed"], "bytes": sum(f["bytes"] for f in art["files"])})
             for f in m.get("failed", []):
                 rows.append({"model": model, "split": name, "target": f["target"], "precision": f["precision"], "error": f["error"]})
             print(f"{model} {name}: done", file=sys.stderr, flush=True)
-    print("| model | calib->gate | artifact | kept / faces | extra | strict kept / extra | PASS |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | calib->gate | artifact | kept / faces | extra | strict kept / extra | shift gate (kept/faces+extra, strict) | PASS |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | FAILED: {r['error'][:80]} | | | |")
+            print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | FAILED: {r['error'][:80]} | | | | |")
             continue
         print(f"| {r['model']} | {r['split']} | {r['target']} {r['precision']} | {r['matched']}/{r['reference']} "
               f"({100 * r['recall']:.1f}%) | {r['extra']} ({100 * r['extra_rate']:.1f}%) | "
-              f"{r['strict_matched']} / {r['strict_extra']} | {'yes' if r['passed'] else 'NO'} |")
+              f"{r['strict_matched']} / {r['strict_extra']} | {r['shift']} | {'yes' if r['passed'] else 'NO'} |")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
 

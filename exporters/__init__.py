@@ -88,6 +88,23 @@ def select_runtime(items: list, runtime: str | None) -> tuple[list, list]:
     return keep, [a for a in items if id(a) not in kept]
 
 
+def runs_in(items: list, runtime: str) -> list:
+    """The items (artifacts, bench items) ``runtime`` runs (a known runtime name)."""
+    return [a for a in items if get_target(a.target).offers_runtime(runtime, a.precision, a.head)]
+
+
+def select_runtimes(items: list, runtimes: list[str]) -> tuple[list, list]:
+    """(the artifacts one of ``runtimes`` runs, the ones none of them runs), every name checked first;
+    a list that runs none of them is an error naming the runtimes that exist here."""
+    for r in runtimes:
+        check_runtime_name(r)
+    kept = {id(a) for r in runtimes for a in runs_in(items, r)}
+    if items and not kept:
+        raise ZooError(f"no artifact here runs in {', '.join(map(repr, runtimes))}: the runtimes of its targets are "
+                       f"{', '.join(sorted({r for a in items for r in get_target(a.target).runtimes}))}")
+    return [a for a in items if id(a) in kept], [a for a in items if id(a) not in kept]
+
+
 def load_runner(primary: Path, threads: int = 1, runtime: str | None = None, verify: bool = False) -> Runner:
     """The runner for an artifact's primary file, from its metadata.
 
@@ -102,4 +119,4 @@ def load_runner(primary: Path, threads: int = 1, runtime: str | None = None, ver
 
 
 __all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "get_target", "target_names", "all_targets",
-           "runtime_names", "check_runtime_name", "select_runtime", "load_runner"]
+           "runtime_names", "check_runtime_name", "select_runtime", "select_runtimes", "runs_in", "load_runner"]

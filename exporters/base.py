@@ -19,7 +19,29 @@ from zoo.core.model import priors as P
 from zoo.core.model.layers import output_error
 from zoo.core.runtime import Runner, Tap
 
-__all__ = ["PRECISIONS", "ExportRequest", "ExportResult", "Target", "write_sidecar"]
+__all__ = ["CHOICE_MARGIN", "PRECISIONS", "ExportRequest", "ExportResult", "Target", "choose", "write_sidecar"]
+
+
+#: a calibration choice made by measurement: the candidates whose error is within CHOICE_MARGIN of the best
+#: one's count as equal, and among those the unclipped ranges (MinMax-like) are preferred; then the lowest
+#: error, then the name (a fixed tie-break: the same errors always give the same choice)
+CHOICE_MARGIN = 0.05
+#: the kinds of calibration image a choice is scored across (`ExportRequest.calib_kinds`): "crowd" when the
+#: fp32 model finds at least CROWD_FACES faces in it, or faces whose median height is under CROWD_HEIGHT of the
+#: input's; "portrait" otherwise (few, large faces, or none)
+CROWD_FACES = 4
+CROWD_HEIGHT = 0.1
+
+
+def choose(errors: dict[str, float], unclipped=()) -> str:
+    """The candidate to keep from ``errors`` (name -> error, lower is better): the lowest, except that a
+    candidate of ``unclipped`` within CHOICE_MARGIN of it is preferred; ties by error, then by name."""
+    if not errors:
+        raise ValueError("no candidate to choose from")
+    best = min(errors.values())
+    near = sorted(k for k, e in errors.items() if e <= best * (1 + CHOICE_MARGIN))
+    pool = [k for k in near if k in set(unclipped)] or near
+    return min(pool, key=lambda k: (errors[k], k))
 
 
 @dataclass
@@ -57,6 +79,35 @@ class ExportRequest:
         imgs = sorted(self.calib)
         held = imgs[2::3]
         return ([p for p in imgs if p not in held] or imgs), (held or imgs)
+
+    def calib_kinds(self, reference: Runner) -> dict[str, list[Path]]:
+        """The calibration images split by kind, from what ``reference`` (the fp32 file) finds in each at the
+        trained size: {"portrait": [...], "crowd": [...]} (CROWD_FACES, CROWD_HEIGHT), each sorted. A set
+        with only one kind is split in two by face count instead (fewest faces first, ties by name), so
+        that a choice is still scored on images of another kind than it was fitted on; a single image is
+        both kinds (nothing else to score on)."""
+        from zoo.core.images import load_batch  # heavy (OpenCV): only int8 choices need it
+        from zoo.core.model.processing import postprocess  # with OpenCV: only int8 choices need it
+
+        imgs = sorted(self.calib)
+        if len(imgs) < 2:
+            return {"portrait": imgs, "crowd": imgs}
+        w, h = self.meta.input_size
+        x, _, _ = load_batch(imgs, w, h)
+        with reference:
+            out = reference.infer(x)
+        faces = []
+        for i in range(len(imgs)):
+            d = postprocess(out["scores"][i], out["boxes"][i], w, h, self.meta.labels, candidate_size=1_000_000)
+            faces.append((len(d), float(np.median([b.box[3] - b.box[1] for b in d])) if d else float(h)))
+        kinds = {"portrait": [], "crowd": []}
+        for p, (n, height) in zip(imgs, faces):
+            kinds["crowd" if n >= CROWD_FACES or (n and height < CROWD_HEIGHT * h) else "portrait"].append(p)
+        if not (kinds["portrait"] and kinds["crowd"]):
+            order = sorted(range(len(imgs)), key=lambda i: (faces[i][0], imgs[i].name, str(imgs[i])))
+            half = len(imgs) // 2
+            kinds = {"portrait": sorted(imgs[i] for i in order[:half]), "crowd": sorted(imgs[i] for i in order[half:])}
+        return kinds
 
     def quant_scorer(self, reference: Runner, images: list[Path]):
         """A function scoring an int8 candidate runner against ``reference`` (the fp32 file of the same
@@ -165,6 +216,18 @@ class Target:
             except importlib.metadata.PackageNotFoundError:
                 pass
         return out
+
+    #: flavour -> (the flavour to use instead, why) for a flavour whose verdict may fail where the other
+    #: holds (MNN full int8: its calibration loses crowd faces; weight-only int8 computes in float): a FAIL
+    #: of that flavour points to the other (`advice`)
+    fallback: dict[str, tuple[str, str]] = {}
+
+    def advice(self, precision: str, passed: bool) -> str | None:
+        """The line a failed verdict of ``precision`` ends with, pointing to the flavour that holds."""
+        if passed or precision not in self.fallback:
+            return None
+        other, why = self.fallback[precision]
+        return f"use {self.name} {other} instead: {why}"
 
     # -- policy ----------------------------------------------------------------------
     def default_head(self, precision: str) -> str:

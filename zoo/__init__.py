@@ -7,6 +7,9 @@ the pipeline (``zoo.pipeline``) and the CLI (``zoo.cli``). In the repository, ``
 inside it); in a source checkout the finder below maps them to the same names, so the checkout runs as
 the wheel does. ``import zoo`` stays light: the standard library only, nothing from a layer above the
 core.
+
+The typed Python API (``zoo.export``, ``zoo.check``, ``zoo.verify``, ``zoo.release``, ``zoo.bench``,
+``zoo.load``, ...) lives in ``zoo.api`` and is imported on first use of one of its names.
 """
 import os as _os
 import sys as _sys
@@ -47,3 +50,22 @@ def _install_source_finder() -> None:
 
 
 _install_source_finder()
+
+
+#: the names ``zoo.api`` exports, reachable as ``zoo.NAME`` (imported on first use: ``import zoo`` stays light)
+_API = ("Artifact", "BenchResult", "CheckItem", "CheckResult", "CompatResult", "Detection", "Detections", "Detector",
+        "DiffResult", "Evidence", "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult",
+        "ZooError", "bench", "check", "compat", "diff", "export", "load", "release", "runtimes", "targets", "verify")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        __import__("zoo.api")  # on first use only: `import zoo` stays light
+        value = getattr(_sys.modules["zoo.api"], name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

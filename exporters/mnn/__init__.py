@@ -40,6 +40,9 @@ class MnnTarget(Target):
     telemetry = {"mnn": ()}
     dynamic = True  # the runner resizes the input (resizeTensor + resizeSession) to each batch's size
 
+    fallback = {"int8": ("int8-weight", "MNN's full-int8 calibration (ADMM, EMA) loses faces at crowd scale on the "
+                                         "RFB checkpoints; int8-weight stores the same int8 weights and computes in float")}
+
     def expand(self, precision: str) -> list[str]:
         # int8: full quantisation (weights and activations), and weight-only int8 (float compute)
         return ["int8", "int8-weight"] if precision == "int8" else [precision]

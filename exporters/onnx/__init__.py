@@ -10,9 +10,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from zoo.exporters.base import ExportRequest, ExportResult, Target
+from zoo.exporters.base import CHOICE_MARGIN, ExportRequest, ExportResult, Target, choose
 from zoo.exporters.onnx.convert import OPSET, add_nms, build_onnx, embed_metadata, to_fp16
-from zoo.exporters.onnx.quantize import CALIB_METHODS, float_kept_nodes, to_int8
+from zoo.exporters.onnx.quantize import CALIB_METHODS, UNCLIPPED, float_kept_nodes, to_int8
 from zoo.exporters.onnx.runner import OnnxRuntimeRunner, OnnxRuntimeTap, OpenCVRunner
 from zoo.core.errors import ZooError
 from zoo.core.timing import phase
@@ -65,34 +65,39 @@ class OnnxTarget(Target):
         return ExportResult(primary=rel, files=[rel], meta=meta, tools=tools)
 
     def _int8(self, req: ExportRequest, model):
-        """QDQ int8 with the activation calibration method that measures best against the fp32
-        graph on the held-out third of the calibration images (never the parity images), then
-        calibrated on every calibration image."""
+        """QDQ int8 with the activation calibration method that survives a change of kind of photo: each
+        method (CALIB_METHODS) is fitted on one kind of calibration image (`ExportRequest.calib_kinds`:
+        portraits and close-ups, or crowds: mosaics and collages) and scored against the fp32 graph on the
+        other kind, then the reverse; its score is the worse of the two. The best worst case is kept,
+        MinMax (unclipped ranges) preferred within CHOICE_MARGIN (`choose`); the ranges are then taken from
+        every calibration image. Never the parity images."""
         import onnx  # heavy
-
-        fit, held = req.calib_split()
         from zoo.core.images import load_batch  # heavy (OpenCV): export only, never the runners
 
-        x, _, _ = load_batch(fit, *req.meta.input_size)
         fp32_meta = req.meta.with_(precision="fp32")
-        errors = {}
+        errors: dict[str, dict[str, float]] = {}
         with tempfile.TemporaryDirectory(dir=req.out_dir) as td:
             src = Path(td) / "fp32.onnx"
             onnx.save(model, str(src))
-            score = req.quant_scorer(OnnxRuntimeRunner(fp32_meta, src), held)
+            kinds = req.calib_kinds(OnnxRuntimeRunner(fp32_meta, src))
+            scorers = {k: req.quant_scorer(OnnxRuntimeRunner(fp32_meta, src), v) for k, v in kinds.items()}
+            batches = {k: load_batch(v, *req.meta.input_size)[0] for k, v in kinds.items()}
             for method in CALIB_METHODS:
-                q = to_int8(model, x, req.float_kept, method)
-                path = Path(td) / f"{method}.onnx"
-                onnx.save(q, str(path))
-                errors[method] = score(OnnxRuntimeRunner(req.meta, path))
-        best = min(errors, key=errors.get)
-        # the method chosen on the split, the ranges taken from every calibration image
+                errors[method] = {}
+                for fit, other in (("portrait", "crowd"), ("crowd", "portrait")):
+                    path = Path(td) / f"{method}-{fit}.onnx"
+                    onnx.save(to_int8(model, batches[fit], req.float_kept, method), str(path))
+                    errors[method][f"{fit}->{other}"] = scorers[other](OnnxRuntimeRunner(req.meta, path))
+                errors[method]["worst"] = max(errors[method].values())
+        best = choose({m: e["worst"] for m, e in errors.items()}, UNCLIPPED)
         x_all, _, _ = load_batch(sorted(req.calib), *req.meta.input_size)
         q = to_int8(model, x_all, req.float_kept, best)
         meta = req.meta.with_(io={
             "calibration": {"method": best, "images": [p.name for p in sorted(req.calib)],
-                            "chosen_on": {"fit": [p.name for p in fit], "held_out": [p.name for p in held],
-                                          "held_out_error": errors}},
+                            "kinds": {k: [p.name for p in v] for k, v in kinds.items()},
+                            "cross_kind_error": errors,
+                            "rule": {"score": "worst of fit-on-one-kind, scored-on-the-other", "margin": CHOICE_MARGIN,
+                                     "prefer": sorted(UNCLIPPED), "tie_break": "error, then name"}},
             "quantization": {"format": "QDQ, per-channel int8 weights, uint8 activations", "float_kept": req.float_kept,
                              "float_nodes": float_kept_nodes(q), "sensitivity": req.sensitivity}})
         return q, meta

@@ -12,8 +12,10 @@ from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.model.layers import onnx_module_name
 
 
-#: activation calibration methods tried (each scored on held-out calibration images; see OnnxTarget)
+#: activation calibration methods tried (each scored across kinds of calibration image; see OnnxTarget._int8)
 CALIB_METHODS = ("MinMax", "Percentile")
+#: the methods whose activation ranges are not clipped (preferred within the choice's margin)
+UNCLIPPED = ("MinMax",)
 PERCENTILE = 99.999
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED, assert_clean_error, zoo
+from conftest import ROOT, SHARED, assert_clean_error, assert_int8_verdict, zoo
 
 OLD = {"onnxruntime": "1.17.3", "mnn": "3.0.0", "ncnn": "1.0.20240410"}
 NEW = {"onnxruntime": "1.32.0", "mnn": "3.6.1", "ncnn": "1.0.20261020"}
@@ -29,7 +29,11 @@ def compat_run(export_dir, compat_cache, tmp_path_factory):
     folders = []
     for target in ("onnx", "mnn", "ncnn"):
         folder, manifest, cp = export_dir("rfb-320", target, "fp32,fp16,int8")
-        assert cp.returncode == 0, cp.stderr[-3000:]
+        failing = [a for a in manifest["artifacts"] if not a["parity"]["passed"]]
+        assert cp.returncode == (2 if failing else 0) and not manifest["failed"], cp.stderr[-3000:]
+        for a in failing:  # only an int8 verdict under the strict rule or the shift gate, honestly
+            assert a["precision"].startswith("int8"), (a["precision"], a["parity"]["failures"])
+            assert_int8_verdict(a, cp.stdout)
         folders.append(folder)
         prims += [folder / a["primary"] for a in manifest["artifacts"] if a["precision"] in ("fp32", "int8")]
     env = {"ZOO_COMPAT_DIR": str(compat_cache)}
@@ -58,7 +62,9 @@ def test_table_every_artifact_in_both_releases_of_its_runtime(compat_run):
     for c in doc["results"]:
         assert c["runtime"] == {"onnx": "onnxruntime", "mnn": "mnn", "ncnn": "ncnn"}[c["target"]]
         assert c["version"] in (OLD[c["runtime"]], NEW[c["runtime"]])
-        assert c["status"] == "PASS", c
+        # int8 may FAIL the strict rule of its tier (no margin) as at export, never by losing faces
+        assert c["status"] == "PASS" or (c["precision"] == "int8" and c["status"] == "FAIL" and c["parity"]
+                                         and all(f.startswith("detections:") for f in c["parity"]["failures"])), c
         assert c["parity"]["matched"] >= 0.99 * c["parity"]["reference"] > 0
         if c["precision"] == "fp32":
             assert c["parity"]["matched"] == c["parity"]["reference"]
@@ -147,7 +153,11 @@ def test_min_runtime_mnn_export_is_proven_in_the_older_mnn(compat_run, export_di
     from zoo.validation.compat import summarize
 
     folder, manifest, cp = export_dir("rfb-320", "mnn", "fp32,int8", extra=("--min-runtime", "mnn==3.0.0"))
-    assert cp.returncode == 0, cp.stderr[-3000:]
+    failing = [a for a in manifest["artifacts"] if not a["parity"]["passed"]]
+    assert cp.returncode == (2 if failing else 0) and not manifest["failed"], cp.stderr[-3000:]
+    for a in failing:  # only an int8 verdict under the strict rule or the shift gate, honestly
+        assert a["precision"].startswith("int8"), (a["precision"], a["parity"]["failures"])
+        assert_int8_verdict(a, cp.stdout)
     assert "for mnn==3.0.0" in cp.stdout
     arts = manifest["artifacts"]
     assert sorted(a["precision"] for a in arts) == ["fp32", "int8", "int8-weight"]
@@ -164,7 +174,10 @@ def test_min_runtime_mnn_export_is_proven_in_the_older_mnn(compat_run, export_di
     for p in ("fp32", "int8", "int8-weight"):
         for v in ("3.0.0", NEW["mnn"]):
             c = cells[(f"mnn/{p}/raw@mnn3.0.0", v)]
-            assert c["status"] == "PASS" and c["min_runtime"] == "mnn==3.0.0", c
+            assert c["min_runtime"] == "mnn==3.0.0", c
+            # int8 may FAIL its tier's strict rule (as at export), never by losing faces or not loading
+            assert c["status"] == "PASS" or (p.startswith("int8") and c["status"] == "FAIL" and all(
+                f.startswith("detections:") for f in c["parity"]["failures"])), c
     assert cells[("mnn/fp32/raw@mnn3.0.0", "3.4.1")]["status"] == "PASS"
     # the targeted int8 fares in 3.4.1 exactly as the default one: the option does not change the file's graph
     assert cells[("mnn/int8/raw@mnn3.0.0", "3.4.1")]["status"] == cells[("mnn/int8/raw", "3.4.1")]["status"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAGES, ROOT, assert_clean_error, zoo
+from conftest import IMAGES, ROOT, assert_built, assert_clean_error, zoo
 
 NEW = {"ncnn": "1.0.20261020", "mnn": "3.6.1", "litert": "2.3.0"}
 RUNTIMES = ",".join(f"{rt}=={v}" for rt, v in NEW.items())
@@ -45,8 +45,10 @@ def arm64_cache(tmp_path_factory) -> Path:
     d = os.environ.get("ZOO_COMPAT_DIR")
     cache = Path(d) if d else tmp_path_factory.mktemp("compat-envs")
     t0 = time.monotonic()
+    # --prepare downloads by design (the pinned Debian userland from the Debian mirror, the aarch64 wheels
+    # with pip): the one command outside the OS-level network audit here; every run below is audited
     cp = zoo("compat", "--prepare", "--platform", "linux/arm64", "--runtime", RUNTIMES, "--json",
-             env={"ZOO_COMPAT_DIR": str(cache)}, check=0, timeout=2400)
+             env={"ZOO_COMPAT_DIR": str(cache)}, check=0, timeout=2400, audit=False)
     assert cp.returncode == 0, cp.stderr[-2000:]
     rows = json.loads(cp.stdout)["environments"]
     assert all(r["state"] == "ready" for r in rows), rows
@@ -61,7 +63,7 @@ def lane(export_dir, arm64_cache, tmp_path_factory):
     prims, folders = [], []
     for target in TARGETS:
         folder, manifest, cp = export_dir("rfb-320", target, "fp32,fp16,int8")
-        assert cp.returncode == 0, cp.stderr[-3000:]
+        assert_built(manifest, cp)  # exit 2 only for an honest int8 FAIL (issue 29's strict tiers, shift gate)
         folders.append(folder)
         prims += [folder / a["primary"] for a in manifest["artifacts"] if a["precision"] in ("fp32", "int8")]
     imgs = tmp_path_factory.mktemp("arm64-images")
@@ -86,6 +88,14 @@ def _cells(doc: dict) -> dict:
     return {(c["target"], c["precision"], c["cpu"], options_label(c["options"])): c for c in doc["results"]}
 
 
+def _strict_only(c: dict) -> bool:
+    """A cell PASSes, or FAILs only on detections with the margin rule held (>= 99% kept, <= 1% extra)."""
+    par = c.get("parity") or {}
+    return c["status"] == "PASS" or (
+        c["status"] == "FAIL" and bool(par.get("failures")) and all(f.startswith("detections:") for f in par["failures"])
+        and par["matched"] >= 0.99 * par["reference"] and par["extra"] <= 0.01 * par["reference"])
+
+
 def test_every_file_on_both_cpus_with_the_options_an_app_gets(lane):
     doc = lane["doc"]
     cells = _cells(doc)
@@ -99,9 +109,14 @@ def test_every_file_on_both_cpus_with_the_options_an_app_gets(lane):
         assert c["emulation"]["qemu"] and c["emulation"]["qemu_cpu"] == {"armv8.0": "cortex-a72", "armv8.2": "cortex-a76"}[cpu]
         assert {"libc6", "python3.11-minimal", "libstdc++6"} <= set(c["userland"]["packages"])
         assert c["seconds"] > 0 and c["parity"]["reference"] >= 40 and c["parity"]["evidence"]["images"] == 1
-        # ARM and x86 agree on the verdict; fp32 files pass outright
-        assert c["x86"]["status"] == "PASS", c["x86"]
-        assert c["status"] == "PASS", (t, p, cpu, o, c["message"])
+        # fp32 files pass outright; an int8 file may FAIL only the strict rule of its tier (issue 29: no score
+        # margin; one photo of 52 faces allows one strict miss and no strict extra), never by losing faces
+        if p == "fp32":
+            assert c["x86"]["status"] == "PASS", c["x86"]
+            assert c["status"] == "PASS", (t, p, cpu, o, c["message"])
+        else:
+            assert c["x86"]["status"] in ("PASS", "FAIL"), c["x86"]
+            assert _strict_only(c), (t, p, cpu, o, c["message"])
         assert set(c["x86"]["max_abs"]) >= {"scores", "boxes"}
     # the emulated CPUs are what they claim: fp16 arithmetic (asimdhp) and dot product only on ARMv8.2
     a72, a76 = (cells[("ncnn", "fp32", cpu, "library defaults")]["emulation"]["features"].split() for cpu in ("armv8.0", "armv8.2"))

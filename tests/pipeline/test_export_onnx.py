@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HALVES, CKPT_DIR, IMAGES, REFERENCE, ROOT, assert_clean_error, ort_run, zoo
+from conftest import HALVES, CKPT_DIR, IMAGES, REFERENCE, ROOT, assert_built, assert_clean_error, ort_run, zoo
 
 SHA_HEX = set("0123456789abcdef")
 
@@ -159,7 +159,7 @@ def test_detect_with_artifact_equals_model(onnx_exports, runtime):
 
 def test_onnx_fp16_and_int8(export_dir):
     folder, manifest, cp = export_dir("slim-320", "onnx", "fp16,int8", "raw")
-    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert_built(manifest, cp)
     validate_manifest(folder, manifest)
     arts = {a["precision"]: a for a in manifest["artifacts"]}
     assert set(arts) == {"fp16", "int8"}

@@ -25,7 +25,8 @@ from zoo.pipeline.oci import ENV_PASSWORD, ENV_USER, OCI_MANIFEST, OciManifest, 
 
 #: user zoo, password zoo-secret (bcrypt, cost 4: the registry checks it on every request)
 HTPASSWD = "zoo:$2b$04$AVVhZdTn/lwWd5B3jOYbbe.HD3VJarGsj.8MOLyK9CQePARi9cFaK"
-MNN_INT8 = "mnn/rfb-320-raw-int8.mnn"
+#: rfb-320 MNN full int8 is withheld from the default matrix (zoo.core.withheld): its weight-only flavour
+MNN_INT8 = "mnn/rfb-320-raw-int8-weight.mnn"
 
 
 def _need_registry() -> None:
@@ -130,7 +131,9 @@ def test_pull_into_an_empty_folder_verifies(published, tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
     cp = zoo("pull", published.ref, "--out", out, "--insecure", check=0)
-    assert cp.stdout.count("PASS  rfb-320 ") == 11 and "FAIL" not in cp.stdout and "partial" not in cp.stdout
+    n = len(json.loads((published.release / "manifest.json").read_text())["artifacts"])
+    assert n == 9  # 11 flavours, rfb-320 onnx/int8 and mnn/int8 withheld (zoo.core.withheld)
+    assert cp.stdout.count("PASS  rfb-320 ") == n and "FAIL" not in cp.stdout and "partial" not in cp.stdout
     listed = _release_files(published.release)
     assert _tree(out) == {"manifest.json", "pull.json", *listed}
     assert all(sha256_file(out / p) == sha for p, sha in listed.items())
@@ -142,22 +145,22 @@ def test_pull_into_an_empty_folder_verifies(published, tmp_path):
 def test_pull_of_one_target_gets_only_its_files(published, tmp_path):
     by_digest = published.ref.replace(":v1", "@" + published.first["digest"])
     out = tmp_path / "app"
-    cp = zoo("pull", by_digest, "--out", out, "--insecure", "--target", "mnn", "--precision", "int8", check=0)
+    cp = zoo("pull", by_digest, "--out", out, "--insecure", "--target", "mnn", "--precision", "int8-weight", check=0)
     golden = {p for p in _release_files(published.release) if p.startswith("golden/")}
-    assert _tree(out) == {"manifest.json", "pull.json", MNN_INT8, "mnn/rfb-320-raw-int8.json", *golden}
+    assert _tree(out) == {"manifest.json", "pull.json", MNN_INT8, "mnn/rfb-320-raw-int8-weight.json", *golden}
     assert [l for l in cp.stdout.splitlines() if l.startswith(("PASS", "FAIL"))] == \
-        [next(l for l in cp.stdout.splitlines() if l.startswith("PASS  rfb-320 mnn/int8/raw"))]
-    assert "partial pull (pull.json): left out 10 artifact(s)" in cp.stdout and "cards/rfb-320.md" in cp.stdout
+        [next(l for l in cp.stdout.splitlines() if l.startswith("PASS  rfb-320 mnn/int8-weight/raw"))]
+    assert "partial pull (pull.json): left out 8 artifact(s)" in cp.stdout and "cards/rfb-320.md" in cp.stdout
     rec = json.loads((out / "pull.json").read_text())
-    assert rec["targets"] == ["mnn"] and rec["precisions"] == ["int8"] and MNN_INT8 not in rec["left_out"]
+    assert rec["targets"] == ["mnn"] and rec["precisions"] == ["int8-weight"] and MNN_INT8 not in rec["left_out"]
     # `zoo verify` alone says the same; a partial folder is never published
     cp = zoo("verify", out, check=0)
-    assert "left out 10 artifact(s)" in cp.stdout
+    assert "left out 8 artifact(s)" in cp.stdout
     assert_clean_error(zoo("publish", out, "--to", published.ref.replace(":v1", ":partial"), "--insecure"),
                        "partial pull")
     # the record excuses only what it names: a pulled file deleted fails verify
-    (out / "mnn" / "rfb-320-raw-int8.json").unlink()
-    assert_clean_error(zoo("verify", out), "mnn/rfb-320-raw-int8.json", "missing", code=2)
+    (out / "mnn" / "rfb-320-raw-int8-weight.json").unlink()
+    assert_clean_error(zoo("verify", out), "mnn/rfb-320-raw-int8-weight.json", "missing", code=2)
     # a partial pull is explicit: without its record, the absent files fail verify too
     (out / "pull.json").unlink()
     assert_clean_error(zoo("verify", out), "missing", code=2)

@@ -72,6 +72,21 @@ def test_an_intact_release_verifies(small_release):
     assert p["detections"]["reference"] >= 3 and p["detections"]["matched"] == p["detections"]["reference"]
 
 
+def test_verify_runs_each_artifact_in_each_listed_runtime(small_release):
+    """Issue 32: `--runtime a,b`: the golden kit through each artifact once per named runtime, each case naming
+    it; every file case once; the typed API gives the same."""
+    import zoo as api
+
+    res = json.loads(zoo("verify", small_release, "--runtime", "onnxruntime,opencv", "--json", check=0).stdout)
+    golden = [(c["name"], c["runtime"], c["passed"]) for c in res["cases"] if not c["name"].startswith("file ")]
+    assert golden == [("rfb-320 onnx/fp32/decoded", "onnxruntime", True), ("rfb-320 onnx/fp32/decoded", "opencv", True)]
+    files = [c["name"] for c in res["cases"] if c["name"].startswith("file ")]
+    assert files and len(files) == len(set(files))
+    assert res["runtimes"] == ["onnxruntime", "opencv"] and res["passed"]
+    r = api.verify(small_release, runtime=["opencv"])
+    assert r.passed and [(c.name, c.runtime) for c in r.cases if c.runtime] == [("rfb-320 onnx/fp32/decoded", "opencv")]
+
+
 def test_one_changed_weight_with_rerecorded_hashes_fails_naming_it(small_release, tmp_path):
     import onnx
     from onnx import numpy_helper

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HALVES, IMAGES, assert_clean_error, zoo
+from conftest import HALVES, IMAGES, assert_built, assert_clean_error, zoo
 from zoo.exporters import get_target, target_names
 from zoo.exporters.base import Target
 
@@ -89,7 +89,7 @@ def tamper_copy(folder: Path, art: dict, dest: Path, weight: np.ndarray) -> Path
 def test_diff_finds_the_tampered_layer(target, export_dir, resolved, few_images, tmp_path):
     t = available(target)
     folder, manifest, cp = export_dir("rfb-320", target, ",".join(t.precisions))
-    assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
+    assert_built(manifest, cp)
     arts = {a["precision"]: a for a in manifest["artifacts"]}
     fp32 = arts["fp32"]
     weight = resolved("rfb-320").state_dict[f"{TAMPERED}.weight"].numpy()

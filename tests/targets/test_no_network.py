@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import osaudit
-from conftest import HALVES, IMAGES, ROOT, zoo
+from conftest import HALVES, IMAGES, ROOT, assert_built, zoo
 from zoo.exporters import get_target, target_names
 
 NONET = ROOT / "tests" / "targets" / "nonet"
@@ -170,7 +170,7 @@ def test_every_runtime_loaded_and_idle_sends_nothing_and_onnxruntime_alone_would
         if not t.available():
             continue
         folder, manifest, cp = export_dir("rfb-320", name, ",".join(t.precisions))
-        assert cp.returncode == 0, cp.stderr[-2000:]
+        assert_built(manifest, cp)
         fp32 = next(a for a in manifest["artifacts"] if a["precision"] == "fp32")
         jobs += [(name, rt, str(folder / fp32["primary"])) for rt in t.runtimes]
     homes = {k: tmp_path / f"home-{k}" for k in ("zoo", "bare")}
@@ -207,7 +207,7 @@ def test_export_of_every_precision_reaches_nothing(model_id, target, export_dir)
     t = available(target)
     need_os_audit()
     folder, manifest, cp = export_dir(model_id, target, ",".join(t.precisions))
-    assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
+    assert_built(manifest, cp)  # exit 2 only for an honest int8 FAIL (issue 29's strict tiers and shift gate)
     assert cp.audit is not None and cp.audit.clean, cp.audit.report() if cp.audit else "not audited"
     hook_log = folder.parent / f"{folder.name}.nonet.log"
     assert not hook_log.exists() or not hook_log.read_text(), hook_log.read_text()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import osaudit
-from conftest import HALVES, IMAGES, ROOT, ort_run, zoo
+from conftest import HALVES, IMAGES, ROOT, assert_built, ort_run, zoo
 from zoo.exporters import get_target
 
 NONET = ROOT / "tests" / "targets" / "nonet"
@@ -31,7 +31,7 @@ def _need_openvino():
 
 def _ok(entry):
     folder, manifest, cp = entry
-    assert cp.returncode == 0, cp.stdout[-2000:] + cp.stderr[-2000:]
+    assert_built(manifest, cp)
     return folder, manifest
 
 

@@ -9,13 +9,13 @@ import pytest
 pytest.importorskip("tensorflow", reason="the tflite extra is not installed")
 pytest.importorskip("ai_edge_litert", reason="the tflite extra is not installed")
 
-from conftest import REFERENCE  # noqa: E402
+from conftest import REFERENCE, assert_built  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tflite_rfb(export_dir):
     folder, manifest, cp = export_dir("rfb-320", "tflite", "fp32,fp16,int8")
-    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert_built(manifest, cp)
     return folder, {a["precision"]: a for a in manifest["artifacts"]}
 
 

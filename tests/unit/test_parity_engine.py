@@ -136,6 +136,10 @@ def test_tiers_are_the_release_gates():
     assert (TIERS["int8"]["min_recall"], TIERS["int8"]["max_extra"], TIERS["int8"]["min_iou"]) == (0.99, 0.01, 0.5)
     assert (TIERS["fp16"]["min_recall"], TIERS["fp16"]["max_extra"], TIERS["fp16"]["min_iou"]) == (0.995, 0.005, 0.9)
     assert (TIERS["fp32"]["min_recall"], TIERS["fp32"]["max_extra"], TIERS["fp32"]["min_iou"]) == (1.0, 0.0, 0.99)
+    # the strict rule (no score margin; issue 29): fp32 gates every tensor instead
+    assert (TIERS["int8"]["strict_min_recall"], TIERS["int8"]["strict_max_extra"]) == (0.97, 0.01)
+    assert (TIERS["fp16"]["strict_min_recall"], TIERS["fp16"]["strict_max_extra"]) == (0.99, 0.005)
+    assert (TIERS["fp32"]["strict_min_recall"], TIERS["fp32"]["strict_max_extra"]) == (None, None)
 
 
 @pytest.mark.parametrize("missed, extra, passed", [(0, 0, True), (1, 0, True), (0, 1, True), (2, 0, False), (0, 2, False)])

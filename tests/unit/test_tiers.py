@@ -189,3 +189,26 @@ def test_score_margin_at_its_edge(precision, factor, kept):
     assert det["matched"] == (N if kept else 0), det
     assert det["borderline_missed"] == (N if kept else 0)
     assert det["strict"]["matched"] == 0 and det["strict"]["missed"] == N
+
+
+@pytest.mark.parametrize("precision", [p for p, t in TIERS.items() if t.get("strict_min_recall") is not None])
+def test_strict_kept_and_extra_at_their_edges(precision):
+    """The strict rule (issue 29: no margin on either side) at its edges, the margin rule satisfied
+    throughout: faces the artifact scores a hair under the threshold (kept only by the margin) and
+    detections the reference scores a hair under it (extra only without the margin)."""
+    tier = TIERS[precision]
+    n = 400
+    near = DETECT["score_threshold"] - tier["score_margin"] / 2
+    allowed_missed = math.floor(round((1 - tier["strict_min_recall"]) * n, 6))
+    allowed_extra = math.floor(round(tier["strict_max_extra"] * n, 6))
+    for under, over, passes in ((allowed_missed, 0, True), (allowed_missed + 1, 0, False),
+                                (0, allowed_extra, True), (0, allowed_extra + 1, False)):
+        ref, got = _faces(n, extra=over)
+        got["scores"][:under, 0, 1] = near
+        got["scores"][:under, 0, 0] = 1 - near
+        ref["scores"][n - over:, 5, 1] = near
+        ref["scores"][n - over:, 5, 0] = 1 - near
+        det = compare(ref, got, _data(n), LABELS, P, precision)["detections"]
+        assert (det["missed"], det["extra"]) == (0, 0), det  # the margin rule alone passes
+        assert (det["borderline_missed"], det["borderline_extra"]) == (under, over), det
+        assert det["passed"] is passes, (precision, under, over, det["strict"])

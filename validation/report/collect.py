@@ -157,6 +157,11 @@ def build_report(folders: list[Path], bench_path: Path | None = None) -> dict:
         if folder.is_file():
             folder = folder.parent
         top = manifest.model or {}
+        held = (manifest.release or {}).get("withheld")
+        for w in held if isinstance(held, list) else []:  # the flavours the release left out (zoo.core.withheld)
+            if isinstance(w, dict) and all(isinstance(w.get(k), str) for k in ("model", "target", "precision", "reason", "instead")):
+                notes.append(f"{folder.name}: {w['model']} {w['target']}/{w['precision']} withheld from the default matrix "
+                             f"(measured to fail its tier: {w['reason']}; use {w['instead']})")
         bpath = Path(bench_path) if bench_path is not None else folder / BENCH_FILE
         bench = read_bench(bpath) if bpath.is_file() or bench_path is not None else None
         if bench is None:

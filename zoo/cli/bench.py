@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.validation.bench import BENCH_FILE, collect_items, parse_threads, run_bench, save_bench
+from zoo.validation.bench import BENCH_FILE, collect_items, parse_threads, save_bench
 from zoo.validation.report import write_report
 from zoo.validation.report.write import check_out
-from zoo.exporters import select_runtime
+from zoo.api import run_bench_runtimes
+from zoo.exporters import select_runtimes
 from zoo.pipeline.report_page import html_report
-from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimeOpt, print_json, runtime_option, stderr
+from zoo.cli.common import EXIT_FAILED, JsonOpt, RuntimesOpt, print_json, runtimes_option, stderr
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_text
 
@@ -42,8 +43,9 @@ class _Progress:
             self.bar = None
 
 
-def _line(r: dict) -> str:
-    name = f"{r['model']} {r['target']}/{r['precision']}/{r['head']}" + ("/dynamic" if r.get("dynamic") else "")
+def _line(r: dict, show_runtime: bool = False) -> str:
+    name = (f"{r['model']} {r['target']}/{r['precision']}/{r['head']}" + ("/dynamic" if r.get("dynamic") else "")
+            + (f" [{r.get('runtime')}]" if show_runtime else ""))
     if r.get("error"):
         return f"FAIL  {name:<32} x{r['threads']}  {r['error']}"
     spread = "—" if r.get("spread_pct") is None else f"{r['spread_pct']:.0f}%"
@@ -62,7 +64,7 @@ def bench(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per worker process.")] = 300.0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Also write the full result JSON here.")] = None,
     save: Annotated[bool, typer.Option("--save/--no-save", help="Write DIR/bench.json for each release folder.")] = True,
-    runtime: RuntimeOpt = None,
+    runtime: RuntimesOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Latency, load time and memory of each artifact in its own runtime and process; writes DIR/bench.json."""
@@ -70,15 +72,16 @@ def bench(
     thread_list = parse_threads(threads)
     if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
         raise ZooError("--warmup must be >= 0 and --runs, --rounds, --timeout > 0")
-    runtime = runtime_option(runtime)
-    items, _ = select_runtime(collect_items(paths), runtime)
+    runtimes = runtimes_option(runtime)
+    every = collect_items(paths)
+    items = select_runtimes(every, runtimes)[0] if runtimes else every
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if not json_ and max(thread_list) > cores:
         stderr(f"note: {max(thread_list)} threads > {cores} available cores: those runs measure oversubscription")
     progress = _Progress(enabled=not json_ and sys.stderr.isatty())
     try:
-        result = run_bench(items, threads=thread_list, warmup=warmup, runs=runs, rounds=rounds, timeout=timeout,
-                           progress=progress, runtime=runtime)
+        result = run_bench_runtimes(items, runtimes, threads=thread_list, warmup=warmup, runs=runs, rounds=rounds,
+                                    timeout=timeout, progress=progress)
     finally:
         progress.close()
     written = save_bench(result, items) if save else []
@@ -92,7 +95,7 @@ def bench(
         typer.echo(f"machine: {m['cpu']}, {m['cores_available']} cores, single-core float32 GEMM peak "
                    f"{m['matmul_peak_gflops']:.1f} GFLOP/s, load {m.get('loadavg_start')}")
         for r in result["results"]:
-            typer.echo(_line(r))
+            typer.echo(_line(r, len(runtimes) > 1))
         for p in written:
             typer.echo(f"wrote {p}")
     failed = [r for r in result["results"] if r.get("error")]

@@ -12,7 +12,7 @@ import typer
 
 from zoo.checkpoints.resolve import ResolvedModel, resolve_model
 from zoo.exporters import check_runtime_name
-from zoo.validation.parity import MIN_EVIDENCE, SIZE_BUCKETS, weak_evidence
+from zoo.validation.parity import MIN_EVIDENCE, SIZE_BUCKETS, shift_min_evidence, weak_evidence
 from zoo.core.errors import ZooError
 from zoo.core.images import collect_readable
 from zoo.core.model.specs import parse_input_size, parse_labels
@@ -38,6 +38,9 @@ AllowWeakOpt = Annotated[bool, typer.Option(
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here (for CI).")]
 RuntimeOpt = Annotated[Optional[str], typer.Option(
     "--runtime", help="Run artifacts in this runtime (see `zoo list`; e.g. opencv for ONNX); default: each target's own.")]
+RuntimesOpt = Annotated[Optional[str], typer.Option(
+    "--runtime", help="Run artifacts in these runtimes, comma-separated (see `zoo list`; e.g. onnxruntime,opencv): "
+                      "each artifact once per named runtime it offers; default: each target's own.")]
 
 
 def resolve_from_options(model, checkpoint, arch, labels, input_size) -> ResolvedModel:
@@ -50,8 +53,19 @@ def resolve_from_options(model, checkpoint, arch, labels, input_size) -> Resolve
 
 
 def runtime_option(runtime: str | None) -> str | None:
-    """A validated --runtime (unknown: an error naming the available ones)."""
+    """A validated --runtime of a command that runs one (detect, diff; unknown: an error naming the available ones)."""
+    if runtime is not None and "," in runtime:
+        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
+                       "(check, verify and bench take a comma list)")
     return None if runtime is None else check_runtime_name(runtime)
+
+
+def runtimes_option(runtime: str | None) -> list[str]:
+    """A validated --runtime list (check, verify, bench): [] when not given; an unknown name is an error
+    suggesting the nearest one; a name given twice counts once."""
+    if runtime is None:
+        return []
+    return [check_runtime_name(r) for r in dict.fromkeys(split_list(runtime, "--runtime"))]
 
 
 def split_list(text: str | None, what: str) -> list[str]:
@@ -64,6 +78,26 @@ def split_list(text: str | None, what: str) -> list[str]:
 def parity_images(images: Path | None) -> list[Path]:
     """--images, else the default parity set (the pinned photos; a warning and the built-in photos offline)."""
     return collect_readable(images, "--images") if images is not None else default_images(stderr)
+
+
+def detection_text(parity: dict | None) -> str:
+    """A verdict's detection counts for its PASS/FAIL line: ``det 290/291 extra 0 strict 287/0`` (kept /
+    reference faces and extra detections under the tier's score margin, then kept / extra with no margin),
+    and for an artifact proven on the shift gate the same pooled over its mosaics:
+    ``shift 2x2+3x3 235/235 extra 0 strict 228/1``."""
+    p = parity or {}
+    d = p.get("detections") or {}
+    st = d.get("strict") or {}
+    text = f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}"
+    if st:
+        text += f" strict {st.get('matched', 0)}/{st.get('extra', 0)}"
+    sh = p.get("shift")
+    if isinstance(sh, dict) and sh.get("pooled"):
+        c = sh["pooled"]
+        text += (f"  shift {'+'.join(sh.get('layouts', []))} {c.get('matched', 0)}/{c.get('reference', 0)} "
+                 f"extra {c.get('extra', 0)} strict {(c.get('strict') or {}).get('matched', 0)}/"
+                 f"{(c.get('strict') or {}).get('extra', 0)}")
+    return text
 
 
 def dynamic_text(parity: dict | None) -> str:
@@ -86,8 +120,15 @@ def evidence_text(parity: dict | None, min_evidence: int = MIN_EVIDENCE, judge: 
     by = ev.get("by_size") or {}
     sizes = ", ".join(f"{b}px {by.get(b, 0)}" for b in SIZE_BUCKETS)
     text = f"evidence {ev.get('images', 0)} img {ev.get('faces', 0)} faces ({sizes})"
+    sh = (parity or {}).get("shift")
+    if isinstance(sh, dict) and sh.get("evidence"):
+        text += f"; shift {sh['evidence'].get('images', 0)} mosaics {sh['evidence'].get('faces', 0)} faces"
     if judge and weak_evidence(parity, min_evidence):
-        text += f"  weak evidence ({ev.get('faces', 0)} faces < {min_evidence})"
+        if ev.get("faces", 0) < min_evidence:
+            text += f"  weak evidence ({ev.get('faces', 0)} faces < {min_evidence})"
+        else:
+            text += (f"  weak evidence (shift: {sh['evidence'].get('faces', 0)} faces < "
+                     f"{shift_min_evidence(min_evidence)}, half of {min_evidence})")
     n = len(ev.get("overlap") or [])
     if n:
         text += f"  calibration overlaps the gate: {n} image{'s' if n != 1 else ''}"
@@ -103,7 +144,8 @@ def exit_on_weak_evidence(parities: list[dict | None], min_evidence: int, allow:
     faces = sorted({(p.get("evidence") or {}).get("faces", 0) for p in weak})
     on = f"{faces[0]}" if len(faces) == 1 else f"{faces[0]} to {faces[-1]}"
     stderr(f"error: weak evidence: {len(weak)} fp16/int8 artifact(s) proven on only {on} reference faces "
-           f"(fewer than --min-evidence {min_evidence}); give --images with more faces, set {ENV_IMAGES} to a copy "
+           f"(fewer than --min-evidence {min_evidence}, or than {shift_min_evidence(min_evidence)} on the shift gate's "
+           f"mosaics); give --images with more faces, set {ENV_IMAGES} to a copy "
            "of the pinned photos (or let them be fetched into the cache), or pass --allow-weak-evidence")
     raise typer.Exit(EXIT_FAILED)
 

@@ -24,6 +24,7 @@ from zoo.cli.common import (
     MinEvidenceOpt,
     ModelOpt,
     ThreadsOpt,
+    detection_text,
     diff_hint,
     dynamic_text,
     evidence_text,
@@ -43,15 +44,14 @@ from zoo.pipeline.plan import make_plan, toolchain_warning
 
 def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | None = None) -> str:
     p = a.parity or {}
-    d = p.get("detections", {})
     outs = ", ".join(f"{k} {v['max_abs']:.2g}" for k, v in p.get("outputs", {}).items())
     status = "PASS" if a.passed else "FAIL"
     line = (f"{status}  {a.target:<7} {a.precision:<7} {a.head:<8} {'for ' + a.min_runtime + '  ' if a.min_runtime else ''}"
-            f"det {d.get('matched', 0)}/{d.get('reference', 0)} extra {d.get('extra', 0)}  max|diff| {outs}  "
+            f"{detection_text(p)}  max|diff| {outs}  "
             f"{evidence_text(p, min_evidence)}")
     line += dynamic_text(p)  # a dynamic file: its sizes and batch
     if not a.passed:
-        line += "\n      " + "\n      ".join(p.get("failures", []))
+        line += "\n      " + "\n      ".join(p.get("failures", []) + ([p["advice"]] if p.get("advice") else []))
         hint = diff_hint(Path(folder) / a.primary) if folder is not None else ""
         if hint:
             line += "\n" + hint

@@ -8,6 +8,7 @@ from zoo.exporters import all_targets
 from zoo.cli.common import JsonOpt, print_json
 from zoo.core import telemetry
 from zoo.core.model.specs import MODELS
+from zoo.core.withheld import withheld
 
 
 def runtime_entries(targets) -> list[dict]:
@@ -61,10 +62,12 @@ def list_(json_: JsonOpt = False) -> None:
             "dynamic": t.dynamic, "dynamic_reason": None if t.dynamic else t.dynamic_reason,
         })
     runtimes = runtime_entries(all_targets())
+    held = [w.to_dict() for w in withheld()]
     if json_:
         print_json({"models": models, "targets": targets, "runtimes": runtimes,
                     "telemetry": {"environment": dict(telemetry.ENV),
-                                  "reporters": telemetry.describe(list(telemetry.REPORTERS))}})
+                                  "reporters": telemetry.describe(list(telemetry.REPORTERS))},
+                    "withheld": held})
         return
     typer.echo("models:")
     for m in models:
@@ -85,3 +88,8 @@ def list_(json_: JsonOpt = False) -> None:
     no = [t for t in targets if not t["dynamic"]]
     if no:
         typer.echo("fixed-size only (no --dynamic): " + "; ".join(f"{t['name']}: {t['dynamic_reason']}" for t in no))
+    if held:
+        typer.echo("withheld from the default release matrix (measured to fail their tier; `zoo release --with-withheld` "
+                   "and `zoo export` still build them):")
+        for w in held:
+            typer.echo(f"  {w['model']:<10} {w['target']}/{w['precision']}: {w['reason']}; use {w['instead']}")

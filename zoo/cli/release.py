@@ -20,13 +20,13 @@ from zoo.cli.common import (
     JsonOpt,
     JunitOpt,
     MinEvidenceOpt,
-    RuntimeOpt,
+    RuntimesOpt,
     ThreadsOpt,
     diff_hint,
     evidence_text,
     exit_on_weak_evidence,
     print_json,
-    runtime_option,
+    runtimes_option,
     split_list,
     stderr,
 )
@@ -38,7 +38,7 @@ from zoo.pipeline.junit import artifact_cases, write_junit
 from zoo.pipeline.merge import merge as merge_shards
 from zoo.pipeline.plan import parse_shard, toolchain_warning
 from zoo.pipeline.release import release as build_release
-from zoo.pipeline.verify import verify as run_verify
+from zoo.api import verify_raw
 
 
 def release(
@@ -58,9 +58,11 @@ def release(
     junit: JunitOpt = None,
     min_evidence: MinEvidenceOpt = MIN_EVIDENCE,
     allow_weak_evidence: AllowWeakOpt = False,
+    with_withheld: Annotated[bool, typer.Option("--with-withheld", help="Also build the flavours withheld from the default matrix (measured to fail their tier; `zoo list` names them).")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Build the whole matrix with parity, model cards, golden kit and REPORT.md; resumable."""
+    """Build the whole matrix with parity, model cards, golden kit and REPORT.md; resumable. Flavours
+    measured to fail their tier are withheld unless --with-withheld (`zoo list` names them)."""
     progress = None if json_ else stderr
     if more and not merge:
         raise ZooError(f"unexpected argument {str(more[0])!r}: folders are only given with --merge")
@@ -79,7 +81,7 @@ def release(
             images=collect_readable(images, "--images") if images else None,  # default: the pinned photos
             calib=collect_readable(calib, "--calib") if calib else None,
             shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress, min_evidence=min_evidence,
-            timings=rows if profile else None,
+            timings=rows if profile else None, with_withheld=with_withheld,
         )
         if profile:
             profile_run(Path(out), jobs, started, rows)
@@ -101,6 +103,9 @@ def release(
                 typer.echo(f"PASS  {a.model} {a.target}/{a.precision}/{a.head}  {evidence_text(a.parity, min_evidence)}")
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.model} {f.target}/{f.precision}/{f.head}: {f.error}")
+        for w in (manifest.release or {}).get("withheld") or []:
+            typer.echo(f"withheld: {w['model']} {w['target']}/{w['precision']} (not built; --with-withheld builds it): "
+                       f"{w['reason']}; use {w['instead']}")
     bad = manifest.failed or [a for a in manifest.artifacts if not a.passed]
     if bad:
         stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a.model} {a.target}/{a.precision}" for a in bad[:5]))
@@ -111,12 +116,12 @@ def release(
 def verify(
     folder: Annotated[Path, typer.Argument(help="A folder written by `zoo release`.")],
     threads: ThreadsOpt = 1,
-    runtime: RuntimeOpt = None,
+    runtime: RuntimesOpt = None,
     junit: JunitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Re-check every file's sha256 and re-run the golden kit through every artifact."""
-    res = run_verify(folder, threads=threads, progress=None if json_ else stderr, runtime=runtime_option(runtime))
+    res = verify_raw(folder, threads=threads, progress=None if json_ else stderr, runtime=runtimes_option(runtime) or None)
     report_verify(res, junit, json_)
 
 
@@ -128,6 +133,8 @@ def report_verify(res: dict, junit: Path | None, json_: bool) -> None:
         print_json(res)
     else:
         for c in res["cases"]:
+            if c.get("runtime") and "runtimes" in res and not c["name"].startswith("file "):
+                c = {**c, "name": f"{c['name']} [{c['runtime']}]"}  # several runtimes: each line names its own
             if not c["passed"] or not c["name"].startswith("file "):
                 # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
                 ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""

@@ -19,9 +19,10 @@ import numpy as np
 
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import sha256_file
-from zoo.core.manifest import MANIFEST, confine
+from zoo.core.manifest import MANIFEST, base_precision, confine
 from zoo.core.meta import ArtifactMeta, manifest_entry, read_sidecar, sidecar_path, unreadable_manifests
 from zoo.core.model import priors as P
+from zoo.core.model.processing import softmax_problem
 
 NO_VERIFY_HINT = "--no-verify skips this check"
 
@@ -137,9 +138,9 @@ def output_problem(out: dict, meta: ArtifactMeta, check_head: bool = True) -> tu
     scores, boxes = np.asarray(out["scores"], np.float32), np.asarray(out["boxes"], np.float32)
     if not (np.isfinite(scores).all() and np.isfinite(boxes).all()):
         return CORRUPT, "its outputs contain NaN/inf"
-    unsummed = np.abs(scores.sum(-1) - 1.0) > 0.05
-    if check_head and unsummed.mean() > 0.01:
-        return MISMATCH, f"its scores are not softmaxed over {meta.num_classes} classes (rows do not sum to 1)"
+    soft = softmax_problem(scores, base_precision(meta.precision or "fp32"))
+    if check_head and soft:
+        return MISMATCH, f"its scores are not softmaxed over {meta.num_classes} classes ({soft})"
     priors = P.generate_priors(*meta.input_size)
     b = boxes.reshape(-1, priors.shape[0], 4).astype(np.float64)
     centre, size = (b[..., :2] + b[..., 2:]) / 2, b[..., 2:] - b[..., :2]

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_path, sha256_file
+from zoo.core.transfer import Deadline, TransferStalled
+from zoo.core.transfer import read1 as _read1
 
 PINNED_COMMIT = "dffdddda9794a50607cba8f318507a28c1c27cab"
 REPOSITORY = "https://github.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB"
@@ -202,8 +204,9 @@ def _download(f: PinnedFile, url: str, target: Path, dest: Path, hint: str | Non
     n = 0
     # a run killed mid-file leaves only .NAME.part, which the next run overwrites
     with atomic_path(target, fixed=f".{target.name}.part") as tmp, open(tmp, "wb") as out:
+        deadline = Deadline(f"download of {f.remote} from {url}", hint=f"nothing was saved at {target}")
         try:
-            resp = urllib.request.urlopen(url, timeout=TIMEOUT)
+            resp = urllib.request.urlopen(url, timeout=min(TIMEOUT, deadline.wait(TIMEOUT)))
         except urllib.error.HTTPError as e:
             raise _network_error(f, url, f"HTTP {e.code} {e.reason}", dest, hint) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
@@ -212,7 +215,9 @@ def _download(f: PinnedFile, url: str, target: Path, dest: Path, hint: str | Non
             # one byte more than pinned is enough to know the file is not the pinned one
             while n <= f.size:
                 try:
-                    chunk = resp.read1(min(_CHUNK, f.size + 1 - n))
+                    chunk = _read1(resp, min(_CHUNK, f.size + 1 - n), deadline, TIMEOUT)
+                except TransferStalled:
+                    raise
                 except (http.client.HTTPException, OSError) as e:
                     raise _network_error(f, url, f"after {n} of {f.size} bytes: {e or type(e).__name__}", dest, hint) from None
                 if not chunk:

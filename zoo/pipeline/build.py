@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo.checkpoints.resolve import ResolvedModel
 from zoo.exporters import get_target, target_names
-from zoo.validation.parity import MIN_EVIDENCE, RULES, grade
+from zoo.validation.parity import MIN_EVIDENCE, RULES, grade, shift_applies
 from zoo.core.version import __version__
 from zoo.core.fsutil import ensure_writable_dir, sha256_file
 from zoo.core.model.priors import dynamic_info
@@ -37,7 +37,7 @@ from zoo.core.isolation import WarmWorkers, kill_active_workers
 from zoo.core.schedule import PriorityPool
 from zoo.pipeline.analysis import analyse as analyse_sensitivity
 from zoo.pipeline.plan import Job, Plan, make_plan
-from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
+from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job, shift_head
 from zoo.pipeline.worker import prestart_export_worker, run_worker, warm_workers
 
 FILE_MODE = 0o644
@@ -210,9 +210,11 @@ def build_artifacts(
         if images:
             if any(get_target(j.target).numpy_weights for j in todo):
                 weights = str(work / "weights.npz")
+            heads = ["decoded" if j.head == "nms" else j.head for j in todo]
+            heads += [shift_head(j.head) for j in todo if shift_applies(j.precision, j.head)]  # the shift gate's mosaics
             references, ref_job = reference_job(
                 str(resolved.checkpoint_path.resolve()), resolved.checkpoint_sha256, meta0.to_dict(),
-                ["decoded" if j.head == "nms" else j.head for j in todo], images, threads, weights)
+                heads, images, threads, weights)
             if ref_job is not None and not weights and all(get_target(j.target).source == "torch" for j in todo):
                 # every job loads torch anyway (ONNX from PyTorch): each computes the reference itself and
                 # stores it for the next run, rather than waiting for a worker of its own

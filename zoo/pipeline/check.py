@@ -10,10 +10,10 @@ from pathlib import Path
 
 from zoo.checkpoints.resolve import find_checkpoint
 from zoo.exporters import get_target, select_runtime
-from zoo.validation.parity import MIN_EVIDENCE, weak_evidence
+from zoo.validation.parity import MIN_EVIDENCE, shift_applies, weak_evidence
 from zoo.core.errors import ZooError
 from zoo.core.manifest import MANIFEST, file_problem, read_manifest
-from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job
+from zoo.pipeline.reference import TIMEOUT as REFERENCE_TIMEOUT, reference_job, shift_head
 from zoo.pipeline.worker import run_worker, warm_workers
 
 
@@ -58,14 +58,16 @@ def check(folder: Path, images: list[Path], checkpoint: Path | None = None, thre
         for a in arts:
             facts = _facts(a.meta)
             head = "decoded" if a.head == "nms" else a.head
-            if head in refs.setdefault(facts, {}) or not imgs:
+            heads = [head] + ([shift_head(head)] if shift_applies(a.precision, a.head) else [])
+            heads = [h for h in heads if h not in refs.setdefault(facts, {})]
+            if not heads or not imgs:
                 continue
             try:
-                got, job = reference_job(str(Path(ckpt).resolve()), sha, a.meta, [head], imgs, threads)
+                got, job = reference_job(str(Path(ckpt).resolve()), sha, a.meta, heads, imgs, threads)
             except (ZooError, KeyError, TypeError, ValueError, AttributeError):
                 continue  # metadata this cannot read: that artifact's own check says what is wrong
             if job is not None:
-                say(f"PyTorch reference ({head} head) ...")
+                say(f"PyTorch reference ({', '.join(heads)}) ...")
                 run_worker(job, Path(td), REFERENCE_TIMEOUT, "reference")  # failed: each check computes its own
             refs[facts].update(got)
         for a in arts:

@@ -193,6 +193,7 @@ def _parity_summary(p: dict) -> dict:
     ev = p.get("evidence") or {}
     return {"passed": bool(p.get("passed")), "tier": base_precision(str(p.get("precision", ""))),
             "matched": d.get("matched"), "reference": d.get("reference"), "extra": d.get("extra"),
+            "strict": d.get("strict"),
             "max_abs": {k: v.get("max_abs") for k, v in (p.get("outputs") or {}).items()},
             "failures": list(p.get("failures") or [])[:3],
             **({"evidence": {"images": ev.get("images"), "faces": ev.get("faces"), "strong": bool(ev.get("strong"))}}

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.core.errors import ZooError
+from zoo.core.transfer import Deadline, TransferStalled
+from zoo.core.transfer import read as _read_under, read1 as _read1_under
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 TITLE = "org.opencontainers.image.title"
@@ -360,6 +362,26 @@ class Registry:
             raise RegistryError(f"{self.host}: {method} {urllib.parse.urlsplit(url).path} answered HTTP {resp.status}")
         return resp
 
+    def _deadline(self, what: str) -> Deadline:
+        return Deadline(f"{self.host}: {what}", RegistryError, hint="nothing was written")
+
+    def _read(self, r, limit: int, deadline: Deadline) -> bytes:
+        try:
+            return _read_under(r, limit, deadline, self.timeout)
+        except TransferStalled:
+            raise
+        except OSError as e:
+            raise RegistryError(f"{self.host}: {deadline.what}: the transfer broke off ({e or type(e).__name__})") from None
+
+    def _read1(self, r, size: int, deadline: Deadline) -> bytes:
+        try:
+            return _read1_under(r, size, deadline, self.timeout)
+        except TransferStalled:
+            raise
+        except OSError as e:
+            raise RegistryError(f"{self.host}: {deadline.what}: the transfer broke off after {deadline.bytes} bytes "
+                                f"({e or type(e).__name__}); nothing was written") from None
+
     # ---- the API
     def ping(self) -> None:
         """GET /v2/: reachable, speaks the distribution API, and lets us in."""
@@ -379,11 +401,12 @@ class Registry:
 
     def get_manifest(self, ref: str) -> tuple[bytes, str]:
         """The manifest's bytes and their digest; a manifest asked for by digest must hash to it."""
+        deadline = self._deadline(f"the manifest {ref!r}")
         with self.request("GET", f"/v2/{self.ref.repo}/manifests/{ref}", headers={"Accept": OCI_MANIFEST},
                           accept=(200, 404)) as r:
             if r.status == 404:
                 raise RegistryError(f"{self.ref.host}/{self.ref.repo}: no manifest {ref!r} (unknown tag or digest)")
-            data = r.read(MAX_MANIFEST_BYTES + 1)
+            data = self._read(r, MAX_MANIFEST_BYTES + 1, deadline)
         if len(data) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"the manifest {ref!r} is larger than {MAX_MANIFEST_BYTES} bytes; refusing it")
         digest = sha256_digest(data)
@@ -411,7 +434,10 @@ class Registry:
             raise RegistryError(f"{self.host} gave no upload location")
         url = self._url(location)
         url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode({"digest": digest})
-        with self.request("PUT", url, data=data, headers={"Content-Type": "application/octet-stream"}, accept=(201,)) as r:
+        deadline = self._deadline(f"upload of blob {digest[:19]}...")
+        with self.request("PUT", url, data=_chunks(data, deadline),
+                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+                          accept=(201,)) as r:
             r.read(1 << 16)
 
     def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
@@ -419,9 +445,10 @@ class Registry:
         (plus one byte to notice more), then check its size and sha256. BlobMismatch when they differ."""
         h = hashlib.sha256()
         n = 0
+        deadline = self._deadline(f"blob {desc.title or desc.digest}")
         with self.request("GET", f"/v2/{self.ref.repo}/blobs/{desc.digest}") as r, open(dest, "wb") as f:
             while True:
-                chunk = r.read(min(1 << 20, desc.size + 1 - n))
+                chunk = self._read1(r, min(1 << 20, desc.size + 1 - n), deadline)
                 if not chunk:
                     break
                 n += len(chunk)
@@ -435,6 +462,20 @@ class Registry:
             raise BlobMismatch(f"blob {name} from {self.host} fails its digest ({'more than ' if n > desc.size else ''}"
                                f"{n} bytes hashing to {got[:19]}..., expected {desc.size} bytes {desc.digest[:19]}...); "
                                "nothing was written")
+
+
+class _chunks:
+    """``data`` in pieces for an upload, each sent under ``deadline`` (a registry that reads too slowly fails);
+    iterable again for a request sent again (after an authentication challenge)."""
+
+    def __init__(self, data: bytes, deadline: Deadline, size: int = 1 << 16):
+        self.data, self.deadline, self.size = data, deadline, size
+
+    def __iter__(self):
+        for i in range(0, len(self.data), self.size):
+            self.deadline.check()
+            yield self.data[i:i + self.size]
+            self.deadline.add(min(self.size, len(self.data) - i))
 
 
 def _error_detail(e: urllib.error.HTTPError) -> str:

@@ -7,6 +7,7 @@ from zoo.exporters import get_target, runtime_names, target_names
 from zoo.core.errors import ZooError, nearest
 from zoo.core.manifest import PRECISIONS, ArtifactKey, Failure, min_runtime_suffix, sort_key
 from zoo.core.toolchain import drift_line
+from zoo.core.withheld import Withheld, withheld_for
 
 
 @dataclass(frozen=True)
@@ -176,14 +177,28 @@ def plan_of(jobs: list[Job]) -> Plan:
     return plan
 
 
-def matrix(models: list[str], targets: list[str], precisions: list[str]) -> list[tuple[str, Job]]:
-    """Every (model, job) of a release, in manifest order; combinations a target lacks are left out."""
+def matrix(models: list[str], targets: list[str], precisions: list[str], with_withheld: bool = False) -> list[tuple[str, Job]]:
+    """Every (model, job) of a release, in manifest order; combinations a target lacks are left out, and so
+    are the flavours withheld from the default matrix (zoo.core.withheld) unless ``with_withheld``."""
     out = []
     for m in models:
         plan = make_plan(targets, precisions, None)
-        out += [(m, j) for j in plan.jobs + plan.unavailable]
+        out += [(m, j) for j in plan.jobs + plan.unavailable
+                if with_withheld or withheld_for(m, j.target, j.precision) is None]
     order = target_names()
     out.sort(key=lambda mj: (models.index(mj[0]), *sort_key(mj[1].artifact_key(mj[0]), order)[1:]))
+    return out
+
+
+def withheld_in(models: list[str], targets: list[str], precisions: list[str]) -> list[Withheld]:
+    """The withheld flavours (zoo.core.withheld) a release of this matrix leaves out by default."""
+    out = []
+    for m in models:
+        plan = make_plan(targets, precisions, None)
+        for j in plan.jobs + plan.unavailable:
+            w = withheld_for(m, j.target, j.precision)
+            if w is not None and w not in out:
+                out.append(w)
     return out
 
 

@@ -27,11 +27,29 @@ import numpy as np
 from zoo.core.version import __version__
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, sha256_file, user_cache
+from zoo.core import shift
 from zoo.core.meta import ArtifactMeta
 
 CACHE = "reference"
 TIMEOUT = 900.0  # seconds: one model's forward on the parity images, per head
 NAMES = {"raw": ("scores", "boxes", "locations"), "decoded": ("scores", "boxes")}
+#: a head's reference on the shift gate's mosaics of the parity photos (zoo.core.shift) is stored as the
+#: head "<head>@shift": its own key (the layouts in it), the mosaics as its images
+SHIFT = "@shift"
+
+
+def shift_head(head: str) -> str:
+    return head + SHIFT
+
+
+def base_head(head: str) -> str:
+    """The network head of a reference name ("raw@shift" -> "raw")."""
+    return head[: -len(SHIFT)] if head.endswith(SHIFT) else head
+
+
+def batch_size(head: str, images: int) -> int:
+    """How many inputs the reference ``head`` holds for ``images`` parity photos (the mosaics for a shift head)."""
+    return len(shift.plan(images)) if head.endswith(SHIFT) else images
 
 
 def _torch_version() -> str:
@@ -45,19 +63,22 @@ def reference_key(checkpoint_sha256: str, meta: dict, head: str, image_shas: lis
     facts = {"checkpoint": checkpoint_sha256, "arch": meta.get("arch"), "input_size": meta.get("input_size"),
              "labels": meta.get("labels"), "num_classes": meta.get("num_classes"), "head": head,
              "images": list(image_shas), "zoo": __version__, "torch": _torch_version()}
+    if head.endswith(SHIFT):  # the mosaics' layouts: other layouts, another reference
+        facts["shift"] = {"version": shift.VERSION, "mosaics": [[m.name, list(m.photos)] for m in shift.plan(len(image_shas))]}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def read_reference(path: Path, key: str, head: str, images: int, priors: int, classes: int) -> dict | None:
     """The outputs stored at ``path`` if they are the reference ``key`` in the expected shape, else None."""
-    want = set(NAMES.get(head, ())) | {"key"}
+    names = NAMES.get(base_head(head), ())
+    want = set(names) | {"key"}
     try:
         with np.load(path, allow_pickle=False) as z:
             if set(z.files) != want:
                 return None
             if str(z["key"]) != key:
                 return None
-            out = {n: z[n] for n in NAMES[head]}
+            out = {n: z[n] for n in names}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
         return None
     shapes = {"scores": (images, priors, classes), "boxes": (images, priors, 4), "locations": (images, priors, 4)}
@@ -83,7 +104,7 @@ def read_or_compute(path: Path, key: str, head: str, images: int, priors: int, c
         return got
     out = compute()
     try:
-        write_reference(path, key, {n: out[n] for n in NAMES[head]})
+        write_reference(path, key, {n: out[n] for n in NAMES[base_head(head)]})
     except (OSError, ZooError):
         pass
     return out
@@ -112,7 +133,7 @@ def reference_job(checkpoint: str, checkpoint_sha256: str, meta: dict, heads: li
     refs = {h: [k, str(pth)] for h, (k, pth) in planned.items()}
     m = ArtifactMeta.from_dict(meta)
     missing = {h: v for h, v in refs.items()
-               if read_reference(Path(v[1]), v[0], h, len(images), m.prior_count, m.num_classes) is None}
+               if read_reference(Path(v[1]), v[0], h, batch_size(h, len(images)), m.prior_count, m.num_classes) is None}
     if not missing and not weights:
         return refs, None
     return refs, {"kind": "reference", "meta": meta, "images": list(images), "heads": missing, "weights": weights,

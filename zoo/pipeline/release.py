@@ -21,7 +21,7 @@ from zoo.pipeline.build import artifact_verifies, build_artifacts
 from zoo.pipeline.cards import write_card
 from zoo.pipeline.golden import write_golden
 from zoo.pipeline.lock import clean_stale_work, release_lock
-from zoo.pipeline.plan import matrix, plan_of, shard_of
+from zoo.pipeline.plan import matrix, plan_of, shard_of, withheld_in
 from zoo.pipeline.report_page import compute_views
 from zoo.pipeline.worker import warm_workers
 
@@ -64,14 +64,21 @@ def release(
     progress=None,
     min_evidence: int = MIN_EVIDENCE,
     timings: list | None = None,
+    with_withheld: bool = False,
 ) -> Manifest:
+    """``with_withheld``: build the flavours withheld from the default matrix too (zoo.core.withheld); by
+    default they are left out, and the release's spec lists them (``release["withheld"]``, each with its
+    measured reason) so the manifest, its report and a resumed run say what was not offered and why."""
     for m in models:
         get_spec(m)  # unknown ids fail before anything is written
-    entries = shard_of(matrix(models, targets, precisions), shard)
+    entries = shard_of(matrix(models, targets, precisions, with_withheld), shard)
     out = ensure_writable_dir(Path(out))
     images_s = [str(p) for p in (images or default_images())]  # the pinned photos (zoo.core.parity_set)
     calib_s = [str(p) for p in (calib or default_calibration())]
     spec = {"models": models, "targets": targets, "precisions": precisions}
+    left_out = [] if with_withheld else withheld_in(models, targets, precisions)
+    if left_out:
+        spec["withheld"] = [w.to_dict() for w in left_out]
     with release_lock(out):
         clean_stale_work(out)
         old = existing_manifest(out)

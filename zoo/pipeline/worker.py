@@ -22,8 +22,12 @@ import numpy as np  # noqa: E402
 from zoo.checkpoints.loader import LazyStateDict, load_state_dict  # noqa: E402
 from zoo.exporters import get_target  # noqa: E402
 from zoo.exporters.base import ExportRequest, write_sidecar  # noqa: E402
-from zoo.validation.parity import (DETECT, DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare,  # noqa: E402
-                                   detection_verdict, detections_from_rows, faces, match)
+from zoo.validation import parity as parity_rules  # noqa: E402
+from zoo.validation.parity import (  # noqa: E402
+    DETECT, DETECTION_FAILURE, MIN_EVIDENCE, TIERS, ParityInput, compare, detection_failure, detection_verdict,
+    detections_from_rows, faces, match, shift_applies,
+)
+from zoo.core import shift  # noqa: E402
 from zoo.core.errors import ZooError  # noqa: E402
 from zoo.core.fsutil import atomic_write_bytes  # noqa: E402
 from zoo.core.images import image_records, load_batch  # noqa: E402
@@ -35,7 +39,7 @@ from zoo.core.model.processing import postprocess  # noqa: E402
 from zoo.core.meta import ArtifactMeta  # noqa: E402
 from zoo.core.runtime import TorchRunner  # noqa: E402
 from zoo.core.timing import phase, take  # noqa: E402
-from zoo.pipeline.reference import NAMES, read_or_compute, write_reference  # noqa: E402
+from zoo.pipeline.reference import NAMES, base_head, read_or_compute, shift_head, write_reference  # noqa: E402
 
 _T1 = time.time()  # our modules imported (NumPy, OpenCV, the registry): the rest of start-up
 
@@ -85,13 +89,15 @@ def _evidence_args(job: dict, calibration: list[dict] | None) -> dict:
     return {"min_evidence": job.get("min_evidence", MIN_EVIDENCE), "calibration": calibration if int8 else None}
 
 
-def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference: dict | None) -> dict:
-    """The PyTorch outputs for ``x``: the stored ones the parent prepared (zoo.pipeline.reference),
-    checked again here, else the model run in this process."""
-    ref_head = "decoded" if meta.head == "nms" else meta.head
+def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference: dict | None, mosaics: bool = False) -> dict:
+    """The PyTorch outputs for ``x`` (the parity photos, or with ``mosaics`` the shift gate's mosaics of
+    them): the stored ones the parent prepared (zoo.pipeline.reference), checked again here, else the model
+    run in this process."""
+    net_head = "decoded" if meta.head == "nms" else meta.head
+    ref_head = shift_head(net_head) if mosaics else net_head
 
     def compute() -> dict:
-        with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=ref_head), state_dict) as ref_runner:
+        with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=net_head), state_dict) as ref_runner:
             return ref_runner.infer(x)
 
     with phase("reference"):
@@ -103,12 +109,30 @@ def _reference_outputs(state_dict, meta: ArtifactMeta, x: np.ndarray, reference:
 
 def _parity(runner, state_dict, meta: ArtifactMeta, images: list[str], evidence: dict,
             reference: dict | None = None) -> dict:
+    """The parity result on the photos and, for fp16 and int8, the shift gate on their mosaics at the
+    trained size (``result["shift"]``, which gates the artifact too)."""
     x, data = _inputs(images, meta)
     ref = _reference_outputs(state_dict, meta, x, reference)
+    on_shift = shift_applies(meta.precision, meta.head)
+    if on_shift:
+        xs, mosaics, ordered = shift.batch(images, *meta.input_size)
+        sha = dict(zip(data.names, data.sha256))
+        ref_s = _reference_outputs(state_dict, meta, xs, reference, mosaics=True)
     with phase("inference"):
         with runner:
             got = runner.infer(x)
-    return compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **evidence)
+            got_s = runner.infer(xs) if on_shift else None
+    result = compare(ref, got, data, meta.labels, meta.prior_count, meta.precision, **evidence)
+    if on_shift:
+        w, h = meta.input_size
+        sdata = ParityInput(xs, [m.name for m in mosaics], [(w, h)] * len(mosaics))
+        sh = parity_rules.shift(ref_s, got_s, sdata, mosaics, [sha.get(p.name) for p in ordered], meta.labels,
+                                meta.prior_count, meta.precision,
+                                evidence.get("min_evidence", MIN_EVIDENCE))
+        result["shift"] = sh
+        result["failures"] += sh["failures"]
+        result["passed"] = not result["failures"]
+    return result
 
 
 #: the photos of the batch check: a batch of this many different photos, each equal to its batch-1 run
@@ -133,7 +157,7 @@ def _dynamic_parity(runner, state_dict, meta: ArtifactMeta, images: list[str], e
     scatter around the tier (rfb-320 ncnn int8, 9 sizes: 98.4-100% kept, 99.4% over all)."""
     out: dict = {"free_axes": meta.dynamic.get("free_axes", []), "sizes": {}, "batch": None, "failures": []}
     tier = TIERS[base_precision(meta.precision)]
-    pooled = {"matched": 0, "reference": 0, "extra": 0}
+    pooled = {"matched": 0, "reference": 0, "extra": 0, "borderline_missed": 0, "borderline_extra": 0}
     with runner:
         for label, (w, h) in P.parity_sizes(tuple(meta.input_size)):
             x, data = _inputs(images, meta, (w, h))
@@ -154,10 +178,8 @@ def _dynamic_parity(runner, state_dict, meta: ArtifactMeta, images: list[str], e
         if not pooled["passed"]:
             worst = max(out["sizes"], key=lambda s: out["sizes"][s]["reference"] - out["sizes"][s]["matched"]
                         + out["sizes"][s]["extra"])
-            out["failures"].append(
-                f"detections over the {len(out['sizes'])} other sizes: {pooled['matched']}/{pooled['reference']} matched, "
-                f"{pooled['extra']} extra (recall >= {tier['min_recall']:g} and extra <= {tier['max_extra']:g} required; "
-                f"worst size {worst})")
+            out["failures"].append(detection_failure(pooled, tier, f"over the {len(out['sizes'])} other sizes, ")
+                                   + f" (worst size {worst})")
         photos = list(images)[:DYNAMIC_BATCH]
         if len(photos) >= 2:
             x, data = _inputs(photos, meta)
@@ -287,13 +309,18 @@ def _reference(job: dict) -> dict:
         np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in state_dict.items()})
         atomic_write_bytes(Path(job["weights"]), buf.getvalue())
     if job.get("heads"):
-        x, _, _ = load_batch([Path(p) for p in job["images"]], *meta.input_size)
+        paths = [Path(p) for p in job["images"]]
+        x, _, _ = load_batch(paths, *meta.input_size)
+        xs = None
         for head, (key, path) in sorted(job["heads"].items()):
+            net_head = base_head(head)
+            if net_head != head and xs is None:  # the shift gate's mosaics of the photos
+                xs, _, _ = shift.batch(paths, *meta.input_size)
             with phase("reference"):
-                with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=head), state_dict,
+                with TorchRunner(meta.with_(target="pytorch", precision="fp32", head=net_head), state_dict,
                                  threads=job.get("threads", 1)) as r:
-                    out = r.infer(x)
-            write_reference(Path(path), key, {n: out[n] for n in NAMES[head]})
+                    out = r.infer(x if net_head == head else xs)
+            write_reference(Path(path), key, {n: out[n] for n in NAMES[net_head]})
     return {"ok": True}
 
 
@@ -359,6 +386,8 @@ def _run(job: dict) -> dict:
         if meta.is_dynamic:
             _add_dynamic(parity, target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime),
                          state_dict, meta, job["images"], evidence)
+        if target.advice(meta.precision, parity["passed"]):
+            parity["advice"] = target.advice(meta.precision, parity["passed"])
         return {"ok": True, "parity": parity}
     _imports(target, torch=target.source == "torch" and not job.get("weights"))
     out_dir = Path(job["out_dir"])
@@ -387,6 +416,8 @@ def _run(job: dict) -> dict:
         if res.meta.is_dynamic:
             _add_dynamic(parity, target.runner(out_dir / res.primary, res.meta, threads=threads), state_dict,
                          res.meta, job["images"], _evidence_args(job, calib))
+    if parity is not None and target.advice(res.meta.precision, parity["passed"]):
+        parity["advice"] = target.advice(res.meta.precision, parity["passed"])
     return {
         "ok": True,
         "primary": str(res.primary),

@@ -27,6 +27,30 @@ def preprocess(image_bgr: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
+#: how far a score row may sum from 1 and still count as softmaxed, by precision (zoo.core.manifest's
+#: base precision): the parity invariants and `zoo detect`'s probe of an artifact share it. int8 allows
+#: 0.1: MNN's full int8 quantises the softmax's output on slim-320 (rows off by up to 0.073 on the
+#: parity photos, 0.059 on a zero input), and a row that is not softmaxed at all (logits, a raw head read
+#: as scores) is off by far more.
+SOFTMAX_TOL = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1}
+
+
+def softmax_error(scores: np.ndarray) -> float:
+    """The largest distance of a score row's sum from 1 (0.0 for no rows)."""
+    s = np.asarray(scores, np.float64)
+    return float(np.abs(s.sum(-1) - 1.0).max()) if s.size else 0.0
+
+
+def softmax_problem(scores: np.ndarray, precision: str) -> str | None:
+    """None when the rows of ``scores`` (..., K) are softmaxed within SOFTMAX_TOL of ``precision`` (a
+    flavour such as "int8-io" has its precision's tolerance), else what is wrong, in words."""
+    tol = SOFTMAX_TOL[precision.split("-", 1)[0]]
+    err = softmax_error(scores)
+    if err <= tol:
+        return None
+    return f"score rows do not sum to 1 (worst off by {err:.3g}, more than the {tol:g} {precision.split('-', 1)[0]} allows)"
+
+
 def decode(locations: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """Raw offsets (..., P, 4) + priors (P, 4) (cx, cy, w, h) -> corner boxes (..., P, 4)."""
     loc = locations.astype(np.float32)

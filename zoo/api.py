@@ -1,0 +1,693 @@
+"""The typed Python API: what the `zoo` commands do, as functions that return frozen dataclasses.
+
+Every function raises the :class:`zoo.core.errors.ZooError` family for bad input (unknown names, missing
+or corrupt files, a folder that is not an export) and prints nothing: what the CLI prints on stderr
+(progress, warnings) is returned in ``.warnings`` instead. An artifact that fails its parity is not an
+exception: its ``.parity.passed`` is False and the result's ``.passed`` says so.
+
+>>> import zoo
+>>> zoo.runtimes()[:2]
+('onnxruntime', 'opencv')
+>>> zoo.export("slim-320", to="onnxx")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+zoo.core.errors.ZooError: unknown target 'onnxx' (did you mean 'onnx'?); valid targets: onnx, ...
+
+``import zoo`` stays light: ``zoo/__init__.py`` imports this module on first use of one of its names
+(``zoo.export``, ``zoo.load``, ...), and this module imports the heavy layers (torch, the runtimes) only
+inside the functions that need them.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Union
+
+import numpy as np
+
+from zoo.core.errors import ZooError
+
+__all__ = [
+    "Artifact", "BenchResult", "CheckItem", "CheckResult", "CompatResult", "Detection", "Detections", "Detector",
+    "DiffResult", "Evidence", "ExportResult", "Failure", "Parity", "ReleaseResult", "VerifyCase", "VerifyResult",
+    "ZooError", "bench", "check", "compat", "diff", "export", "load", "release", "runtimes", "targets", "verify",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Names = Union[str, Sequence[str]]
+Image = Union[PathLike, "np.ndarray[Any, Any]"]
+
+#: `zoo detect`'s defaults, so ``Detector.detect`` gives what ``zoo detect --artifact`` prints
+SCORE_THRESHOLD, IOU_THRESHOLD, CANDIDATE_SIZE = 0.7, 0.3, 200
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class Detections:
+    """Face counts of a parity verdict: reference faces (PyTorch), matched, missed and extra ones.
+    ``strict`` counts borderline faces (near the score threshold) as misses and extras."""
+
+    reference: int
+    matched: int
+    missed: int
+    extra: int
+    passed: bool
+    strict: dict[str, float]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Detections:
+        d = d or {}
+        return cls(reference=int(d.get("reference", 0)), matched=int(d.get("matched", 0)),
+                   missed=int(d.get("missed", 0)), extra=int(d.get("extra", 0)), passed=bool(d.get("passed", False)),
+                   strict=dict(d.get("strict") or {}))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a verdict rests on: images, reference faces (per size bucket), strong or weak."""
+
+    images: int
+    faces: int
+    by_size: dict[str, int]
+    strong: bool
+    min_faces: int
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Evidence:
+        d = d or {}
+        return cls(images=int(d.get("images", 0)), faces=int(d.get("faces", 0)), by_size=dict(d.get("by_size") or {}),
+                   strong=bool(d.get("strong", False)), min_faces=int(d.get("min_faces", 0)))
+
+
+@dataclass(frozen=True)
+class Parity:
+    """An artifact's parity against PyTorch: the verdict, its detections, its evidence, why it failed.
+    ``raw`` is the full record (as in manifest.json)."""
+
+    passed: bool
+    detections: Detections
+    evidence: Evidence
+    failures: tuple[str, ...]
+    max_abs: dict[str, float]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Parity:
+        d = d or {}
+        outs = {k: float(v["max_abs"]) for k, v in (d.get("outputs") or {}).items()
+                if isinstance(v, dict) and "max_abs" in v}
+        return cls(passed=bool(d.get("passed", False)), detections=Detections.from_dict(d.get("detections")),
+                   evidence=Evidence.from_dict(d.get("evidence")), failures=tuple(d.get("failures") or ()),
+                   max_abs=outs, raw=dict(d))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported artifact: its primary file, its key (``target/precision/head``), and its parity."""
+
+    path: Path
+    key: str
+    model: str
+    target: str
+    precision: str
+    head: str
+    dynamic: bool
+    files: tuple[Path, ...]
+    parity: Parity
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An artifact that could not be built (converter error, crash, timeout)."""
+
+    model: str
+    target: str
+    precision: str
+    head: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `zoo export` wrote: the folder, its manifest, the artifacts asked for, the builds that failed."""
+
+    out: Path
+    manifest: Path
+    artifacts: tuple[Artifact, ...]
+    failed: tuple[Failure, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Every build succeeded and every artifact passed parity."""
+        return not self.failed and all(a.parity.passed for a in self.artifacts)
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What `zoo release` wrote: the folder, its manifest, every artifact of the release, the failed builds."""
+
+    out: Path
+    manifest: Path
+    artifacts: tuple[Artifact, ...]
+    failed: tuple[Failure, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and all(a.parity.passed for a in self.artifacts)
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One artifact re-checked in one runtime (None: its target's own)."""
+
+    artifact: str
+    path: Path
+    runtime: str | None
+    passed: bool
+    failures: tuple[str, ...]
+    parity: Parity | None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """`zoo check`: every file's sha256, then each artifact's parity re-run (``raw``: the --json shape)."""
+
+    folder: Path
+    passed: bool
+    items: tuple[CheckItem, ...]
+    file_problems: tuple[str, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class VerifyCase:
+    name: str
+    passed: bool
+    failure: str | None
+    runtime: str | None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """`zoo verify`: every file's sha256, then the golden kit through each artifact (``raw``: the --json shape)."""
+
+    folder: Path
+    passed: bool
+    cases: tuple[VerifyCase, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """`zoo bench`: one row per artifact, thread count and runtime (``raw``: the --json shape)."""
+
+    rows: tuple[dict[str, Any], ...]
+    machine: dict[str, Any]
+    written: tuple[Path, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.get("error") for r in self.rows)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face: ``box`` (x1, y1, x2, y2) in the image's pixels, ``score`` in [0, 1], ``label``."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _names(value: Names, what: str) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``; empty is an error."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    out = [s.strip() for s in items if s.strip()]
+    if not out:
+        raise ZooError(f"{what} is empty")
+    return out
+
+
+def _images(images: PathLike | None, what: str, warnings: list[str]) -> list[Path] | None:
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+
+    return collect_readable(Path(images), what) if images is not None else None
+
+
+def _default_images(warnings: list[str]) -> list[Path]:
+    from zoo.core.parity_set import default_images  # deferred: heavy layers
+
+    return list(default_images(warnings.append))
+
+
+def _artifact(folder: Path, a: Any) -> Artifact:
+    return Artifact(path=folder / a.primary, key=a.key.label(), model=a.model, target=a.target, precision=a.precision,
+                    head=a.head, dynamic=bool(a.dynamic), files=tuple(folder / f.path for f in a.files),
+                    parity=Parity.from_dict(a.parity))
+
+
+def _failure(f: Any) -> Failure:
+    return Failure(model=f.model, target=f.target, precision=f.precision, head=f.head, error=str(f.error))
+
+
+def _runtimes(runtime: Names | None) -> list[str | None]:
+    """``runtime`` as the list of runtimes to run ([None]: each target's own), every name checked."""
+    if runtime is None:
+        return [None]
+    from zoo.exporters import check_runtime_name  # deferred: heavy layers
+
+    return [check_runtime_name(r) for r in dict.fromkeys(_names(runtime, "--runtime"))]
+
+
+# --------------------------------------------------------------------------- the functions
+
+def targets() -> tuple[str, ...]:
+    """The export targets, in registry order (`zoo list`)."""
+    from zoo.exporters import target_names  # deferred: heavy layers
+
+    return tuple(target_names())
+
+
+def runtimes() -> tuple[str, ...]:
+    """Every runtime some target runs its artifacts in (the names ``runtime=`` takes)."""
+    from zoo.exporters import runtime_names  # deferred: heavy layers
+
+    return tuple(runtime_names())
+
+
+def export(model: str | None, to: Names, precision: Names = "fp32", out: PathLike = "zoo-export", *,
+           checkpoint: PathLike | None = None, arch: str | None = None, labels: Names | None = None,
+           input_size: str | None = None, head: str | None = None, nms: bool = False, dynamic: bool = False,
+           images: PathLike | None = None, calib: PathLike | None = None, threads: int = 1, jobs: int | None = None,
+           timeout: float | None = None, keep_float: str = "auto", min_evidence: int | None = None,
+           min_runtime: str | None = None) -> ExportResult:
+    """Export ``model`` to the targets ``to`` at each ``precision``, prove every artifact against PyTorch in
+    its own runtime, and write ``out/manifest.json`` (what `zoo export` does).
+
+    ``to`` and ``precision`` are a comma list or a sequence of names. Returns the artifacts asked for, each
+    with its ``.parity``; builds that failed are in ``.failed``.
+    """
+    from zoo.checkpoints.resolve import resolve_model  # deferred: heavy layers
+    from zoo.core.manifest import MANIFEST, base_precision  # deferred: heavy layers
+    from zoo.core.model.specs import parse_input_size, parse_labels  # deferred: heavy layers
+    from zoo.pipeline.build import KEEP_FLOAT, export_model  # deferred: heavy layers
+    from zoo.pipeline.plan import make_plan, toolchain_warning  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    if keep_float not in KEEP_FLOAT:
+        raise ZooError(f"keep_float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
+    min_ev = MIN_EVIDENCE if min_evidence is None else int(min_evidence)
+    target_list = _names(to, "--to")
+    precisions = _names(precision, "--precision")
+    warnings: list[str] = []
+    img_paths = _images(images, "--images", warnings)
+    calib_paths = _images(calib, "--calib", warnings)
+    plan = make_plan(target_list, precisions, head, nms, dynamic, min_runtime)
+    warnings += [f"skipped: {sk['reason']}" for sk in plan.skipped if sk.get("dynamic")]
+    drift = toolchain_warning(target_list)
+    if drift:
+        warnings.append(drift)
+    labs = None if labels is None else parse_labels(labels if isinstance(labels, str) else ",".join(labels))
+    rm = resolve_model(model, Path(checkpoint) if checkpoint is not None else None, arch, labs,
+                       parse_input_size(input_size) if input_size is not None else None)
+    if checkpoint is not None:
+        rm.build("raw")  # a user file: strict key/shape check now
+    if img_paths is None:
+        img_paths = _default_images(warnings)
+    folder = Path(out)
+    manifest = export_model(
+        rm, target_list, precisions, folder, head=head, images=img_paths, calib=calib_paths, threads=threads,
+        jobs=jobs or max(1, os.cpu_count() or 1), timeout=timeout, progress=None, nms=nms,
+        options={"keep_float": keep_float} if keep_float != "auto" else None, min_evidence=min_ev,
+        timings=None, dynamic=dynamic, min_runtime=min_runtime,
+    )
+    requested = {(t, p) for t in target_list for p in precisions}
+    built = {(j.target, j.min_runtime) for j in plan.jobs}
+    mine = [a for a in manifest.artifacts
+            if (a.target, base_precision(a.precision)) in requested and (a.target, a.min_runtime) in built
+            and a.dynamic == dynamic]
+    return ExportResult(out=folder, manifest=folder / MANIFEST, artifacts=tuple(_artifact(folder, a) for a in mine),
+                        failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+
+
+def release(out: PathLike, models: Names | None = None, targets: Names | None = None,
+            precisions: Names = "fp32,fp16,int8", *, images: PathLike | None = None, calib: PathLike | None = None,
+            jobs: int | None = None, threads: int = 1, timeout: float | None = None,
+            min_evidence: int | None = None) -> ReleaseResult:
+    """Build the release matrix into ``out`` with parity, model cards, golden kit and REPORT.md (`zoo release`);
+    resumable: a second call reuses what is already there."""
+    from zoo.core.manifest import MANIFEST  # deferred: heavy layers
+    from zoo.core.model.specs import MODELS  # deferred: heavy layers
+    from zoo.exporters import target_names  # deferred: heavy layers
+    from zoo.pipeline.plan import toolchain_warning  # deferred: heavy layers
+    from zoo.pipeline.release import release as build_release  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    warnings: list[str] = []
+    target_list = _names(targets, "--targets") if targets is not None else target_names()
+    drift = toolchain_warning(target_list)
+    if drift:
+        warnings.append(drift)
+    folder = Path(out)
+    manifest = build_release(
+        folder, _names(models, "--models") if models is not None else list(MODELS), target_list,
+        _names(precisions, "--precisions"), jobs=jobs or max(1, os.cpu_count() or 1),
+        images=_images(images, "--images", warnings), calib=_images(calib, "--calib", warnings), shard=None,
+        threads=threads, timeout=timeout, progress=None,
+        min_evidence=MIN_EVIDENCE if min_evidence is None else int(min_evidence), timings=None)
+    return ReleaseResult(out=folder, manifest=folder / MANIFEST,
+                         artifacts=tuple(_artifact(folder, a) for a in manifest.artifacts),
+                         failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+
+
+def check_raw(folder: PathLike, images: PathLike | None = None, checkpoint: PathLike | None = None, *,
+              threads: int = 1, runtime: Names | None = None, min_evidence: int | None = None,
+              warnings: list[str] | None = None) -> dict[str, Any]:
+    """`zoo check`'s --json shape (one runtime: as before; several: each result names its runtime)."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.core.manifest import read_manifest  # deferred: heavy layers
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.pipeline.check import check as run_check  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    warn = warnings if warnings is not None else []
+    rts = _runtimes(runtime)
+    min_ev = MIN_EVIDENCE if min_evidence is None else int(min_evidence)
+    if images is not None:
+        img_paths = collect_readable(Path(images), "--images")
+    else:
+        read_manifest(Path(folder))  # a folder that is not an export is refused before the photos are looked for
+        img_paths = _default_images(warn)
+    if len(rts) == 1:
+        return run_check(Path(folder), img_paths, Path(checkpoint) if checkpoint else None, threads=threads,
+                         runtime=rts[0], min_evidence=min_ev)
+    names = [r for r in rts if r is not None]
+    select_runtimes(read_manifest(Path(folder)).artifacts, names)  # a runtime list that runs nothing: refused now
+    parts = []
+    for rt in names:
+        try:
+            parts.append(run_check(Path(folder), img_paths, Path(checkpoint) if checkpoint else None, threads=threads,
+                                   runtime=rt, min_evidence=min_ev))
+        except ZooError as e:
+            if "no artifact here runs in" not in str(e):
+                raise
+            parts.append(None)
+    return merge_runtime_results(names, parts, "results")
+
+
+def merge_runtime_results(names: list[str], parts: list[dict[str, Any] | None], key: str) -> dict[str, Any]:
+    """One result for several runtimes: ``key``'s entries of each part, each naming its ``runtime``; the other
+    keys of the first part that ran; ``runtimes`` and ``left_out`` (per runtime)."""
+    ran = [p for p in parts if p is not None]
+    out = dict(ran[0])
+    out[key] = [{**r, "runtime": rt} for rt, p in zip(names, parts) if p is not None for r in p[key]]
+    out["file_problems"] = list(dict.fromkeys(x for p in ran for x in p.get("file_problems", [])))
+    out["passed"] = all(p["passed"] for p in ran)
+    out["runtime"] = ",".join(names)
+    out["runtimes"] = names
+    out["left_out"] = {rt: (p["left_out"] if p is not None else None) for rt, p in zip(names, parts)}
+    return out
+
+
+def check(folder: PathLike, images: PathLike | None = None, checkpoint: PathLike | None = None, *, threads: int = 1,
+          runtime: Names | None = None, min_evidence: int | None = None) -> CheckResult:
+    """Re-verify every file's sha256 in an export folder, then re-run parity of every artifact against PyTorch
+    (`zoo check`). ``runtime``: one name or several (each artifact is run once per named runtime it offers)."""
+    raw = check_raw(folder, images, checkpoint, threads=threads, runtime=runtime, min_evidence=min_evidence)
+    root = Path(raw["folder"])
+    root = root if root.is_dir() else root.parent
+    items = tuple(CheckItem(artifact=r["artifact"], path=root / r["primary"], runtime=r.get("runtime", raw.get("runtime")),
+                            passed=bool(r["passed"]), failures=tuple(f for f in r["failures"] if f),
+                            parity=Parity.from_dict(r["parity"]) if r.get("parity") else None)
+                  for r in raw["results"])
+    return CheckResult(folder=Path(folder), passed=bool(raw["passed"]), items=items,
+                       file_problems=tuple(raw["file_problems"]), raw=raw)
+
+
+def verify_raw(folder: PathLike, *, threads: int = 1, runtime: Names | None = None,
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`zoo verify`'s --json shape (several runtimes: each case names its runtime)."""
+    from zoo.core.manifest import read_manifest  # deferred: heavy layers
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.pipeline.verify import verify as run_verify  # deferred: heavy layers
+
+    rts = _runtimes(runtime)
+    if len(rts) == 1:
+        return run_verify(Path(folder), threads=threads, progress=progress, runtime=rts[0])
+    names = [r for r in rts if r is not None]
+    select_runtimes(read_manifest(Path(folder)).artifacts, names)
+    parts = []
+    for rt in names:
+        try:
+            parts.append(run_verify(Path(folder), threads=threads, progress=progress, runtime=rt))
+        except ZooError as e:
+            if "no artifact here runs in" not in str(e):
+                raise
+            parts.append(None)
+    out = merge_runtime_results(names, parts, "cases")
+    seen: set[str] = set()  # a file case is the same in every runtime: once
+    cases = []
+    for c in out["cases"]:
+        if c["name"].startswith("file "):
+            if c["name"] in seen:
+                continue
+            seen.add(c["name"])
+            c = {k: v for k, v in c.items() if k != "runtime"}  # a file's sha256 is no runtime's
+        cases.append(c)
+    out["cases"] = cases
+    return out
+
+
+def verify(folder: PathLike, *, threads: int = 1, runtime: Names | None = None) -> VerifyResult:
+    """Re-check every file's sha256 of a release and re-run its golden kit through every artifact (`zoo verify`)."""
+    raw = verify_raw(folder, threads=threads, runtime=runtime)
+    cases = tuple(VerifyCase(name=c["name"], passed=bool(c["passed"]), failure=c.get("failure"),
+                             runtime=None if c["name"].startswith("file ") else c.get("runtime", raw.get("runtime")))
+                  for c in raw["cases"])
+    return VerifyResult(folder=Path(folder), passed=bool(raw["passed"]), cases=cases, raw=raw)
+
+
+def bench(paths: PathLike | Sequence[PathLike], *, threads: int | Sequence[int] = 1, warmup: int = 10, runs: int = 50,
+          rounds: int = 3, timeout: float = 300.0, runtime: Names | None = None, save: bool = False) -> BenchResult:
+    """Latency, load time and memory of each artifact in its own runtime and process (`zoo bench`); ``save``
+    writes DIR/bench.json for each release folder."""
+    from zoo.exporters import select_runtimes  # deferred: heavy layers
+    from zoo.validation.bench import collect_items, save_bench  # deferred: heavy layers
+
+    if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
+        raise ZooError("warmup must be >= 0 and runs, rounds, timeout > 0")
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    tlist = [threads] if isinstance(threads, int) else [int(t) for t in threads]
+    if not tlist or min(tlist) < 1:
+        raise ZooError("threads must be >= 1")
+    items = collect_items(plist)
+    rts = _runtimes(runtime)
+    names = [r for r in rts if r is not None]
+    raw = run_bench_runtimes(items, names, threads=tlist, warmup=warmup, runs=runs, rounds=rounds, timeout=timeout,
+                             progress=None)
+    written = tuple(save_bench(raw, select_runtimes(items, names)[0] if names else items)) if save else ()
+    return BenchResult(rows=tuple(raw["results"]), machine=dict(raw["machine"]), written=written, raw=raw)
+
+
+def run_bench_runtimes(items: list[Any], names: list[str], **kw: Any) -> dict[str, Any]:
+    """`zoo bench` over the runtimes ``names`` ([]: each target's own): each artifact once per named runtime it
+    offers; each result names its runtime (None: the target's own)."""
+    from zoo.exporters import runs_in, select_runtime, select_runtimes  # deferred: heavy layers
+    from zoo.validation.bench import run_bench  # deferred: heavy layers
+
+    if len(names) <= 1:
+        rt = names[0] if names else None
+        sel, _ = select_runtime(items, rt)
+        res = run_bench(sel, runtime=rt, **kw)
+        if rt is not None:
+            for r in res["results"]:
+                r["runtime"] = rt
+        return res
+    select_runtimes(items, names)  # every name checked; a list that runs nothing refused
+    out: dict[str, Any] | None = None
+    for rt in names:
+        sel = runs_in(items, rt)
+        if not sel:
+            continue
+        res = run_bench(sel, runtime=rt, **kw)
+        for r in res["results"]:
+            r["runtime"] = rt
+        if out is None:
+            out = res
+            out["settings"]["runtime"] = ",".join(names)
+        else:
+            out["results"] += res["results"]
+    assert out is not None  # select_runtimes refused a list that runs nothing
+    return out
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """`zoo diff` of one artifact: PyTorch layer by layer against its runtime (``raw``: the --json object)."""
+
+    artifact: Path
+    runtime: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class CompatResult:
+    """`zoo compat`: each artifact in each runtime release (``results``: rows with artifact, runtime, version,
+    status; ``raw``: the --json document)."""
+
+    results: tuple[dict[str, Any], ...]
+    written: tuple[Path, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.get("status") in ("PASS", "unavailable") for r in self.results)
+
+
+def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None, checkpoint: PathLike | None = None,
+         *, runtime: str | None = None, threads: int = 1, atol: float | None = None) -> tuple[DiffResult, ...]:
+    """Compare artifacts with PyTorch layer by layer (`zoo diff`): one result per artifact."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.exporters import check_runtime_name  # deferred: heavy layers
+    from zoo.validation.diff import diff as run_diff  # deferred: heavy layers
+
+    if runtime is not None and "," in runtime:
+        raise ZooError(f"runtime {runtime!r}: diff runs one runtime; give one name")
+    rt = check_runtime_name(runtime) if runtime is not None else None
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
+    warnings: list[str] = []
+    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warnings)
+    res = run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt, threads=threads,
+                   atol=atol)
+    return tuple(DiffResult(artifact=Path(r["result"].get("artifact", p)), runtime=str(r["result"].get("runtime")),
+                            raw=r["result"]) for p, r in zip(paths, res))
+
+
+def compat(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, matrix: str | None = None,
+           images: PathLike | None = None, checkpoint: PathLike | None = None, threads: int = 1,
+           timeout: float = 300.0, save: bool = False) -> CompatResult:
+    """Run each artifact's golden kit (or the parity images) in each runtime release (`zoo compat`); a missing
+    runtime environment is created first (pip install of that runtime into $ZOO_COMPAT_DIR)."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.exporters import runtime_names  # deferred: heavy layers
+    from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs  # deferred: heavy layers
+    from zoo.pipeline.compat_env import compat_dir, load_matrix  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    subjects = collect(plist)
+    wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
+    specs = select_specs(load_matrix(), runtime, matrix, wanted)
+    img_paths = None
+    if any(not s.release for s in subjects):
+        img_paths = collect_readable(Path(images), "--images") if images is not None else _default_images([])
+    doc = run_compat(subjects, specs, compat_dir(), images=img_paths,
+                     checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
+                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=lambda msg: None)
+    written = tuple(save_compat(doc, subjects)) if save else ()
+    return CompatResult(results=tuple(doc["results"]), written=written, raw=doc)
+
+
+class Detector:
+    """An exported artifact, checked and loaded in this process: ``.detect(image)`` returns faces.
+
+    Made by :func:`load`. A context manager: ``with zoo.load(path) as det: det.detect("photo.jpg")``;
+    leaving the block (or :meth:`close`) releases the runtime.
+    """
+
+    def __init__(self, runner: Any, artifact: Path, score_threshold: float = SCORE_THRESHOLD,
+                 iou_threshold: float = IOU_THRESHOLD, candidate_size: int = CANDIDATE_SIZE, top_k: int = -1):
+        self._runner = runner
+        self.artifact = artifact
+        self.meta = runner.meta
+        self.runtime: str = runner.name
+        self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
+        self.candidate_size, self.top_k = candidate_size, top_k
+        self._open = False
+
+    def __enter__(self) -> Detector:
+        self._ensure_open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _ensure_open(self) -> None:
+        if not self._open:
+            self._runner.__enter__()
+            self._open = True
+
+    def close(self) -> None:
+        """Release the runtime (idempotent)."""
+        if self._open:
+            self._open = False
+            self._runner.__exit__(None, None, None)
+
+    def _read(self, image: Image) -> Any:
+        from zoo.core.images import read_bgr  # deferred: heavy layers
+
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ZooError(f"an image array must be HxWx3 BGR uint8, not {image.dtype} {tuple(image.shape)}")
+            return image
+        img = read_bgr(Path(image))
+        if img is None:
+            raise ZooError(f"cannot read image {image}")
+        return img
+
+    def detect(self, image: Image | Sequence[Image]) -> Any:
+        """Faces in ``image`` (a path, or an HxWx3 BGR uint8 array): a list of :class:`Detection` in the
+        image's pixels; for a list of images, one such list per image."""
+        if isinstance(image, (list, tuple)):
+            return [self._detect_one(self._read(i)) for i in image]
+        return self._detect_one(self._read(image))
+
+    def _detect_one(self, img: Any) -> list[Detection]:
+        from zoo.core.model.processing import postprocess, preprocess  # deferred: heavy layers
+        from zoo.validation.parity import detections_from_rows  # deferred: heavy layers
+
+        self._ensure_open()
+        h, w = img.shape[:2]
+        size = tuple(self.meta.input_size)
+        try:
+            o = self._runner.infer(preprocess(img, *size))
+        except ZooError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a runtime's own exception: one clear line naming the file
+            raise ZooError(f"{self.artifact}: {self._runner.name} failed: {type(e).__name__}: {str(e)[:300]}") from None
+        if "detections" in o:
+            dets = sorted(detections_from_rows(o["detections"][0], w, h, self.meta.labels), key=lambda d: -d.score)
+            dets = dets[:self.top_k] if self.top_k > 0 else dets
+        else:
+            dets = postprocess(o["scores"][0], o["boxes"][0], w, h, self.meta.labels, self.score_threshold,
+                               self.iou_threshold, self.candidate_size, self.top_k)
+        return [Detection(box=tuple(float(v) for v in d.box), score=float(d.score), label=str(d.label))  # type: ignore[arg-type]
+                for d in dets]
+
+
+def load(artifact: PathLike, runtime: str | None = None, threads: int = 1, *, verify: bool = True,
+         score_threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD) -> Detector:
+    """Check an exported artifact as ``zoo detect --artifact`` does (its files against the sha256 its manifest or
+    sidecar records, then one run in an isolated worker), then load it in this process as a :class:`Detector`."""
+    from zoo.exporters import check_runtime_name, load_runner  # deferred: heavy layers
+    from zoo.pipeline.probe import probe_artifact  # deferred: heavy layers
+
+    rt = check_runtime_name(runtime) if runtime is not None else None
+    path = Path(artifact)
+    runner = load_runner(path, threads=threads, runtime=rt, verify=verify)
+    probe_artifact(path, runner.meta, runtime=rt, threads=threads, check_head=verify)
+    return Detector(runner, path, score_threshold, iou_threshold)
+
+
+def _iter_names() -> Iterator[str]:  # for zoo.__dir__
+    yield from __all__
