@@ -26,7 +26,7 @@ import json
 
 import pytest
 
-from conftest import zoo
+from conftest import assert_built, zoo
 from zoo.exporters import get_target, target_names
 
 #: the switches that make MKL, oneDNN and ATen take the code paths of an AVX2 CPU
@@ -78,7 +78,7 @@ def test_float_artifacts_do_not_depend_on_the_cpu(model_id, export_dir, switched
     for target in targets:
         t = get_target(target)
         folder, manifest, cp = export_dir(model_id, target, ",".join(t.precisions))
-        assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+        assert_built(manifest, cp)  # exit 2 only for an honest int8 FAIL (issue 29's strict tiers); fp32/fp16 pass
         ours, theirs = _float_artifacts(manifest, target), _float_artifacts(switched_manifest, target)
         assert ours and sorted(ours) == sorted(theirs), (target, sorted(ours), sorted(theirs))
         for precision, a in ours.items():
