@@ -148,18 +148,9 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
-class ReleaseResult:
-    """What `zoo release` wrote: the folder, its manifest, every artifact of the release, the failed builds."""
-
-    out: Path
-    manifest: Path
-    artifacts: tuple[Artifact, ...]
-    failed: tuple[Failure, ...]
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return not self.failed and all(a.parity.passed for a in self.artifacts)
+class ReleaseResult(ExportResult):
+    """What `zoo release` wrote: the folder, its manifest, every artifact of the release, the failed builds
+    (the fields and `passed` of `ExportResult`)."""
 
 
 @dataclass(frozen=True)

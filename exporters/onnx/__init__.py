@@ -48,15 +48,16 @@ class OnnxTarget(Target):
     def export(self, req: ExportRequest) -> ExportResult:
         import onnx  # heavy
 
+        folded = {}  # the BatchNorm-folded weights in float64, for one rounding to float16
         if req.meta.head == "nms":
             if req.meta.precision != "fp32":
                 raise ZooError("the end-to-end NMS graph is exported in fp32 only")
             model = add_nms(build_onnx(req.state_dict, req.meta.with_(head="decoded")), req.meta.num_classes)
         else:
-            model = build_onnx(req.state_dict, req.meta)
+            model = build_onnx(req.state_dict, req.meta, folded=folded)
         meta = req.meta
         if req.meta.precision == "fp16":
-            model = to_fp16(model)
+            model = to_fp16(model, folded)
         elif req.meta.precision == "int8":
             with phase("quantization"):
                 model, meta = self._int8(req, model)

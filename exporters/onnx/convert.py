@@ -4,6 +4,16 @@ Why the TorchScript exporter (``dynamo=False``): it writes one self-contained
 file in ~1 s, folds BatchNorm into the convolutions in eval mode, and needs no
 onnxscript; the dynamo exporter takes ~15 s here and writes external data by
 default, which every downstream converter would then have to chase.
+
+The folded weights are then recomputed here in float64 (`refold_batchnorm`) and rounded once to
+float32 (float16 for the fp16 file): torch.onnx folds in float32 with torch kernels that MKL picks
+by the build CPU (torch.sqrt, as issue 38 traced it), so its folded weights differed in the last
+bits with MKL's AVX2 path on an AVX-512 machine (19 of rfb-320's 111 initializers, up to 3 ulp,
+2.4e-7), and were not correctly rounded on either path. NumPy's float64
+``+ - * / sqrt`` are correctly rounded IEEE operations, one ufunc at a time (no fused
+multiply-add), so these bytes no longer depend on the CPU that builds them. Every converter
+that reads our ONNX (MNN, ncnn, OpenVINO, Caffe) inherits them; TFLite folds the same way
+from the checkpoint (exporters/tflite/network.py), so both carry the same float32 weights.
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ import numpy as np
 from zoo.exporters.onnx.quiet import import_onnxruntime
 from zoo.core.errors import ZooError
 from zoo.core.meta import ArtifactMeta
+from zoo.core.model.layers import onnx_module_name
 
 OPSET = 13
 INPUT_NAME = "input"
@@ -23,9 +34,11 @@ OUTPUT_NAMES = ("scores", "boxes")
 DYNAMIC_AXES = {INPUT_NAME: {0: "N", 2: "H", 3: "W"}, "scores": {0: "N", 1: "P"}, "boxes": {0: "N", 1: "P"}}
 
 
-def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
+def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True, folded: dict | None = None):
     """Our fp32 ONNX model (batch 1) for ``meta.head``, simplified, metadata embedded. A dynamic
-    ``meta`` (raw head) gets free axes: input (N, 3, H, W), outputs (N, P, .)."""
+    ``meta`` (raw head) gets free axes: input (N, 3, H, W), outputs (N, P, .). The BatchNorm-folded
+    weights are exact float64 folds rounded once (`refold_batchnorm`); ``folded``, when given, is
+    filled with them in float64 by initializer name (for `to_fp16`'s one rounding to float16)."""
     import onnx  # heavy: deferred so `zoo list` stays fast
     import torch  # heavy
 
@@ -59,8 +72,83 @@ def build_onnx(state_dict: dict, meta: ArtifactMeta, simplify: bool = True):
     leftover = [n.name for n in model.graph.node if n.op_type == "BatchNormalization"]
     if leftover:
         raise ZooError(f"BatchNorm was not folded into the convolutions: {leftover[:3]}")
+    exact = refold_batchnorm(model, net)
+    if folded is not None:
+        folded.update(exact)
     embed_metadata(model, meta)
     return model
+
+
+#: how far torch.onnx's float32 fold may be from the exact one before we call the pairing wrong
+#: (it differs by 1-3 ulp; a wrong convolution/BatchNorm pairing differs by orders of magnitude)
+FOLD_RTOL, FOLD_ATOL = 1e-5, 1e-6
+
+
+def conv_bn_pairs(net) -> dict[str, tuple[str, object, object]]:
+    """Every Conv2d followed by a BatchNorm2d in the same container (``Sequential(conv, bn, relu)``,
+    ``BasicConv.conv``/``.bn``): conv module path -> (BatchNorm path, conv module, BatchNorm module)."""
+    from torch import nn  # heavy
+
+    pairs = {}
+    for prefix, parent in net.named_modules():
+        kids = list(parent.named_children())
+        for (cn, conv), (bn_name, bn) in zip(kids, kids[1:]):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                p = f"{prefix}." if prefix else ""
+                pairs[p + cn] = (p + bn_name, conv, bn)
+    return pairs
+
+
+def fold_f64(conv, bn) -> tuple[np.ndarray, np.ndarray]:
+    """The exact fold of ``bn`` into ``conv``, in float64: W * s, (b - mean) * s + beta with
+    s = gamma / sqrt(var + eps); each step a correctly rounded float64 operation (the same formula
+    as exporters/tflite/network.py)."""
+    def f64(t):
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    w = f64(conv.weight)
+    b = f64(conv.bias) if conv.bias is not None else np.zeros(w.shape[0], np.float64)
+    gamma, beta, mean, var = f64(bn.weight), f64(bn.bias), f64(bn.running_mean), f64(bn.running_var)
+    scale = gamma / np.sqrt(var + float(bn.eps))
+    return w * scale[:, None, None, None], (b - mean) * scale + beta
+
+
+def refold_batchnorm(model, net) -> dict[str, np.ndarray]:
+    """Replace the weights and biases torch.onnx folded (in float32, on the build CPU's kernels)
+    with the exact float64 fold of the same PyTorch modules, rounded once to float32. Each folded
+    Conv node is found by its scope name; every BatchNorm of ``net`` must map to exactly one Conv
+    node, and torch's fold must agree with ours to ~1e-5 (else the pairing is wrong: an error, never
+    a silent swap). Returns {initializer name: float64 array} of the replaced tensors."""
+    from onnx import numpy_helper  # heavy
+
+    pairs = conv_bn_pairs(net)
+    inits = {t.name: t for t in model.graph.initializer}
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    exact, seen = {}, {}
+    for node in model.graph.node:
+        module = onnx_module_name(node.name) if node.op_type == "Conv" else None
+        if module not in pairs:
+            continue
+        bn_name, conv, bn = pairs[module]
+        if module in seen:
+            raise ZooError(f"BatchNorm {bn_name!r} folds into two ONNX Conv nodes ({seen[module]!r}, {node.name!r})")
+        seen[module] = node.name
+        if len(node.input) < 3 or any(i not in inits or users[i] != 1 for i in node.input[1:3]):
+            raise ZooError(f"ONNX Conv node {node.name!r} ({module}) has no private folded weight and bias")
+        for name, value in zip(node.input[1:3], fold_f64(conv, bn)):
+            t = inits[name]
+            old = numpy_helper.to_array(t)
+            if old.shape != value.shape or not np.allclose(old, value, rtol=FOLD_RTOL, atol=FOLD_ATOL):
+                raise ZooError(f"ONNX initializer {name!r} of {node.name!r} is not the fold of {module} and {bn_name}")
+            t.CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+            exact[name] = value
+    missing = sorted(set(pairs) - set(seen))
+    if missing:
+        raise ZooError(f"no ONNX Conv node found for the BatchNorm-folded convolution(s) {missing[:3]}")
+    return exact
 
 
 def add_nms(model, num_classes: int, score_threshold: float = 0.7, iou_threshold: float = 0.3, max_per_class: int = 200):
@@ -123,12 +211,22 @@ def embed_metadata(model, meta: ArtifactMeta) -> None:
     model.doc_string = f"UltraFace {meta.arch} {meta.model_id} ({meta.head} head), exported by ultraface-zoo"
 
 
-def to_fp16(model):
-    """float16 weights and arithmetic, float32 inputs and outputs."""
+def to_fp16(model, exact: dict | None = None):
+    """float16 weights and arithmetic, float32 inputs and outputs. ``exact`` ({initializer name:
+    float64 array}, from `build_onnx`'s ``folded``): those tensors are rounded once, from float64
+    to float16, not through their float32 rounding (same clipping to float16's range)."""
     import_onnxruntime()
-    from onnxruntime.transformers.float16 import convert_float_to_float16  # heavy
+    from onnx import numpy_helper  # heavy
+    from onnxruntime.transformers.float16 import convert_float_to_float16, convert_np_to_float16  # heavy
 
-    return topo_sort(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False))
+    model = topo_sort(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False))
+    for t in model.graph.initializer:
+        if exact and t.name in exact:
+            value = convert_np_to_float16(exact[t.name]).astype(np.float16)
+            if numpy_helper.to_array(t).dtype != np.float16:
+                raise ZooError(f"ONNX initializer {t.name!r} was not converted to float16")
+            t.CopyFrom(numpy_helper.from_array(value, t.name))
+    return model
 
 
 def topo_sort(model):

@@ -186,14 +186,6 @@ def compare(drawn: dict[str, list], found: dict[str, list]) -> dict:
     return got
 
 
-def _iou(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_the_originals_ncnn_demo_finds_what_zoo_detect_finds(precision, demo, png_photos, export_dir, zoo_detect,
                                                              tmp_path):
