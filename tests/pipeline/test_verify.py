@@ -228,17 +228,31 @@ def test_verify_in_process_hashes_failures_and_runtime(small_release, tmp_path):
     assert res["passed"] and res["runtime"] == "opencv" and res["left_out"] == []
 
 
-def test_the_golden_kit_holds_the_originals_outputs(tmp_path, resolved):
+def test_the_golden_kit_holds_the_originals_outputs(tmp_path, resolved, monkeypatch):
     """The measuring stick of `zoo verify` measured: the golden kit written for rfb-320 holds exactly the
     outputs of the original project's own ONNX files (plain onnxruntime) on its photos, and the detections
-    of those outputs; its photos are the built-in ones, byte for byte."""
+    of those outputs; its photos are the built-in ones, byte for byte.
+
+    Written with an empty reference cache, so PyTorch computes the outputs here (a warm cache would hide
+    that path), and stored as the very entry an export of the same model and photos reads (one key); a
+    stale photo already in the kit's folder is replaced."""
     from conftest import REFERENCE, ort_run
     from zoo.core.images import builtin_images, load_batch
     from zoo.core.model.processing import postprocess
     from zoo.pipeline.golden import write_golden
+    from zoo.pipeline.reference import plan_references, read_reference
 
-    rels = write_golden(tmp_path, resolved("rfb-320"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
     imgs = builtin_images()
+    stale = tmp_path / "golden" / "images" / imgs[0].name
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(imgs[-1].read_bytes() + b"x")
+    rm = resolved("rfb-320")
+    rels = write_golden(tmp_path, rm)
+    meta = rm.meta().with_(head="raw")
+    (key, path), = plan_references(rm.checkpoint_sha256, rm.meta().to_dict(), ["raw"], [str(p) for p in imgs]).values()
+    stored = read_reference(path, key, "raw", len(imgs), meta.prior_count, meta.num_classes)
+    assert stored is not None, f"the kit's PyTorch outputs are not the cache entry {path} of key {key}"
     assert rels == [f"golden/images/{p.name}" for p in imgs] + [
         f"golden/rfb-320/{n}" for n in ("scores.npy", "boxes.npy", "locations.npy", "detections.json")]
     for p in imgs:
@@ -251,7 +265,11 @@ def test_the_golden_kit_holds_the_originals_outputs(tmp_path, resolved):
     np.testing.assert_allclose(kit["scores"], scores, atol=1e-5)
     np.testing.assert_allclose(kit["boxes"], boxes, atol=1e-5)
     np.testing.assert_allclose(kit["locations"], locations, atol=5e-5)  # the original folds BatchNorm its own way
-    doc = json.loads((tmp_path / "golden" / "rfb-320" / "detections.json").read_text())
+    for n in ("scores", "boxes", "locations"):
+        np.testing.assert_array_equal(stored[n], kit[n])
+    text = (tmp_path / "golden" / "rfb-320" / "detections.json").read_text()
+    doc = json.loads(text)
+    assert text == json.dumps(doc, indent=2) + "\n"  # the kit's one text file: indented, for the people who read it
     assert (doc["model"], doc["score_threshold"], doc["iou_threshold"], doc["candidate_size"]) == ("rfb-320", 0.7, 0.3, 200)
     assert list(doc["detections"]) == [p.name for p in imgs]
     for i, p in enumerate(imgs):
