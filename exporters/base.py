@@ -17,6 +17,7 @@ from zoo.core.manifest import PRECISIONS
 from zoo.core.meta import ArtifactMeta, sidecar_path
 from zoo.core.model import priors as P
 from zoo.core.model.layers import output_error
+from zoo.core.model.processing import encode
 from zoo.core.runtime import Runner, Tap
 
 __all__ = ["CHOICE_MARGIN", "PRECISIONS", "ExportRequest", "ExportResult", "Target", "choose", "write_sidecar"]
@@ -123,11 +124,16 @@ class ExportRequest:
         with reference:
             refs = [reference.infer(x) for x in xs]
 
+        def offsets(out: dict, size) -> np.ndarray:
+            # a decoded head has no raw offsets: its corners, encoded against the priors of the size run
+            # (the same units as a raw head's, so one error measure serves both contracts)
+            return out["locations"] if "locations" in out else encode(out["boxes"], P.generate_priors(*size))
+
         def score(runner: Runner) -> float:
             with runner:
                 gots = [runner.infer(x) for x in xs]
-            return float(np.mean([output_error((ref["scores"], ref["locations"]), (got["scores"], got["locations"]))
-                                  for ref, got in zip(refs, gots)]))
+            return float(np.mean([output_error((ref["scores"], offsets(ref, s)), (got["scores"], offsets(got, s)))
+                                  for ref, got, s in zip(refs, gots, sizes)]))
 
         return score
 

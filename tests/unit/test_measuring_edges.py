@@ -102,3 +102,21 @@ def test_the_pull_record_is_indented_json_with_one_newline():
     text = pull_record_text("oci://h/r:t", "sha256:" + "a" * 64, ["mnn"], ["fp32"], ["b", "a"])
     doc = json.loads(text)
     assert text == json.dumps(doc, indent=2) + "\n" and doc["left_out"] == ["a", "b"]
+
+
+def test_encode_is_decodes_inverse():
+    """Issue 39: the calibration scorer measures a decoded head's box change in raw-offset units (`encode`)."""
+    from zoo.core.model.processing import encode
+
+    rng = np.random.default_rng(5)
+    priors = P.generate_priors(320, 240)
+    loc = rng.normal(0, 1.5, (2, len(priors), 4)).astype(np.float32)
+    back = encode(decode(loc, priors), priors)
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, loc, atol=2e-3)
+    # by hand: a box twice its prior's width, centred one prior width right
+    cx, cy, w, h = priors[7]
+    box = np.array([[cx + w - w, cy - h / 2, cx + w + w, cy + h / 2]], np.float32)
+    np.testing.assert_allclose(encode(box, priors[7:8]), [[10.0, 0.0, np.log(2) / 0.2, 0.0]], atol=1e-4)
+    # a side of zero or less is taken as 1e-6 of the prior's: finite
+    assert np.isfinite(encode(np.array([[0.5, 0.5, 0.4, 0.4]], np.float32), priors[:1])).all()

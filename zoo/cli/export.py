@@ -128,7 +128,8 @@ def export(
         for f in manifest.failed:
             typer.echo(f"FAIL  {f.target:<7} {f.precision:<7} {f.head:<8} {'dynamic ' if f.dynamic else ''}{f.error}")
         typer.echo(f"manifest: {Path(out) / MANIFEST}")
-    bad = manifest.failed or [a for a in mine if not a.passed]
+    # every FAIL: the artifacts that could not be built and those built that failed parity (issue 39)
+    bad = [*manifest.failed, *(a for a in mine if not a.passed)]
     if bad:
         names = ", ".join(f"{a.target}/{a.precision}" for a in bad)
         stderr(f"error: {len(bad)} artifact(s) failed: {names}")

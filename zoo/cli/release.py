@@ -106,9 +106,10 @@ def release(
         for w in (manifest.release or {}).get("withheld") or []:
             typer.echo(f"withheld: {w['model']} {w['target']}/{w['precision']} (not built; --with-withheld builds it): "
                        f"{w['reason']}; use {w['instead']}")
-    bad = manifest.failed or [a for a in manifest.artifacts if not a.passed]
+    bad = [*manifest.failed, *(a for a in manifest.artifacts if not a.passed)]  # build failures and parity FAILs
     if bad:
-        stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a.model} {a.target}/{a.precision}" for a in bad[:5]))
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        stderr(f"error: {len(bad)} artifact(s) failed: " + ", ".join(f"{a.model} {a.target}/{a.precision}" for a in bad[:5]) + more)
         raise typer.Exit(EXIT_FAILED)
     exit_on_weak_evidence([a.parity for a in manifest.artifacts], min_evidence, allow_weak_evidence)
 

@@ -59,6 +59,18 @@ def decode(locations: np.ndarray, priors: np.ndarray) -> np.ndarray:
     return np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=-1).astype(np.float32)
 
 
+def encode(boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Corner boxes (..., P, 4) + priors (P, 4) -> the raw offsets `decode` turns back into them (float32);
+    a side of zero or less (what a damaged file can output) is taken as 1e-6 of its prior's."""
+    b = boxes.astype(np.float64)
+    pr = priors.astype(np.float64)
+    centers = (b[..., :2] + b[..., 2:]) / 2
+    sizes = np.maximum(b[..., 2:] - b[..., :2], 1e-6 * pr[:, 2:])
+    loc_xy = (centers - pr[:, :2]) / (P.CENTER_VARIANCE * pr[:, 2:])
+    loc_wh = np.log(sizes / pr[:, 2:]) / P.SIZE_VARIANCE
+    return np.concatenate([loc_xy, loc_wh], axis=-1).astype(np.float32)
+
+
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one corner box (4,) against many (M, 4)."""
     tl = np.maximum(box[:2], boxes[:, :2])
