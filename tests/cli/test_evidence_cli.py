@@ -50,9 +50,10 @@ def test_the_default_parity_set_is_the_16_pinned_photos_and_its_evidence_is_prin
     assert ev["gate"] == [{"name": f.local, "sha256": f.sha256} for f in pinned_photos()]
     assert "calibration" not in ev, "fp16 uses no calibration"
     assert {b: c["reference"] for b, c in det["by_size"].items()} == ev["by_size"]
-    # the photos are read where they are, never copied into the release folder
+    # the photos are read where they are, never copied into the release folder (web/ultraface.js: the web
+    # module every folder holding an ONNX file of a web head gets, issue 34)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "manifest.json", "onnx/rfb-320-decoded-fp16.onnx"]
+        "manifest.json", "onnx/rfb-320-decoded-fp16.onnx", "web/ultraface.js"]
 
 
 def test_weak_evidence_exits_2_then_allow_and_min_evidence_decide(tmp_path):
