@@ -231,7 +231,7 @@ def test_failing_targets_are_contained(tmp_path):
     assert "converter exploded" in errors["boom"]
     assert "no_such_runtime_module_xyz" in errors["missing"] and "pip install" in errors["missing"]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["manifest.json", "onnx/slim-320-decoded-fp32.onnx"], files
+    assert files == ["manifest.json", "onnx/slim-320-decoded-fp32.onnx", "web/ultraface.js"], files  # + the web module
 
 
 def test_end_to_end_nms_graph(export_dir, batch_cache):
