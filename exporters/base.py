@@ -282,6 +282,11 @@ class Target:
         """The artifacts one requested precision yields (e.g. TFLite int8 -> float-IO and int8-IO flavours)."""
         return [precision]
 
+    def head_reason(self, flavour: str, head: str) -> str | None:
+        """Why this target does not make ``flavour`` with ``head`` (the plan skips it with this reason, and the
+        run goes on), or None when it does."""
+        return None
+
     def source_head(self, head: str) -> str:
         """Which head of our ONNX this target converts to produce ``head`` (for source == "onnx")."""
         return head

@@ -70,6 +70,12 @@ class MnnTarget(Target):
                            "nothing older to target")
         return {"targetVersion": f"{wanted[0]}.{wanted[1]}"}
 
+    def head_reason(self, flavour: str, head: str) -> str | None:
+        if flavour == "int8" and head != "raw":
+            return (f"{self.name} int8 {head}: MNN full int8 quantises the raw-head graph only (the decoded one would "
+                    f"quantise the prior arithmetic with the convolutions); use --head raw, or int8-weight (built beside it)")
+        return None
+
     def export(self, req: ExportRequest) -> ExportResult:
         m = req.meta
         if m.precision == "int8" and m.head != "raw":

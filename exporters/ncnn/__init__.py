@@ -33,6 +33,12 @@ class NcnnTarget(Target):
     def default_head(self, precision: str) -> str:
         return "raw"
 
+    def head_reason(self, flavour: str, head: str) -> str | None:
+        if flavour == "int8" and head != "raw":
+            return (f"{self.name} int8 {head}: ncnn int8 quantises the raw-head graph only (the decoded one would "
+                    f"quantise the prior arithmetic with the convolutions); use --head raw")
+        return None
+
     def export(self, req: ExportRequest) -> ExportResult:
         m = req.meta
         param, binf = Path(req.stem + ".param"), Path(req.stem + ".bin")

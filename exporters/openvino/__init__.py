@@ -49,6 +49,12 @@ class OpenvinoTarget(Target):
     def default_head(self, precision: str) -> str:
         return "raw"
 
+    def head_reason(self, flavour: str, head: str) -> str | None:
+        if flavour == "int8" and head != "raw":
+            return (f"{self.name} int8 {head}: OpenVINO int8 quantises the raw-head graph only (the decoded one would "
+                    f"quantise the prior arithmetic with the convolutions); use --head raw")
+        return None
+
     def export(self, req: ExportRequest) -> ExportResult:
         m = req.meta
         if m.precision == "int8" and m.head != "raw":

@@ -2,8 +2,8 @@
 run's last line counts every FAIL.
 
 One export, rfb-320, `--precision int8 --head decoded` to ONNX (quantised with the decoding left in float),
-MNN (full int8 quantises only the raw graph: refused, int8-weight built) and TFLite; int8 is calibrated on
-half A and gated on half B of the photos (tests/conftest.py)."""
+MNN (full int8 quantises only the raw graph: skipped with its reason, int8-weight built) and TFLite; int8
+is calibrated on half A and gated on half B of the photos (tests/conftest.py)."""
 from __future__ import annotations
 
 import re
@@ -32,9 +32,13 @@ def test_every_decoded_int8_ends_in_a_verdict_and_the_last_line_counts_them_all(
     for ln in fails:  # a figure or a reason in words, never an exception's name
         assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b:", ln), ln
     built = {(a["target"], a["precision"]) for a in manifest["artifacts"]}
-    refused = {(f["target"], f["precision"]) for f in manifest["failed"]}
-    assert {t for t, _ in built | refused} == set(TARGETS), (built, refused)
-    assert ("onnx", "int8") in built and ("mnn", "int8-weight") in built, (built, refused)
+    failed = {(f["target"], f["precision"]) for f in manifest["failed"]}
+    skipped = {(s["target"], s["precision"]): s["reason"] for s in manifest["skipped"]}
+    assert {t for t, _ in built | failed | set(skipped)} == set(TARGETS), (built, failed, skipped)
+    assert ("onnx", "int8") in built and ("mnn", "int8-weight") in built, (built, failed, skipped)
+    # a combination the target does not make is a skip with its reason (stderr and manifest), not a FAIL
+    assert "use --head raw" in skipped[("mnn", "int8")] and not failed, (skipped, failed)
+    assert f"skipped: {skipped[('mnn', 'int8')]}" in cp.stderr
     parity_fails = [a for a in manifest["artifacts"] if not a["parity"]["passed"]]
     n = len(manifest["failed"]) + len(parity_fails)
     assert len(fails) == n, (fails, n)
@@ -85,3 +89,11 @@ def test_onnx_decoded_int8_keeps_the_decoding_in_float_and_the_originals_io(deco
     d = art["parity"]["detections"]
     assert d["reference"] >= 100 and d["matched"] >= 0.99 * d["reference"], d
     assert np.isfinite(art["parity"]["outputs"]["scores"]["max_abs"]), art["parity"]["outputs"]
+
+
+def test_a_run_with_nothing_the_targets_make_is_one_line():
+    from conftest import assert_clean_error, zoo
+
+    cp = zoo("export", "--model", "rfb-320", "--to", "ncnn,openvino", "--precision", "int8", "--head", "decoded",
+             "--out", "/nonexistent-zoo-out")
+    assert_clean_error(cp, "nothing to build", "ncnn int8 decoded", "openvino int8 decoded", "use --head raw")

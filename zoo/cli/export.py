@@ -96,7 +96,7 @@ def export(
     calib_paths = collect_readable(calib, "--calib") if calib is not None else None
     plan = make_plan(targets, precisions, head, nms, dynamic, min_runtime)  # names checked before any weights are read
     for sk in plan.skipped:
-        if sk.get("dynamic"):
+        if sk.get("dynamic") or sk.get("head"):
             stderr(f"skipped: {sk['reason']}")
     drift = toolchain_warning(targets)
     if drift:

@@ -159,11 +159,17 @@ def make_plan(targets: list[str], precisions: list[str], head: str | None, nms: 
             if h not in t.heads:
                 raise ZooError(f"target {t.name!r} has no {h!r} head; it has: {', '.join(t.heads)}")
             for v in t.expand(p):
+                why = t.head_reason(v, h)
+                if why:  # a combination the target does not make: skipped with its reason, not a FAIL (issue 39)
+                    plan.skipped.append({"target": t.name, "precision": v, "head": h, "reason": why})
+                    continue
                 plan.jobs.append(Job(t.name, v, h, dynamic=dynamic, min_runtime=older.get(t.name, "")))
     if nms:
         if "onnx" not in [t.name for t in objs]:
             raise ZooError("--nms makes an end-to-end ONNX graph: add onnx to --to")
         plan.jobs.append(Job("onnx", "fp32", "nms"))
+    if not plan.jobs and not plan.unavailable and any("head" in s for s in plan.skipped):
+        raise ZooError("nothing to build: " + "; ".join(s["reason"] for s in plan.skipped if "head" in s))
     plan.jobs.sort(key=lambda j: j.target != "onnx")  # stable: ONNX (which others read) first
     return plan
 
