@@ -144,7 +144,34 @@ def _selective_int8(tf: Any, converter: Any, float_modules: list[str], int8_io: 
                        f"(the network's are named like {next(iter(names), '?')!r})")
     io_type = tf.int8 if int8_io else tf.float32
     return mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type,
-                         denylisted_nodes=[names[m] for m in float_modules])
+                         denylisted_nodes=[names[m] for m in float_modules] + decode_tail(calibrated))
+
+
+def decode_tail(data: bytes) -> list[str]:
+    """Output tensor names of the decoded head's own ops (issue 39): what runs after the last convolution
+    and feeds none (reshapes, softmax, the prior arithmetic), when that tail decodes boxes (it holds an
+    EXP); empty for a raw head. Left in float, as in ONNX (exporters/onnx/quantize.py, decode_tail)."""
+    from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
+
+    try:
+        it = Interpreter(model_content=bytes(data))
+    except Exception as exc:
+        raise ZooError(f"cannot load the converted model: {exc}") from None
+    tensors = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    producer = {o: i for i, op in enumerate(ops) for o in op["outputs"]}
+    feeds_conv: set[int] = set()
+    todo = [i for i, op in enumerate(ops) if op["op_name"] in _TFLITE_CONVS]
+    while todo:
+        i = todo.pop()
+        if i in feeds_conv:
+            continue
+        feeds_conv.add(i)
+        todo.extend(producer[t] for t in ops[i]["inputs"] if t in producer)
+    tail = [op for i, op in enumerate(ops) if i not in feeds_conv]
+    if not any(op["op_name"] == "EXP" for op in tail):
+        return []
+    return [tensors[o] for op in tail for o in op["outputs"] if o in tensors]
 
 
 def _conv_ops(data: bytes) -> list[tuple[str, dict]]:
