@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install ultraface-zoo with every runtime into ./.venv (CPU torch first, so pip never swaps it for a CUDA build),
-# every package at the version of the toolchain lock, zoo/core/data/constraints.txt (README: "The toolchain lock").
+# every package at the version of the toolchain lock, zoo/core/data/constraints.txt (docs/install.md: "The toolchain lock").
 # ZOO_TORCH_INDEX: the package index torch is taken from (e.g. https://download.pytorch.org/whl/cpu, as in
 # .github/workflows/ci.yml); unset, pip's own configuration decides (on this project's machine, a local wheel folder).
 # ZOO_EXTRAS: the extras to install (default `test`: every runtime and the test tools; `arm64` on an aarch64

@@ -1,7 +1,7 @@
 """Rewrite the toolchain lock (zoo/core/data/constraints.txt) from what is installed in this environment:
 every distribution ultraface-zoo[all,test,mutation] needs, recursively, at its installed version, plus pip and
 setuptools (the installer and the build backend). Run it only on purpose, after installing the new
-versions (README: "The toolchain lock"):
+versions (docs/install.md: "The toolchain lock"):
 
     .venv/bin/python scripts/update_lock.py [--check]
 
@@ -24,7 +24,7 @@ HEADER = """\
 # scripts/wheel_check.sh install through it (pip install -c). `zoo export` and `zoo release` warn when a
 # package they use differs from it; tests/unit/test_toolchain.py keeps it equal to the installed versions
 # and to zoo/core/data/compat_matrix.toml. Written by scripts/update_lock.py; it changes only on purpose
-# (README: "The toolchain lock").
+# (docs/install.md: "The toolchain lock").
 """
 
 
