@@ -67,3 +67,12 @@ def test_the_readme_stays_short_and_keeps_the_fresh_machine_commands():
     tail = test_cmd.split(" && ", 1)[1]
     assert f'    bash scripts/install.sh && bash scripts/fetch_shared.sh "${{ZOO_SHARED:-../shared}}" && {tail}\n' in readme
     assert "    bash scripts/install.sh && .venv/bin/zoo export --model rfb-320 " in readme
+
+
+def test_the_readme_links_point_at_pages_that_exist():
+    import re
+
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    assert len(links) > 20
+    missing = sorted({l for l in links if not (ROOT / l).is_file()})
+    assert not missing, f"README.md links to missing files: {missing}"
