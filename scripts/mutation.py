@@ -66,11 +66,11 @@ def stage(tests: list[str] | None = None) -> None:
         shutil.rmtree(STAGE / "zoo")
     for name, folder in sorted(roots.items(), key=lambda kv: kv[0].count(".")):
         shutil.copytree(REPO / folder, STAGE.joinpath(*name.split(".")), ignore=ignore, dirs_exist_ok=True)
-    for extra in ("tests", "scripts"):
+    for extra in ("tests", "scripts", "docs"):  # docs/: the pages the unit tier reads (tier table, strict build)
         if (STAGE / extra).exists():
             shutil.rmtree(STAGE / extra)
         shutil.copytree(REPO / extra, STAGE / extra, ignore=ignore)
-    for f in ("setup.py", "README.md"):
+    for f in ("setup.py", "README.md", "mkdocs.yml"):
         shutil.copy2(REPO / f, STAGE / f)
     # the fast tiers: tests/unit and every file holding smoke tests, filtered by `-m "unit or smoke"`
     smoke = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").rglob("test_*.py")

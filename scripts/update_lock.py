@@ -1,7 +1,7 @@
 """Rewrite the toolchain lock (zoo/core/data/constraints.txt) from what is installed in this environment:
-every distribution ultraface-zoo[all,test,mutation] needs, recursively, at its installed version, plus pip and
+every distribution ultraface-zoo[all,test,mutation,docs] needs, recursively, at its installed version, plus pip and
 setuptools (the installer and the build backend). Run it only on purpose, after installing the new
-versions (README: "The toolchain lock"):
+versions (docs/install.md: "The toolchain lock"):
 
     .venv/bin/python scripts/update_lock.py [--check]
 
@@ -20,11 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "zoo" / "core" / "data" / "constraints.txt"
 HEADER = """\
 # The toolchain lock: the exact versions the tests and the default release are proven with (torch, every
-# converter and runtime of ultraface-zoo[all,test], and everything they pull in). scripts/install.sh and
-# scripts/wheel_check.sh install through it (pip install -c). `zoo export` and `zoo release` warn when a
-# package they use differs from it; tests/unit/test_toolchain.py keeps it equal to the installed versions
-# and to zoo/core/data/compat_matrix.toml. Written by scripts/update_lock.py; it changes only on purpose
-# (README: "The toolchain lock").
+# converter and runtime of ultraface-zoo[all,test], the mutation and docs tools, and everything they pull
+# in). scripts/install.sh and scripts/wheel_check.sh install through it (pip install -c). `zoo export` and
+# `zoo release` warn when a package they use differs from it; tests/unit/test_toolchain.py keeps it equal
+# to the installed versions and to zoo/core/data/compat_matrix.toml. Written by scripts/update_lock.py; it
+# changes only on purpose (docs/install.md: "The toolchain lock").
 """
 
 
@@ -52,7 +52,7 @@ def closure(root: str, extras: set[str]) -> dict[str, tuple[str, str]]:
 
 
 def render() -> str:
-    pins = closure("ultraface-zoo", {"all", "test", "mutation"})
+    pins = closure("ultraface-zoo", {"all", "test", "mutation", "docs"})
     pins.pop("ultraface-zoo")
     for tool in ("pip", "setuptools"):
         pins[tool] = (tool, md.version(tool))

@@ -516,11 +516,11 @@ def shift(ref: dict, got: dict, data: ParityInput, mosaics: list, photos: list[s
             "evidence": ev, "passed": not failures, "failures": failures}
 
 
-# --------------------------------------------------------------------------- the README's table of the tiers
+# --------------------------------------------------------------------------- the docs' table of the tiers
 
-#: README.md's tolerance table sits between these lines; it is generated from RULES (``tiers_markdown``),
-#: written by ``scripts/readme_tiers.py --write`` and checked against RULES by tests/unit/test_tiers.py
-README_BEGIN = "<!-- tiers: generated from RULES in validation/parity.py by scripts/readme_tiers.py; tests/unit/test_tiers.py checks it -->"
+#: docs/parity.md's tolerance table sits between these lines; it is generated from RULES (``tiers_markdown``),
+#: written by ``scripts/docs_tiers.py --write`` and checked against RULES by tests/unit/test_tiers.py
+README_BEGIN = "<!-- tiers: generated from RULES in validation/parity.py by scripts/docs_tiers.py; tests/unit/test_tiers.py checks it -->"
 README_END = "<!-- /tiers -->"
 #: how an output is called in the table (raw heads' ``locations`` are the raw box offsets)
 _OUTPUT_NAMES = {"scores": "scores", "boxes": "boxes", "locations": "raw offsets"}
@@ -530,7 +530,7 @@ _SHOWN = ("atol", "rtol", "sum_tol", "min_recall", "min_iou", "max_extra", "scor
 
 
 def _g(v: float) -> str:
-    """1e-4, 5e-4, 0.02, 0.25: small numbers as powers of ten, as the README writes them."""
+    """1e-4, 5e-4, 0.02, 0.25: small numbers as powers of ten, as the docs write them."""
     if 0 < abs(v) < 1e-3:
         mantissa, exp = f"{v:e}".split("e")
         return f"{float(mantissa):g}e{int(exp)}"

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import numpy as np
 
@@ -383,7 +383,7 @@ def check_raw(folder: PathLike, images: PathLike | None = None, checkpoint: Path
                          runtime=rts[0], min_evidence=min_ev)
     names = [r for r in rts if r is not None]
     select_runtimes(read_manifest(Path(folder)).artifacts, names)  # a runtime list that runs nothing: refused now
-    parts = []
+    parts: list[dict[str, Any] | None] = []
     for rt in names:
         try:
             parts.append(run_check(Path(folder), img_paths, Path(checkpoint) if checkpoint else None, threads=threads,
@@ -436,7 +436,7 @@ def verify_raw(folder: PathLike, *, threads: int = 1, runtime: Names | None = No
         return run_verify(Path(folder), threads=threads, progress=progress, runtime=rts[0])
     names = [r for r in rts if r is not None]
     select_runtimes(read_manifest(Path(folder)).artifacts, names)
-    parts = []
+    parts: list[dict[str, Any] | None] = []
     for rt in names:
         try:
             parts.append(run_verify(Path(folder), threads=threads, progress=progress, runtime=rt))
@@ -498,7 +498,7 @@ def run_bench_runtimes(items: list[Any], names: list[str], **kw: Any) -> dict[st
     if len(names) <= 1:
         rt = names[0] if names else None
         sel, _ = select_runtime(items, rt)
-        res = run_bench(sel, runtime=rt, **kw)
+        res: dict[str, Any] = run_bench(sel, runtime=rt, **kw)
         if rt is not None:
             for r in res["results"]:
                 r["runtime"] = rt
@@ -641,7 +641,7 @@ class Detector:
         image's pixels; for a list of images, one such list per image."""
         if isinstance(image, (list, tuple)):
             return [self._detect_one(self._read(i)) for i in image]
-        return self._detect_one(self._read(image))
+        return self._detect_one(self._read(cast(Image, image)))
 
     def _detect_one(self, img: Any) -> list[Detection]:
         from zoo.core.model.processing import postprocess, preprocess  # deferred: heavy layers

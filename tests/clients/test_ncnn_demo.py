@@ -12,7 +12,7 @@ and ncnn_demo/capture.cpp wrapping cv::rectangle (-Wl,--wrap) to print each box 
 main.cpp fixes the network size at 320x240 and reads images with SimpleOCV's imread (stb_image): the
 photos are given to it, and to `zoo detect`, as lossless PNG copies of the pinned JPEGs, so both read the
 same pixels. What differs is the demo's own, and the comparison allows for each (measured on the 16 photos,
-rfb-320 fp32/fp16/int8; README, "Drop-in for apps built on the original"):
+rfb-320 fp32/fp16/int8; docs/dropin.md, "Drop-in for apps built on the original"):
 - it truncates its boxes to int pixels: zoo's boxes are truncated the same way before comparing (on the
   9-11 px faces of 8.jpg truncation alone costs up to 0.22 IoU);
 - it merges each overlapping group by blending NMS (the group's boxes averaged, weighted by exp(score))

@@ -18,7 +18,7 @@ subtracts the mean from the first channel (red) only, where the network (and the
 demos, and zoo) subtract it from all three. On the 16 pinned photos it draws 231 faces with the original's
 version-RFB-320_simplified.onnx and with our rfb-320 raw fp32, where `zoo detect` finds 291 in ours
 (--runtime opencv as much as onnxruntime). Our file is a drop-in for the client, bug included; an app built
-on it gets the faces back by passing (127, 127, 127) (README, "Drop-in for apps built on the original").
+on it gets the faces back by passing (127, 127, 127) (docs/dropin.md, "Drop-in for apps built on the original").
 """
 from __future__ import annotations
 

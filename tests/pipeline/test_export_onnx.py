@@ -14,7 +14,7 @@ SHA_HEX = set("0123456789abcdef")
 
 
 def validate_manifest(folder: Path, m: dict) -> None:
-    """The public manifest schema (README.md, 'manifest.json')."""
+    """The public manifest schema (docs/manifest.md)."""
     assert set(m["model"]) >= {"id", "arch", "input_size", "labels", "checkpoint_sha256"}
     assert isinstance(m["model"]["input_size"], list) and len(m["model"]["input_size"]) == 2
     assert isinstance(m["artifacts"], list) and isinstance(m["failed"], list)

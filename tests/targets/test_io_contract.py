@@ -6,7 +6,7 @@ order and shapes, what each output of the head holds, and the pre-processing in 
 Each file is read the way an app reads it, in its own runtime, by the names the contract gives (none of
 our runners): onnxruntime, MNN's session API, ncnn's extractor, OpenCV's Caffe importer, LiteRT's
 interpreter. Where ours differs from the original on purpose, the contract names the difference (and
-the README says what an app changes); any other difference fails.
+docs/dropin.md says what an app changes); any other difference fails.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The architecture the README describes: layers checked by import-linter, imports inside functions only
+"""The architecture docs/layout.md describes: layers checked by import-linter, imports inside functions only
 where they defer a heavy or optional runtime (each with its reason), one atomic writer."""
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_every_module_string_names_a_module_under_the_one_root():
 def test_no_string_or_script_names_the_old_top_level_packages():
     bad = [f"{where}: {text[:80]!r}" for where, text in _string_constants() if _OLD.search(text)]
     for p in [*(ROOT / "scripts").glob("*.sh"), ROOT / ".ci" / "run", ROOT / ".github" / "workflows" / "ci.yml",
-              ROOT / "pyproject.toml", ROOT / "README.md"]:
+              ROOT / "pyproject.toml", ROOT / "README.md", ROOT / "mkdocs.yml", *sorted((ROOT / "docs").glob("*.md"))]:
         for n, line in enumerate(p.read_text().splitlines(), 1):
             if _OLD.search(line) or re.search(r"-m (exporters|checkpoints|validation)\b", line):
                 bad.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()[:100]}")

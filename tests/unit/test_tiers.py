@@ -1,8 +1,8 @@
-"""The parity tiers are pinned: README's table is the code's RULES, and `compare` applies each number of
+"""The parity tiers are pinned: docs/parity.md's table is the code's RULES, and `compare` applies each number of
 each tier exactly at its edge (a hair inside passes, a hair outside fails).
 
 Every expectation here is read from RULES, so a change of the tiers made on purpose, in the code and the
-README together (`scripts/readme_tiers.py --write`), keeps these tests green; a change of one without
+docs together (`scripts/docs_tiers.py --write`), keeps these tests green; a change of one without
 the other, or a rule that `compare` stops applying, turns them red.
 """
 from __future__ import annotations
@@ -32,12 +32,12 @@ LABELS = ("BACKGROUND", "face")
 GATED = [p for p, t in TIERS.items() if t["atol"] is not None]
 
 
-def test_readme_table_is_generated_from_rules():
-    block = readme_tiers_block((ROOT / "README.md").read_text())
-    assert block is not None, f"README.md lost its {README_BEGIN!r} ... {README_END!r} block"
+def test_docs_table_is_generated_from_rules():
+    block = readme_tiers_block((ROOT / "docs" / "parity.md").read_text())
+    assert block is not None, f"docs/parity.md lost its {README_BEGIN!r} ... {README_END!r} block"
     assert block == tiers_markdown(RULES), (
-        "README.md's tolerance table differs from RULES in validation/parity.py: "
-        "run `.venv/bin/python scripts/readme_tiers.py --write` (or fix the code)\n" + tiers_markdown(RULES))
+        "docs/parity.md's tolerance table differs from RULES in validation/parity.py: "
+        "run `.venv/bin/python scripts/docs_tiers.py --write` (or fix the code)\n" + tiers_markdown(RULES))
 
 
 def test_every_number_of_every_tier_is_in_the_table():
@@ -55,7 +55,7 @@ def test_every_number_of_every_tier_is_in_the_table():
                 widened["tiers"][name][key] = v * 0.5 if v else 0.001
                 assert tiers_markdown(widened) != table, (name, key)
         assert row.count("|") >= 8
-    # a key the table has no column for is still shown (a new rule cannot hide from the README)
+    # a key the table has no column for is still shown (a new rule cannot hide from the docs)
     extra = copy.deepcopy(RULES)
     extra["tiers"]["fp32"]["new_rule"] = 0.123
     assert "new_rule 0.123" in tiers_markdown(extra)
@@ -65,8 +65,8 @@ def test_every_number_of_every_tier_is_in_the_table():
         assert tiers_markdown(moved) != table, k
 
 
-def test_the_readme_script_checks_and_writes(tmp_path):
-    cp = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_tiers.py")], capture_output=True, text=True)
+def test_the_docs_script_checks_and_writes(tmp_path):
+    cp = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs_tiers.py")], capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
 
 

@@ -19,7 +19,7 @@ from zoo.core.model.specs import parse_input_size, parse_labels
 from zoo.core.parity_set import ENV_IMAGES, default_images
 from zoo.pipeline.profile import render, write_timings
 
-#: exit codes (documented in README.md)
+#: exit codes (documented in README.md and docs/commands.md)
 EXIT_OK, EXIT_USER, EXIT_FAILED = 0, 1, 2
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Registry id (see `zoo list`).")]

@@ -137,7 +137,7 @@ def report_verify(res: dict, junit: Path | None, json_: bool) -> None:
             if c.get("runtime") and "runtimes" in res and not c["name"].startswith("file "):
                 c = {**c, "name": f"{c['name']} [{c['runtime']}]"}  # several runtimes: each line names its own
             if not c["passed"] or not c["name"].startswith("file "):
-                # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see README)
+                # the evidence the golden kit gave (reported, not judged: verify re-proves a release, see docs/releases.md)
                 ev = f"  {evidence_text(c['parity'], judge=False)}" if c.get("parity") else ""
                 typer.echo(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}" + (f": {c['failure']}" if c["failure"] else "") + ev)
         part = res.get("partial")

@@ -3,7 +3,7 @@ format reads (tensor names, their order, layout and shapes per head, the value e
 pre-processing), and where our file differs on purpose, with what the app must change.
 
 Defined once, in ``zoo/core/data/io_contract.toml``; the exporters take their public names from it
-(``io_contract("ncnn").input.name``), the README's per-format table says the same, and
+(``io_contract("ncnn").input.name``), docs/dropin.md's per-format table says the same, and
 ``tests/targets/test_io_contract.py`` holds both the original's files and ours to it.
 
     c = io_contract("tflite")

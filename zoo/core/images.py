@@ -1,6 +1,6 @@
 """Finding and reading images, hostile ones included.
 
-What each kind of file does (the README's "Hostile inputs" paragraph):
+What each kind of file does (docs/security.md, "Hostile inputs"):
 
 * A folder is never an image: found inside a folder it is skipped, like any non-image file (wrong
   suffix, a FIFO, a broken link); named directly it is expanded as a folder. A folder that yields

@@ -5,7 +5,7 @@ Typed entries (`FileEntry`, `Artifact`, `Failure`, `Manifest`), the only reader
 folder) and the only writer (`write_manifest`, atomic), the artifact key,
 precision flavours, and the one check that files match their sha256.
 
-The JSON shape is the product's public interface (README, "DIR/manifest.json"):
+The JSON shape is the product's public interface (docs/manifest.md):
 `to_dict` writes exactly that shape, key order included, so manifests stay
 byte-reproducible.
 """

@@ -3,8 +3,8 @@ they pull in) that the tests and the default release are proven with, ``zoo/core
 
 ``scripts/install.sh`` installs through it (``pip install -c``); ``zoo export`` and ``zoo release`` warn
 in one line when a package they use differs from it (:func:`drift`); a test keeps the installed
-versions, the lock and ``compat_matrix.toml`` in agreement. The lock changes only on purpose (README:
-"Updating the toolchain lock").
+versions, the lock and ``compat_matrix.toml`` in agreement. The lock changes only on purpose (docs/install.md:
+"The toolchain lock").
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ holds where the target has one).
 
 The list is data (``data/withheld.toml``), one entry per (model, target, flavour): the measured reason, the
 flavour to use instead, and the toolchain it was measured with. It is not a guess: each entry is the
-recorded verdict of ``zoo check`` on that flavour (README, "Withheld flavours"), and is removed when a
+recorded verdict of ``zoo check`` on that flavour (docs/releases.md, "Withheld flavours"), and is removed when a
 change makes the flavour pass.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Write (``--write``) or check (default) README.md's tolerance table against the code's RULES.
+"""Write (``--write``) or check (default) docs/parity.md's tolerance table against the code's RULES.
 
-    .venv/bin/python scripts/readme_tiers.py [--write]
+    .venv/bin/python scripts/docs_tiers.py [--write]
 
 The table sits between validation/parity.py's README_BEGIN and README_END lines; tests/unit/test_tiers.py
 runs the same check. After changing a tier in validation/parity.py, run this with --write.
@@ -17,7 +17,7 @@ from zoo.validation.parity import README_BEGIN, README_END, readme_tiers_block, 
 
 
 def main(argv: list[str]) -> int:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "parity.md"
     text = readme.read_text()
     block = readme_tiers_block(text)
     if block is None:
@@ -25,15 +25,15 @@ def main(argv: list[str]) -> int:
         return 1
     want = tiers_markdown()
     if block == want:
-        print("README.md's tolerance table equals RULES")
+        print("docs/parity.md's tolerance table equals RULES")
         return 0
     if "--write" not in argv:
-        print("error: README.md's tolerance table differs from RULES; run scripts/readme_tiers.py --write", file=sys.stderr)
+        print("error: docs/parity.md's tolerance table differs from RULES; run scripts/docs_tiers.py --write", file=sys.stderr)
         return 1
     head, rest = text.split(README_BEGIN, 1)
     tail = rest.split(README_END, 1)[1]
     readme.write_text(f"{head}{README_BEGIN}\n{want}\n{README_END}{tail}")
-    print("README.md's tolerance table rewritten from RULES")
+    print("docs/parity.md's tolerance table rewritten from RULES")
     return 0
 
 
