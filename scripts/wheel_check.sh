@@ -57,4 +57,33 @@ PY
 "$venv/bin/zoo" export --model rfb-320 --to onnx,ncnn --out "$work/export"
 # the web module ships from the wheel's package data beside the ONNX files
 cmp "$work/export/web/ultraface.js" "$repo/zoo/web/ultraface.js" || die "the export holds no web/ultraface.js of the wheel's"
+# issue 32's "done when", as a user of the Python API runs it from the wheel: export to ONNX and ncnn, every
+# artifact PASSes, and zoo.load(...).detect gives the detections `zoo detect --artifact` prints (each artifact)
+photo="$("$venv/bin/python" -c 'import zoo.core.images as i; print(i.builtin_images()[0])')"
+"$venv/bin/python" - "$work/api" "$photo" > "$work/api.txt" <<'PY' || die "the Python API from the wheel failed"
+import sys
+import zoo
+r = zoo.export("rfb-320", to=["onnx", "ncnn"], precision=["fp32"], out=sys.argv[1])
+assert all(a.parity.passed for a in r.artifacts) and len(r.artifacts) == 2, [(a.key, a.parity.passed) for a in r.artifacts]
+for a in r.artifacts:
+    with zoo.load(a.path) as det:
+        dets = det.detect(sys.argv[2])
+    assert dets, "no face found on the built-in photo"
+    print(a.path, ";".join(f"{d.label} {d.score} " + " ".join(map(str, d.box)) for d in dets), sep="\t")
+PY
+while IFS="$(printf '\t')" read -r path got; do
+  # the same faces, labels, scores and boxes (the CLI's JSON rounds: boxes within 0.01 px, scores 1e-5)
+  "$venv/bin/zoo" detect "$photo" --artifact "$path" --json | "$venv/bin/python" -c "$(cat <<'PY'
+import json, sys
+want = json.load(sys.stdin)["results"][0]["detections"]
+got = [(g.split()[0], float(g.split()[1]), [float(v) for v in g.split()[2:]]) for g in sys.argv[1].split(";")]
+assert len(got) == len(want), (got, want)
+for (label, score, box), w in zip(got, want):
+    assert label == w["label"] and abs(score - w["score"]) <= 1e-5, (label, score, w)
+    assert all(abs(a - b) <= 0.01 for a, b in zip(box, w["box"])), (box, w["box"])
+PY
+)" "$got" || die "zoo.load($path).detect differs from zoo detect --artifact"
+  echo "api: zoo.export + zoo.load($(basename "$path")).detect = zoo detect --artifact"
+done < "$work/api.txt"
+[ "$(wc -l < "$work/api.txt")" -eq 2 ] || die "the API run gave $(wc -l < "$work/api.txt") artifacts, not 2"
 echo "wheel: OK"

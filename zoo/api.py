@@ -303,7 +303,7 @@ def export(model: str | None, to: Names, precision: Names = "fp32", out: PathLik
     img_paths = _images(images, "--images", warnings)
     calib_paths = _images(calib, "--calib", warnings)
     plan = make_plan(target_list, precisions, head, nms, dynamic, min_runtime)
-    warnings += [f"skipped: {sk['reason']}" for sk in plan.skipped if sk.get("dynamic")]
+    warnings += [f"skipped: {sk['reason']}" for sk in plan.skipped if sk.get("dynamic") or sk.get("head")]
     drift = toolchain_warning(target_list)
     if drift:
         warnings.append(drift)
