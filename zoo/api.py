@@ -234,10 +234,14 @@ def _images(images: PathLike | None, what: str, warnings: list[str]) -> list[Pat
     return collect_readable(Path(images), what) if images is not None else None
 
 
-def _default_images(warnings: list[str]) -> list[Path]:
+def _default_images(warn: Callable[[str], None]) -> list[Path]:
     from zoo.core.parity_set import default_images  # deferred: heavy layers
 
-    return list(default_images(warnings.append))
+    return list(default_images(warn))
+
+
+def _discard(_msg: str) -> None:
+    """A warning nobody asked for."""
 
 
 def _artifact(folder: Path, a: Any) -> Artifact:
@@ -275,6 +279,70 @@ def runtimes() -> tuple[str, ...]:
     return tuple(runtime_names())
 
 
+def export_run(model: str | None, to: Names, precision: Names = "fp32", out: PathLike = "zoo-export", *,
+               checkpoint: PathLike | None = None, arch: str | None = None, labels: Names | None = None,
+               input_size: str | None = None, head: str | None = None, nms: bool = False, dynamic: bool = False,
+               images: PathLike | None = None, calib: PathLike | None = None, threads: int = 1,
+               jobs: int | None = None, timeout: float | None = None, keep_float: str = "auto",
+               min_evidence: int | None = None, min_runtime: str | None = None,
+               say: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None,
+               timings: list[Any] | None = None) -> tuple[ExportResult, Any, list[Any]]:
+    """What `zoo export` and :func:`export` run: (the typed result, the manifest written, its artifacts that
+    were asked for). ``say``: called with each warning as it comes (the CLI prints them on stderr; they are
+    in the result's ``.warnings`` either way); ``progress``: the build's progress lines; ``timings``:
+    ``--profile``'s rows, filled in."""
+    from zoo.checkpoints.resolve import resolve_model  # deferred: heavy layers
+    from zoo.core.manifest import MANIFEST, base_precision  # deferred: heavy layers
+    from zoo.core.model.specs import parse_input_size, parse_labels  # deferred: heavy layers
+    from zoo.pipeline.build import KEEP_FLOAT, export_model  # deferred: heavy layers
+    from zoo.pipeline.plan import make_plan, toolchain_warning  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        if say is not None:
+            say(msg)
+
+    if keep_float not in KEEP_FLOAT:
+        raise ZooError(f"keep_float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
+    min_ev = MIN_EVIDENCE if min_evidence is None else int(min_evidence)
+    target_list = _names(to, "--to")
+    precisions = _names(precision, "--precision")
+    img_paths = _images(images, "--images", warnings)
+    calib_paths = _images(calib, "--calib", warnings)
+    plan = make_plan(target_list, precisions, head, nms, dynamic, min_runtime)  # names checked before any weights are read
+    for sk in plan.skipped:
+        if sk.get("dynamic") or sk.get("head"):
+            warn(f"skipped: {sk['reason']}")
+    drift = toolchain_warning(target_list)
+    if drift:
+        warn(drift)
+    labs = None if labels is None else parse_labels(labels if isinstance(labels, str) else ",".join(labels))
+    rm = resolve_model(model, Path(checkpoint) if checkpoint is not None else None, arch, labs,
+                       parse_input_size(input_size) if input_size is not None else None)
+    if checkpoint is not None:
+        rm.build("raw")  # a user file: strict key/shape check now
+    if img_paths is None:
+        img_paths = _default_images(warn)
+    folder = Path(out)
+    manifest = export_model(
+        rm, target_list, precisions, folder, head=head, images=img_paths, calib=calib_paths, threads=threads,
+        jobs=jobs or max(1, os.cpu_count() or 1), timeout=timeout, progress=progress, nms=nms,
+        options={"keep_float": keep_float} if keep_float != "auto" else None, min_evidence=min_ev,
+        timings=timings, dynamic=dynamic, min_runtime=min_runtime,
+    )
+    requested = {(t, p) for t in target_list for p in precisions}
+    built = {(j.target, j.min_runtime) for j in plan.jobs}  # a default build and one for an older runtime are not the same
+    mine = [a for a in manifest.artifacts
+            if (a.target, base_precision(a.precision)) in requested and (a.target, a.min_runtime) in built
+            and a.dynamic == dynamic]
+    result = ExportResult(out=folder, manifest=folder / MANIFEST, artifacts=tuple(_artifact(folder, a) for a in mine),
+                          failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+    return result, manifest, mine
+
+
 def export(model: str | None, to: Names, precision: Names = "fp32", out: PathLike = "zoo-export", *,
            checkpoint: PathLike | None = None, arch: str | None = None, labels: Names | None = None,
            input_size: str | None = None, head: str | None = None, nms: bool = False, dynamic: bool = False,
@@ -287,77 +355,58 @@ def export(model: str | None, to: Names, precision: Names = "fp32", out: PathLik
     ``to`` and ``precision`` are a comma list or a sequence of names. Returns the artifacts asked for, each
     with its ``.parity``; builds that failed are in ``.failed``.
     """
-    from zoo.checkpoints.resolve import resolve_model  # deferred: heavy layers
-    from zoo.core.manifest import MANIFEST, base_precision  # deferred: heavy layers
-    from zoo.core.model.specs import parse_input_size, parse_labels  # deferred: heavy layers
-    from zoo.pipeline.build import KEEP_FLOAT, export_model  # deferred: heavy layers
-    from zoo.pipeline.plan import make_plan, toolchain_warning  # deferred: heavy layers
+    return export_run(model, to, precision, out, checkpoint=checkpoint, arch=arch, labels=labels,
+                      input_size=input_size, head=head, nms=nms, dynamic=dynamic, images=images, calib=calib,
+                      threads=threads, jobs=jobs, timeout=timeout, keep_float=keep_float,
+                      min_evidence=min_evidence, min_runtime=min_runtime)[0]
+
+
+def release_run(out: PathLike, models: Names | None = None, targets: Names | None = None,
+                precisions: Names = "fp32,fp16,int8", *, images: PathLike | None = None,
+                calib: PathLike | None = None, jobs: int | None = None, threads: int = 1,
+                timeout: float | None = None, min_evidence: int | None = None, shard: str | None = None,
+                with_withheld: bool = False, say: Callable[[str], None] | None = None,
+                progress: Callable[[str], None] | None = None,
+                timings: list[Any] | None = None) -> tuple[ReleaseResult, Any]:
+    """What `zoo release` (without --merge) and :func:`release` run: (the typed result, the manifest).
+    ``shard``: ``I/N``, one shard of the matrix; ``say``, ``progress``, ``timings``: as :func:`export_run`."""
+    from zoo.core.manifest import MANIFEST  # deferred: heavy layers
+    from zoo.core.model.specs import MODELS  # deferred: heavy layers
+    from zoo.exporters import target_names  # deferred: heavy layers
+    from zoo.pipeline.plan import parse_shard, toolchain_warning  # deferred: heavy layers
+    from zoo.pipeline.release import release as build_release  # deferred: heavy layers
     from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
 
-    if keep_float not in KEEP_FLOAT:
-        raise ZooError(f"keep_float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
-    min_ev = MIN_EVIDENCE if min_evidence is None else int(min_evidence)
-    target_list = _names(to, "--to")
-    precisions = _names(precision, "--precision")
     warnings: list[str] = []
-    img_paths = _images(images, "--images", warnings)
-    calib_paths = _images(calib, "--calib", warnings)
-    plan = make_plan(target_list, precisions, head, nms, dynamic, min_runtime)
-    warnings += [f"skipped: {sk['reason']}" for sk in plan.skipped if sk.get("dynamic") or sk.get("head")]
+    model_ids = _names(models, "--models") if models is not None else list(MODELS)
+    target_list = _names(targets, "--targets") if targets is not None else target_names()
     drift = toolchain_warning(target_list)
     if drift:
         warnings.append(drift)
-    labs = None if labels is None else parse_labels(labels if isinstance(labels, str) else ",".join(labels))
-    rm = resolve_model(model, Path(checkpoint) if checkpoint is not None else None, arch, labs,
-                       parse_input_size(input_size) if input_size is not None else None)
-    if checkpoint is not None:
-        rm.build("raw")  # a user file: strict key/shape check now
-    if img_paths is None:
-        img_paths = _default_images(warnings)
+        if say is not None:
+            say(drift)
     folder = Path(out)
-    manifest = export_model(
-        rm, target_list, precisions, folder, head=head, images=img_paths, calib=calib_paths, threads=threads,
-        jobs=jobs or max(1, os.cpu_count() or 1), timeout=timeout, progress=None, nms=nms,
-        options={"keep_float": keep_float} if keep_float != "auto" else None, min_evidence=min_ev,
-        timings=None, dynamic=dynamic, min_runtime=min_runtime,
-    )
-    requested = {(t, p) for t in target_list for p in precisions}
-    built = {(j.target, j.min_runtime) for j in plan.jobs}
-    mine = [a for a in manifest.artifacts
-            if (a.target, base_precision(a.precision)) in requested and (a.target, a.min_runtime) in built
-            and a.dynamic == dynamic]
-    return ExportResult(out=folder, manifest=folder / MANIFEST, artifacts=tuple(_artifact(folder, a) for a in mine),
-                        failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+    manifest = build_release(
+        folder, model_ids, target_list, _names(precisions, "--precisions"), jobs=jobs or max(1, os.cpu_count() or 1),
+        images=_images(images, "--images", warnings), calib=_images(calib, "--calib", warnings),
+        shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress,
+        min_evidence=MIN_EVIDENCE if min_evidence is None else int(min_evidence), timings=timings,
+        with_withheld=with_withheld)
+    result = ReleaseResult(out=folder, manifest=folder / MANIFEST,
+                           artifacts=tuple(_artifact(folder, a) for a in manifest.artifacts),
+                           failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+    return result, manifest
 
 
 def release(out: PathLike, models: Names | None = None, targets: Names | None = None,
             precisions: Names = "fp32,fp16,int8", *, images: PathLike | None = None, calib: PathLike | None = None,
             jobs: int | None = None, threads: int = 1, timeout: float | None = None,
-            min_evidence: int | None = None) -> ReleaseResult:
+            min_evidence: int | None = None, with_withheld: bool = False) -> ReleaseResult:
     """Build the release matrix into ``out`` with parity, model cards, golden kit and REPORT.md (`zoo release`);
-    resumable: a second call reuses what is already there."""
-    from zoo.core.manifest import MANIFEST  # deferred: heavy layers
-    from zoo.core.model.specs import MODELS  # deferred: heavy layers
-    from zoo.exporters import target_names  # deferred: heavy layers
-    from zoo.pipeline.plan import toolchain_warning  # deferred: heavy layers
-    from zoo.pipeline.release import release as build_release  # deferred: heavy layers
-    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
-
-    warnings: list[str] = []
-    target_list = _names(targets, "--targets") if targets is not None else target_names()
-    drift = toolchain_warning(target_list)
-    if drift:
-        warnings.append(drift)
-    folder = Path(out)
-    manifest = build_release(
-        folder, _names(models, "--models") if models is not None else list(MODELS), target_list,
-        _names(precisions, "--precisions"), jobs=jobs or max(1, os.cpu_count() or 1),
-        images=_images(images, "--images", warnings), calib=_images(calib, "--calib", warnings), shard=None,
-        threads=threads, timeout=timeout, progress=None,
-        min_evidence=MIN_EVIDENCE if min_evidence is None else int(min_evidence), timings=None)
-    return ReleaseResult(out=folder, manifest=folder / MANIFEST,
-                         artifacts=tuple(_artifact(folder, a) for a in manifest.artifacts),
-                         failed=tuple(_failure(f) for f in manifest.failed), warnings=tuple(warnings))
+    resumable: a second call reuses what is already there. ``with_withheld``: also the flavours withheld from
+    the default matrix (measured to fail their tier)."""
+    return release_run(out, models, targets, precisions, images=images, calib=calib, jobs=jobs, threads=threads,
+                       timeout=timeout, min_evidence=min_evidence, with_withheld=with_withheld)[0]
 
 
 def check_raw(folder: PathLike, images: PathLike | None = None, checkpoint: PathLike | None = None, *,
@@ -377,7 +426,7 @@ def check_raw(folder: PathLike, images: PathLike | None = None, checkpoint: Path
         img_paths = collect_readable(Path(images), "--images")
     else:
         read_manifest(Path(folder))  # a folder that is not an export is refused before the photos are looked for
-        img_paths = _default_images(warn)
+        img_paths = _default_images(warn.append)
     if len(rts) == 1:
         return run_check(Path(folder), img_paths, Path(checkpoint) if checkpoint else None, threads=threads,
                          runtime=rts[0], min_evidence=min_ev)
@@ -556,7 +605,7 @@ def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = Non
     rt = check_runtime_name(runtime) if runtime is not None else None
     paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
     warnings: list[str] = []
-    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warnings)
+    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warnings.append)
     res = run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt, threads=threads,
                    atol=atol)
     return tuple(DiffResult(artifact=Path(r["result"].get("artifact", p)), runtime=str(r["result"].get("runtime")),
@@ -580,7 +629,7 @@ def compat(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, 
     specs = select_specs(load_matrix(), runtime, matrix, wanted)
     img_paths = None
     if any(not s.release for s in subjects):
-        img_paths = collect_readable(Path(images), "--images") if images is not None else _default_images([])
+        img_paths = collect_readable(Path(images), "--images") if images is not None else _default_images(_discard)
     doc = run_compat(subjects, specs, compat_dir(), images=img_paths,
                      checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
                      timeout=timeout, min_evidence=MIN_EVIDENCE, say=lambda msg: None)

@@ -29,17 +29,13 @@ from zoo.cli.common import (
     dynamic_text,
     evidence_text,
     exit_on_weak_evidence,
-    parity_images,
     print_json,
-    resolve_from_options,
-    split_list,
     stderr,
 )
+from zoo.api import export_run
 from zoo.core.errors import ZooError
-from zoo.core.images import collect_readable
-from zoo.core.manifest import MANIFEST, Artifact, base_precision
-from zoo.pipeline.build import KEEP_FLOAT, export_model
-from zoo.pipeline.plan import make_plan, toolchain_warning
+from zoo.core.manifest import MANIFEST, Artifact
+from zoo.pipeline.build import KEEP_FLOAT
 
 
 def parity_line(a: Artifact, min_evidence: int = MIN_EVIDENCE, folder: Path | None = None) -> str:
@@ -88,38 +84,19 @@ def export(
     json_: JsonOpt = False,
 ) -> None:
     """Export artifacts, prove each against PyTorch, write DIR/manifest.json."""
+    # a thin caller of the API (zoo.api.export_run): it prints what the API returns
     if keep_float not in KEEP_FLOAT:
         raise ZooError(f"--keep-float {keep_float!r} is not one of {', '.join(KEEP_FLOAT)}")
-    targets = split_list(to, "--to")
-    precisions = split_list(precision, "--precision")
-    img_paths = collect_readable(images, "--images") if images is not None else None
-    calib_paths = collect_readable(calib, "--calib") if calib is not None else None
-    plan = make_plan(targets, precisions, head, nms, dynamic, min_runtime)  # names checked before any weights are read
-    for sk in plan.skipped:
-        if sk.get("dynamic") or sk.get("head"):
-            stderr(f"skipped: {sk['reason']}")
-    drift = toolchain_warning(targets)
-    if drift:
-        stderr(drift)
     started = time.time()
     jobs = jobs or default_jobs()
     rows: list = []
-    rm = resolve_from_options(model, checkpoint, arch, labels, input_size)
-    if img_paths is None:
-        img_paths = parity_images(None)  # the pinned photos (fetched on first use)
-    manifest = export_model(
-        rm, targets, precisions, out, head=head, images=img_paths, calib=calib_paths,
-        threads=threads, jobs=jobs, timeout=timeout, progress=None if json_ else stderr, nms=nms,
-        options={"keep_float": keep_float} if keep_float != "auto" else None,
-        min_evidence=min_evidence, timings=rows if profile else None, dynamic=dynamic, min_runtime=min_runtime,
-    )
+    _, manifest, mine = export_run(
+        model, to, precision, out, checkpoint=checkpoint, arch=arch, labels=labels, input_size=input_size,
+        head=head, nms=nms, dynamic=dynamic, images=images, calib=calib, threads=threads, jobs=jobs,
+        timeout=timeout, keep_float=keep_float, min_evidence=min_evidence, min_runtime=min_runtime,
+        say=stderr, progress=None if json_ else stderr, timings=rows if profile else None)
     if profile:
         profile_run(Path(out), jobs, started, rows)
-    requested = {(t, p) for t in targets for p in precisions}
-    built = {(j.target, j.min_runtime) for j in plan.jobs}  # a default build and one for an older runtime are not the same
-    mine = [a for a in manifest.artifacts
-            if (a.target, base_precision(a.precision)) in requested and (a.target, a.min_runtime) in built
-            and a.dynamic == dynamic]
     if json_:
         print_json(manifest.to_dict())
     else:

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.exporters import target_names
 from zoo.validation.parity import MIN_EVIDENCE, weak_evidence
 from zoo.cli.common import (
     EXIT_FAILED,
@@ -27,18 +26,13 @@ from zoo.cli.common import (
     exit_on_weak_evidence,
     print_json,
     runtimes_option,
-    split_list,
     stderr,
 )
 from zoo.core.errors import ZooError
-from zoo.core.images import collect_readable
 from zoo.core.manifest import MANIFEST
-from zoo.core.model.specs import MODELS
 from zoo.pipeline.junit import artifact_cases, write_junit
 from zoo.pipeline.merge import merge as merge_shards
-from zoo.pipeline.plan import parse_shard, toolchain_warning
-from zoo.pipeline.release import release as build_release
-from zoo.api import verify_raw
+from zoo.api import release_run, verify_raw
 
 
 def release(
@@ -69,20 +63,14 @@ def release(
     if merge:
         manifest = merge_shards(out, list(merge) + list(more or []), progress=progress)
     else:
+        # a thin caller of the API (zoo.api.release_run): it prints what the API returns
         started, rows = time.time(), []
         jobs = jobs or default_jobs()
-        model_ids = split_list(models, "--models") if models else list(MODELS)
-        target_list = split_list(targets, "--targets") if targets else target_names()
-        drift = toolchain_warning(target_list)
-        if drift:
-            stderr(drift)
-        manifest = build_release(
-            out, model_ids, target_list, split_list(precisions, "--precisions"), jobs=jobs,
-            images=collect_readable(images, "--images") if images else None,  # default: the pinned photos
-            calib=collect_readable(calib, "--calib") if calib else None,
-            shard=parse_shard(shard), threads=threads, timeout=timeout, progress=progress, min_evidence=min_evidence,
-            timings=rows if profile else None, with_withheld=with_withheld,
-        )
+        _, manifest = release_run(
+            out, models or None, targets or None, precisions, jobs=jobs,
+            images=images or None,  # default: the pinned photos
+            calib=calib or None, shard=shard, threads=threads, timeout=timeout, min_evidence=min_evidence,
+            with_withheld=with_withheld, say=stderr, progress=progress, timings=rows if profile else None)
         if profile:
             profile_run(Path(out), jobs, started, rows)
     if junit:
