@@ -719,6 +719,15 @@ def load(artifact: PathLike, runtime: str | None = None, threads: int = 1, *, ve
          score_threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD) -> Detector:
     """Check an exported artifact as ``zoo detect --artifact`` does (its files against the sha256 its manifest or
     sidecar records, then one run in an isolated worker), then load it in this process as a :class:`Detector`."""
+    return Detector(checked_runner(artifact, runtime, threads, verify=verify), Path(artifact), score_threshold,
+                    iou_threshold)
+
+
+def checked_runner(artifact: PathLike, runtime: str | None = None, threads: int = 1, *, verify: bool = True) -> Any:
+    """The runner of an exported artifact, checked as `zoo detect --artifact` and :func:`load` check it: its
+    files against the sha256 its manifest or sidecar records (unless ``verify`` is off), then one run in an
+    isolated worker (a probe), so a file that crashes or hangs its runtime, or that its metadata does not
+    describe, is one clear ZooError. Not loaded yet: use it as ``with runner:``."""
     from zoo.exporters import check_runtime_name, load_runner  # deferred: heavy layers
     from zoo.pipeline.probe import probe_artifact  # deferred: heavy layers
 
@@ -726,7 +735,7 @@ def load(artifact: PathLike, runtime: str | None = None, threads: int = 1, *, ve
     path = Path(artifact)
     runner = load_runner(path, threads=threads, runtime=rt, verify=verify)
     probe_artifact(path, runner.meta, runtime=rt, threads=threads, check_head=verify)
-    return Detector(runner, path, score_threshold, iou_threshold)
+    return runner
 
 
 def _iter_names() -> Iterator[str]:  # for zoo.__dir__

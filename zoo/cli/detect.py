@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from zoo.checkpoints.resolve import ResolvedModel
-from zoo.exporters import load_runner
+from zoo.api import checked_runner
 from zoo.validation.parity import detections_from_rows
 from zoo.cli.common import (
     ArchOpt,
@@ -32,7 +32,6 @@ from zoo.core.model import priors as P
 from zoo.core.model.processing import postprocess, preprocess
 from zoo.core.model.specs import parse_input_size
 from zoo.core.runtime import Runner, TorchRunner
-from zoo.pipeline.probe import probe_artifact
 
 
 def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, runtime=None, verify=True) -> Runner:
@@ -46,9 +45,7 @@ def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, 
     if artifact is not None:
         if any(v is not None for v in (model, checkpoint, arch, labels)):
             raise ZooError("--artifact carries its own model and labels: drop --model/--checkpoint/--arch/--labels")
-        runner = load_runner(artifact, threads=threads, runtime=runtime, verify=verify)
-        probe_artifact(artifact, runner.meta, runtime=runtime, threads=threads, check_head=verify)
-        return runner
+        return checked_runner(artifact, runtime, threads, verify=verify)  # the API's check (zoo.load's)
     if runtime is not None:
         raise ZooError("--runtime chooses the runtime of an --artifact; without one, detection runs the PyTorch model")
     auto = input_size is not None and input_size.strip().lower() == AUTO
