@@ -141,3 +141,27 @@ def test_face_rich_picks_the_images_with_most_faces(weights, tmp_path):
     got = req.face_rich(TorchRunner(_meta(), weights), imgs, k=2)
     assert len(got) == 2 and all(counts[p] == n for p, n in got)
     assert [p for p, _ in got] == sorted(counts, key=lambda p: (-counts[p], p.name))[:2]
+
+
+def test_a_decoded_candidate_is_scored_in_the_raw_heads_units(weights):
+    """Issue 39: a decoded head returns no raw offsets; the scorer encodes its corners against the priors of the
+    size run, so the figure is the raw head's (within the float32 round trip) and a decoded export can choose."""
+    imgs = builtin_images()
+    raw, dec = _meta(), _meta().with_(head="decoded")
+    perturbed = _perturbed(weights, 0.2)
+    want = ExportRequest(meta=raw, state_dict=weights, out_dir=Path("."), stem="x").quant_scorer(
+        TorchRunner(raw, weights), imgs)(TorchRunner(raw, perturbed))
+    score = ExportRequest(meta=dec, state_dict=weights, out_dir=Path("."), stem="x").quant_scorer(
+        TorchRunner(dec, weights), imgs)
+    assert score(TorchRunner(dec, weights)) == 0.0
+    assert score(TorchRunner(dec, perturbed)) == pytest.approx(want, rel=1e-3) and want > 0
+
+
+def test_output_error_of_nothing_seen_is_zero():
+    bg = np.zeros((1, 50, 2), np.float32)
+    bg[..., 0] = 1.0  # every prior background on both sides
+    loc = np.zeros((1, 50, 4), np.float32)
+    assert output_error((bg, loc), (bg, loc + 1.0)) == 0.0  # no face: box changes do not count
+    faces = bg.copy()
+    faces[0, :5] = (0.2, 0.8)
+    assert output_error((faces, loc), (faces, loc + 1.0)) == pytest.approx(0.1)  # a tenth of the box change on faces

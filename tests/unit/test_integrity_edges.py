@@ -193,6 +193,10 @@ def test_decoded_boxes_need_a_positive_size_in_most_rows():
     k = int(N * 0.2)
     b[0, :k, [0, 2]] = b[0, :k, [2, 0]]
     assert decoded(b)[0] == CORRUPT
+    # 20% of the rows inverted in both sides: per row, not per side or over all rows
+    b = corners()
+    b[0, :k] = b[0, :k][:, [2, 3, 0, 1]]
+    assert decoded(b)[0] == CORRUPT
     # exactly half inverted: not "fewer than half positive", so the head holds, and the boxes are absurd
     b = corners()
     b[0, : N // 2, [0, 2]] = b[0, : N // 2, [2, 0]]
