@@ -218,3 +218,10 @@ def test_absurd_boxes_start_past_ten(where, expected):
         b[0, rows] = corners(ratio=(np.exp(k), 1.0))[0, rows]
     got = decoded(b)
     assert (got and got[0]) == expected, got
+
+
+def test_metadata_without_a_precision_is_checked_as_fp32():
+    s = scores()
+    s[0, 0] = (0.5, 0.5 + 5e-4)  # off by 5e-4: more than fp32 allows (1e-4)
+    assert output_problem({"scores": s, "boxes": corners()}, meta(head="decoded", precision=""))[0] == MISMATCH
+    assert output_problem({"scores": scores(), "boxes": corners()}, meta(head="decoded", precision="")) is None
