@@ -100,6 +100,20 @@ def test_a_crash_is_one_line_and_the_next_runner_gets_a_fresh_worker(backends):
     assert fresh is not w and fresh.alive()
 
 
+def test_the_shared_worker_follows_the_npm_packages_it_should_load(backends, tmp_path, monkeypatch):
+    """A worker started while ZOO_NODE_MODULES named one folder is not reused once it names another (or is unset):
+    in one test session a unit test's empty folder otherwise outlived it, and the browser test's tfjs then failed
+    with "Cannot find module '@tensorflow/tfjs-core'"."""
+    first = node.shared_worker()
+    assert first.modules == backends / "node_modules" and node.shared_worker() is first
+    other = tmp_path / "other" / "node_modules"
+    other.mkdir(parents=True)
+    monkeypatch.setenv(node.ENV_MODULES, str(other))
+    second = node.shared_worker()
+    assert second is not first and second.modules == other and second.alive()
+    second.close()
+
+
 def test_a_hang_is_killed_at_the_timeout(backends):
     w = node.NodeWorker(timeout=3)
     h, _ = w.load(backends / "hang.mjs", {}, [], "hang")

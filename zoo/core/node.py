@@ -151,6 +151,7 @@ class NodeWorker:
         self._log = tempfile.TemporaryFile(prefix="zoo-node-", suffix=".log")
         self._lock = threading.Lock()
         # not a session of its own: killing the Python process group (an isolated worker's timeout) ends it too
+        self.modules = mods  # the packages it loads (shared_worker starts another when they change)
         self.proc = subprocess.Popen([exe, "--no-warnings", str(WORKER_JS), str(mods)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, env=self._env())
         self.dead: str | None = None
@@ -281,10 +282,11 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_worker() -> NodeWorker:
-    """The process's one Node worker (started on first use; a fresh one after a crash or timeout)."""
+    """The process's one Node worker (started on first use; a fresh one after a crash or timeout, or when the npm
+    packages to load from changed: ``ZOO_NODE_MODULES`` set or unset since it started)."""
     global _SHARED
     with _SHARED_LOCK:
-        if _SHARED is None or not _SHARED.alive():
+        if _SHARED is None or not _SHARED.alive() or _SHARED.modules != node_modules():
             if _SHARED is not None:
                 _SHARED.close()
             _SHARED = NodeWorker()
