@@ -121,3 +121,19 @@ def test_encode_is_decodes_inverse():
     # a side of zero or less is taken as 1e-6 of the prior's (its own side: w and h differ at 320x240): finite
     got = encode(np.array([[0.5, 0.5, 0.4, 0.4]], np.float32), priors[:1])
     np.testing.assert_allclose(got[0, 2:], np.log(1e-6) / 0.2, rtol=1e-5)
+
+
+def test_postprocess_goes_on_past_an_empty_class_and_top_k_counts_all_classes():
+    from zoo.core.model.processing import postprocess
+
+    labels = ("BACKGROUND", "a", "b")
+    scores = np.zeros((4, 3), np.float32)
+    scores[:, 0] = 1.0
+    boxes = np.array([[0.0, 0.0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7], [0.1, 0.6, 0.3, 0.8], [0.6, 0.1, 0.8, 0.3]], np.float32)
+    scores[0] = (0.1, 0.0, 0.9)  # class a: nothing above the threshold; class b: two faces apart
+    scores[1] = (0.2, 0.0, 0.8)
+    got = postprocess(scores, boxes, 100, 100, labels)
+    assert [(d.label, round(d.score, 2)) for d in got] == [("b", 0.9), ("b", 0.8)]
+    scores[2] = (0.15, 0.85, 0.0)  # now class a has one
+    assert [d.label for d in postprocess(scores, boxes, 100, 100, labels, top_k=1)] == ["b"]  # one over all classes
+    assert len(postprocess(scores, boxes, 100, 100, labels, top_k=0)) == 3  # 0: no limit, like -1
