@@ -323,3 +323,22 @@ def test_a_partial_pull_record_in_process(small_release, tmp_path):
     # a runtime none of the artifacts has: one line naming those there are
     with pytest.raises(ZooError, match="no artifact here runs in 'mnn'"):
         verify(small_release, runtime="mnn")
+
+
+def test_an_artifact_its_runtime_cannot_open_fails_verify_naming_it(small_release, tmp_path):
+    """A file whose hash was re-recorded but that its runtime cannot load: the golden worker fails, and that is a
+    failing case naming the file and the runtime's reason (issue 40: the mutation run found no fast test of it)."""
+    from zoo.pipeline.verify import verify
+
+    folder, manifest = _copy(small_release, tmp_path)
+    rel = "onnx/rfb-320-decoded-fp32.onnx"
+    (folder / rel).write_bytes(b"not an onnx model")
+    _rerecord(folder, manifest, rel)
+    res = verify(folder)
+    golden = [c for c in res["cases"] if not c["name"].startswith("file ")]
+    assert not res["passed"] and [(c["name"], c["passed"]) for c in golden] == [("rfb-320 onnx/fp32/decoded", False)]
+    assert golden[0]["failure"].startswith(f"{rel}: ") and len(golden[0]["failure"]) > len(rel) + 10, golden[0]
+    assert all(c["passed"] for c in res["cases"] if c["name"].startswith("file "))  # the hashes hold: the file is the trouble
+    cp = zoo("verify", folder)
+    assert cp.returncode == 2 and "Traceback" not in cp.stderr, cp.stderr
+    assert f"FAIL  rfb-320 onnx/fp32/decoded: {rel}: onnxruntime cannot load" in cp.stdout, cp.stdout
