@@ -129,11 +129,13 @@ class ExportRequest:
             # (the same units as a raw head's, so one error measure serves both contracts)
             return out["locations"] if "locations" in out else encode(out["boxes"], P.generate_priors(*size))
 
+        ref_offsets = [offsets(ref, s) for ref, s in zip(refs, sizes)]  # once, however many candidates
+
         def score(runner: Runner) -> float:
             with runner:
                 gots = [runner.infer(x) for x in xs]
-            return float(np.mean([output_error((ref["scores"], offsets(ref, s)), (got["scores"], offsets(got, s)))
-                                  for ref, got, s in zip(refs, gots, sizes)]))
+            return float(np.mean([output_error((ref["scores"], ref_off), (got["scores"], offsets(got, s)))
+                                  for ref, ref_off, got, s in zip(refs, ref_offsets, gots, sizes)]))
 
         return score
 

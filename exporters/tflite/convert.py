@@ -151,14 +151,7 @@ def decode_tail(data: bytes) -> list[str]:
     """Output tensor names of the decoded head's own ops (issue 39): what runs after the last convolution
     and feeds none (reshapes, softmax, the prior arithmetic), when that tail decodes boxes (it holds an
     EXP); empty for a raw head. Left in float, as in ONNX (exporters/onnx/quantize.py, decode_tail)."""
-    from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
-
-    try:
-        it = Interpreter(model_content=bytes(data))
-    except Exception as exc:
-        raise ZooError(f"cannot load the converted model: {exc}") from None
-    tensors = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    ops = it._get_ops_details()
+    tensors, ops = _graph(data)
     producer = {o: i for i, op in enumerate(ops) for o in op["outputs"]}
     feeds_conv: set[int] = set()
     todo = [i for i, op in enumerate(ops) if op["op_name"] in _TFLITE_CONVS]
@@ -171,20 +164,25 @@ def decode_tail(data: bytes) -> list[str]:
     tail = [op for i, op in enumerate(ops) if i not in feeds_conv]
     if not any(op["op_name"] == "EXP" for op in tail):
         return []
-    return [tensors[o] for op in tail for o in op["outputs"] if o in tensors]
+    return [tensors[o]["name"] for op in tail for o in op["outputs"] if o in tensors]
 
 
-def _conv_ops(data: bytes) -> list[tuple[str, dict]]:
-    """(output tensor name, weight tensor details) of each convolution of a ``.tflite``, in op order."""
+def _graph(data: bytes) -> tuple[dict[int, dict], list[dict]]:
+    """(tensor details by index, op details in order) of a ``.tflite`` (its bytes)."""
     from ai_edge_litert.interpreter import Interpreter  # optional runtime: imported when used
 
     try:
         it = Interpreter(model_content=bytes(data))
     except Exception as exc:
         raise ZooError(f"cannot load the converted model: {exc}") from None
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    return {t["index"]: t for t in it.get_tensor_details()}, it._get_ops_details()
+
+
+def _conv_ops(data: bytes) -> list[tuple[str, dict]]:
+    """(output tensor name, weight tensor details) of each convolution of a ``.tflite``, in op order."""
+    tensors, ops = _graph(data)
     return [(tensors[op["outputs"][0]]["name"], tensors[op["inputs"][1]])
-            for op in it._get_ops_details() if op["op_name"] in _TFLITE_CONVS]
+            for op in ops if op["op_name"] in _TFLITE_CONVS]
 
 
 def _conv_outputs(data: bytes) -> dict[str, str]:

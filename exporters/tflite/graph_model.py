@@ -134,7 +134,7 @@ _CLEARED = ("tensor_content", "half_val", "float_val", "double_val", "int_val", 
 SCALE_SUFFIX, DEQUANT_SUFFIX = "/channel_scale", "/per_channel"
 
 
-def per_channel_kernels(gd, float_kept=()) -> set[str]:
+def per_channel_kernels(gd, float_kept=(), score_head: set[str] | None = None) -> set[str]:
     """uint8-weight: give each convolution kernel one range per output channel, in place; the kernel constants'
     names (what `extract_weights` stores as uint8).
 
@@ -146,7 +146,7 @@ def per_channel_kernels(gd, float_kept=()) -> set[str]:
     float32 constant ``K/channel_scale`` and a ``Mul`` node ``K/per_channel`` that the convolution reads.
     Still float compute: the Mul runs on the weights, once per inference.
 
-    Kept float32: the score head's own kernels (`score_head_kernels`), and ``float_kept``: PyTorch module
+    Kept float32: the score head's own kernels (``score_head``, default `score_head_kernels`), and ``float_kept``: PyTorch module
     names (the int8 sensitivity analysis every target shares), matched on a component of the constant's
     name (``.../base_net.1.0/Const``)."""
     from tensorflow.python.framework import tensor_util  # heavy: part of tensorflow
@@ -154,7 +154,7 @@ def per_channel_kernels(gd, float_kept=()) -> set[str]:
     by_name = {n.name: n for n in gd.node}
     taken = set(by_name)
     done: set[str] = set()
-    score_head = score_head_kernels(gd)
+    score_head = score_head_kernels(gd) if score_head is None else score_head
     for conv in list(gd.node):
         if conv.op not in _CONVS and conv.op not in _CONVS.values():
             continue
@@ -280,7 +280,9 @@ def graph_model(saved_model_dir: Path, precision: str, shard: str, float_kept=()
 
     gd, tf = frozen_graph_def(saved_model_dir)
     fused = fuse_convolutions(gd)
-    kernels = per_channel_kernels(gd, float_kept) if ENCODINGS[precision] == "uint8" else None
+    uint8 = ENCODINGS[precision] == "uint8"
+    score_head = score_head_kernels(gd) if uint8 else set()
+    kernels = per_channel_kernels(gd, float_kept, score_head) if uint8 else None
     specs, data, summary = extract_weights(gd, ENCODINGS[precision], kernels)
     doc = {
         "format": FORMAT,
@@ -292,7 +294,7 @@ def graph_model(saved_model_dir: Path, precision: str, shard: str, float_kept=()
     }
     info = {"format": FORMAT, "fused_convolutions": fused, "weights": summary, "nodes": len(gd.node),
             "uint8_kernels": sorted(kernels or ()),
-            "score_head_float": sorted(score_head_kernels(gd)) if kernels is not None else []}
+            "score_head_float": sorted(score_head)}
     return doc, data, info
 
 
