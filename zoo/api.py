@@ -593,23 +593,70 @@ class CompatResult:
         return all(r.get("status") in ("PASS", "unavailable") for r in self.results)
 
 
-def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None, checkpoint: PathLike | None = None,
-         *, runtime: str | None = None, threads: int = 1, atol: float | None = None) -> tuple[DiffResult, ...]:
-    """Compare artifacts with PyTorch layer by layer (`zoo diff`): one result per artifact."""
+def diff_raw(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None,
+             checkpoint: PathLike | None = None, *, runtime: str | None = None, threads: int = 1,
+             atol: float | None = None, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """`zoo diff`'s full results, one per artifact: ``{"result": the --json shape, "extra": what its table
+    prints}``. ``warnings`` receives what the CLI prints on stderr (no --images and the pinned photos missing)."""
     from zoo.core.images import collect_readable  # deferred: heavy layers
     from zoo.exporters import check_runtime_name  # deferred: heavy layers
     from zoo.validation.diff import diff as run_diff  # deferred: heavy layers
 
     if runtime is not None and "," in runtime:
-        raise ZooError(f"runtime {runtime!r}: diff runs one runtime; give one name")
+        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
+                       "(check, verify and bench take a comma list)")
     rt = check_runtime_name(runtime) if runtime is not None else None
     paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
-    warnings: list[str] = []
-    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warnings.append)
-    res = run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt, threads=threads,
-                   atol=atol)
+    warn = warnings if warnings is not None else []
+    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warn.append)
+    return list(run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt,
+                         threads=threads, atol=atol))
+
+
+def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None, checkpoint: PathLike | None = None,
+         *, runtime: str | None = None, threads: int = 1, atol: float | None = None) -> tuple[DiffResult, ...]:
+    """Compare artifacts with PyTorch layer by layer (`zoo diff`): one result per artifact."""
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
+    res = diff_raw(paths, images, checkpoint, runtime=runtime, threads=threads, atol=atol)
     return tuple(DiffResult(artifact=Path(r["result"].get("artifact", p)), runtime=str(r["result"].get("runtime")),
                             raw=r["result"]) for p, r in zip(paths, res))
+
+
+def compat_run(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, matrix: str | None = None,
+               images: PathLike | None = None, checkpoint: PathLike | None = None, threads: int = 1,
+               timeout: float = 300.0, save: bool = False, cpus: Sequence[str] | None = None,
+               platform: str | None = None, jobs: int = 1, say: Callable[[str], None] | None = None,
+               warnings: list[str] | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """`zoo compat`'s run: the --json document and the compat.json files written (``save``). ``platform``
+    and ``cpus``: run each artifact in its runtime's build for that platform, emulated, on those CPU
+    models; ``say`` receives the progress lines the CLI prints on stderr (creating environments first), and
+    ``warnings`` what it warns of (no --images and the pinned photos missing)."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+    from zoo.exporters import runtime_names  # deferred: heavy layers
+    from zoo.pipeline.compat import collect, run_compat, save_compat, select_platform_specs, select_specs  # deferred
+    from zoo.pipeline.compat_env import compat_dir, load_matrix  # deferred: heavy layers
+    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
+
+    say = say or _discard
+    warn = warnings if warnings is not None else []
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    subjects = collect(plist) if plist else []
+    wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
+    m = load_matrix()
+    specs = (select_platform_specs(m, runtime, matrix, wanted, platform) if platform
+             else select_specs(m, runtime, matrix, wanted))
+    if not subjects:
+        raise ZooError("give release or export folders (or artifact files) to test, or --prepare")
+    img_paths = None
+    if any(not s.release for s in subjects):
+        img_paths = (collect_readable(Path(images), "--images") if images is not None
+                     else _default_images(warn.append))
+    doc: dict[str, Any] = run_compat(subjects, specs, compat_dir(), images=img_paths,
+                                     checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
+                                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say,
+                                     cpus=list(cpus) if cpus is not None else None, jobs=jobs)
+    written = list(save_compat(doc, subjects)) if save else []
+    return doc, written
 
 
 def compat(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, matrix: str | None = None,
@@ -617,24 +664,9 @@ def compat(paths: PathLike | Sequence[PathLike], runtime: str | None = None, *, 
            timeout: float = 300.0, save: bool = False) -> CompatResult:
     """Run each artifact's golden kit (or the parity images) in each runtime release (`zoo compat`); a missing
     runtime environment is created first (pip install of that runtime into $ZOO_COMPAT_DIR)."""
-    from zoo.core.images import collect_readable  # deferred: heavy layers
-    from zoo.exporters import runtime_names  # deferred: heavy layers
-    from zoo.pipeline.compat import collect, run_compat, save_compat, select_specs  # deferred: heavy layers
-    from zoo.pipeline.compat_env import compat_dir, load_matrix  # deferred: heavy layers
-    from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
-
-    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
-    subjects = collect(plist)
-    wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
-    specs = select_specs(load_matrix(), runtime, matrix, wanted)
-    img_paths = None
-    if any(not s.release for s in subjects):
-        img_paths = collect_readable(Path(images), "--images") if images is not None else _default_images(_discard)
-    doc = run_compat(subjects, specs, compat_dir(), images=img_paths,
-                     checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
-                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=lambda msg: None)
-    written = tuple(save_compat(doc, subjects)) if save else ()
-    return CompatResult(results=tuple(doc["results"]), written=written, raw=doc)
+    doc, written = compat_run(paths, runtime, matrix=matrix, images=images, checkpoint=checkpoint, threads=threads,
+                              timeout=timeout, save=save)
+    return CompatResult(results=tuple(doc["results"]), written=tuple(written), raw=doc)
 
 
 class Detector:

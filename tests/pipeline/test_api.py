@@ -156,6 +156,15 @@ def test_diff_api_layer_by_layer(api_export, halves):
     assert len(d.raw["layers"]) > 10 and d.raw["first_divergent"] is None  # an fp32 file follows PyTorch everywhere
     with pytest.raises(zoo_api.ZooError, match="one runtime"):
         zoo_api.diff(api_export.artifacts[0].path, runtime="onnxruntime,opencv")
+    # `zoo diff` is a thin caller of the same function: its --json is the API's raw result, layer for layer
+    r = zoo("diff", str(api_export.artifacts[0].path), "--images", str(halves["B"]), "--json")
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)
+    assert [(l["torch"], l["runtime"], l["max_abs"]) for l in cli["layers"]] == \
+        [(l["torch"], l["runtime"], l["max_abs"]) for l in d.raw["layers"]]
+    assert {k: v for k, v in cli.items() if k != "seconds"} == {k: v for k, v in d.raw.items() if k != "seconds"}
+    r = zoo("diff", str(api_export.artifacts[0].path), "--runtime", "onnxruntime,opencv")
+    assert_clean_error(r, "this command runs one runtime")
 
 
 def _marked(mark: str) -> list[int]:

@@ -5,6 +5,7 @@ each case takes about a second), and leaves nothing half-written."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import hashlib
 import json
 import threading
@@ -15,6 +16,7 @@ import pytest
 
 from conftest import assert_clean_error, zoo
 from zoo.core import transfer, upstream
+from zoo.pipeline import oci
 from zoo.core.errors import ZooError
 from zoo.pipeline.publish import CONFIG_MEDIA_TYPE
 
@@ -117,3 +119,72 @@ def test_the_floor_setting(monkeypatch):
         monkeypatch.setenv(transfer.ENV_FLOOR, bad)
         with pytest.raises(ZooError, match="BYTES_PER_SECOND:GRACE_SECONDS"):
             transfer.floor()
+
+
+@contextlib.contextmanager
+def slow_reader_registry(every: float = 0.25):
+    """A loopback registry that opens upload sessions at once and then reads a blob's bytes a trickle at a time
+    (its socket's receive buffer made small, 16 bytes every ``every`` seconds: 64 B/s). Yields host:port."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.send_response(202)
+            self.send_header("Location", "/v2/ultraface/rfb-320/blobs/uploads/u1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_PUT(self):
+            left = int(self.headers.get("Content-Length", "0"))
+            try:
+                while left > 0 and not stop.is_set():
+                    got = self.connection.recv(min(16, left))
+                    if not got:
+                        return
+                    left -= len(got)
+                    stop.wait(every)
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                return  # the client gave up
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def server_bind(self):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted sockets
+            super().server_bind()
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}"
+    finally:
+        stop.set()
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_an_upload_to_a_slow_reading_registry_gives_up_on_time(monkeypatch):
+    """`zoo publish`'s blob upload: a registry that reads 64 B/s against a floor of 1 MB/s after 1 s. The
+    bytes the kernel buffers go at once; then a send waits for the registry, and that wait ends when the floor
+    is crossed (a few seconds), not at the connection's 60 s timeout, with the floor's one line."""
+    monkeypatch.setenv(transfer.ENV_FLOOR, "1000000:1")
+    data = b"u" * (16 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with slow_reader_registry() as host:
+        reg = oci.Registry(oci.parse_reference(f"oci://{host}/ultraface/rfb-320:v1"), insecure=True)
+        t0 = time.monotonic()
+        with pytest.raises(oci.RegistryError) as e:
+            reg.push_blob(digest, data)
+        took = time.monotonic() - t0
+    msg = str(e.value)
+    assert isinstance(e.value, transfer.TransferStalled), msg
+    assert "upload of blob sha256:" in msg and "gave up after" in msg and "under the floor of 976.6 KiB/s" in msg, msg
+    assert "\n" not in msg
+    assert took < 0.5 * reg.timeout, took  # the floor's time (buffered bytes / floor), not the 60 s socket timeout

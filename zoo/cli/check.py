@@ -16,13 +16,13 @@ from zoo.cli.common import (
     JunitOpt,
     MinEvidenceOpt,
     RuntimesOpt,
+    StderrWarnings,
     ThreadsOpt,
     detection_text,
     diff_hint,
     dynamic_text,
     evidence_text,
     exit_on_weak_evidence,
-    parity_images,
     print_json,
     runtimes_option,
     stderr,
@@ -45,7 +45,7 @@ def check(
     """Re-verify every file's sha256, then re-run parity of every artifact against PyTorch."""
     runtimes = runtimes_option(runtime)
     res = check_raw(folder, images, checkpoint, threads=threads, runtime=runtimes or None, min_evidence=min_evidence,
-                    warnings=_Warn())
+                    warnings=StderrWarnings())
     results, problems = res["results"], res["file_problems"]
     if junit:
         cases = [{"name": r["artifact"] + (f" [{r['runtime']}]" if len(runtimes) > 1 else ""), "passed": r["passed"], "failure": "; ".join(f for f in r["failures"] if f) or None} for r in results]
@@ -79,9 +79,3 @@ def check(
         raise typer.Exit(EXIT_FAILED)
     exit_on_weak_evidence([r.get("parity") for r in results], min_evidence, allow_weak_evidence)
 
-
-class _Warn(list):
-    """The API's warnings, printed on stderr as they come (the CLI's behaviour before the API)."""
-
-    def append(self, msg: str) -> None:
-        stderr(msg)

@@ -166,6 +166,13 @@ def stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class StderrWarnings(list):
+    """A ``warnings`` list for the API that prints each warning on stderr as it comes (the CLI's behaviour)."""
+
+    def append(self, msg: str) -> None:
+        stderr(msg)
+
+
 def default_jobs() -> int:
     """--jobs when not given: one worker process per core."""
     return max(1, os.cpu_count() or 1)

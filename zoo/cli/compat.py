@@ -11,12 +11,12 @@ import typer
 
 from zoo.exporters import runtime_names
 from zoo.validation.compat import case_name, render_text
-from zoo.validation.parity import MIN_EVIDENCE
-from zoo.cli.common import (CheckpointOpt, ImagesOpt, JobsOpt, JsonOpt, JunitOpt, ThreadsOpt, default_jobs, parity_images,
-                            print_json, stderr)
+from zoo.cli.common import (CheckpointOpt, ImagesOpt, JobsOpt, JsonOpt, JunitOpt, StderrWarnings, ThreadsOpt,
+                            default_jobs, print_json, stderr)
 from zoo.core.errors import ZooError
 from zoo.core.platforms import PLATFORMS, get_platform
-from zoo.pipeline.compat import collect, run_compat, save_compat, select_platform_specs, select_specs
+from zoo.api import compat_run
+from zoo.pipeline.compat import collect, select_platform_specs, select_specs
 from zoo.pipeline.compat_env import compat_dir, dir_bytes, load_matrix, parse_runtime_specs, prune_envs
 from zoo.pipeline.compat_platform import keep_names, prepare as prepare_any
 from zoo.pipeline.junit import write_junit
@@ -69,13 +69,11 @@ def compat(
             typer.echo(f"removed {len(res['removed'])} environment(s) and marker(s), {res['bytes'] / 2**20:.0f} MiB; "
                        f"kept {len(res['kept'])} in {cache}")
         return
-    subjects = collect(paths) if paths else []
-    wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
-    if platform:
-        specs = select_platform_specs(m, runtime, matrix, wanted, platform)
-    else:
-        specs = select_specs(m, runtime, matrix, wanted)
     if prepare:
+        subjects = collect(paths) if paths else []
+        wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
+        specs = (select_platform_specs(m, runtime, matrix, wanted, platform) if platform
+                 else select_specs(m, runtime, matrix, wanted))
         t0 = time.monotonic()
         rows = []
         todo = list(specs)
@@ -94,14 +92,9 @@ def compat(
                 typer.echo(f"{r['state']:<12} {r['spec']} ({r['package']}{where}){': ' + r['message'] if r.get('message') else ''}")
             typer.echo(f"cache {cache}: {total / 2**20:.0f} MiB")
         return
-    if not subjects:
-        raise ZooError("give release or export folders (or artifact files) to test, or --prepare")
-    img_paths = None
-    if any(not s.release for s in subjects):
-        img_paths = parity_images(images)
-    doc = run_compat(subjects, specs, cache, images=img_paths, checkpoint=checkpoint, threads=threads,
-                     timeout=timeout, min_evidence=MIN_EVIDENCE, say=say, cpus=cpus, jobs=jobs or default_jobs())
-    written = save_compat(doc, subjects) if save else []
+    doc, written = compat_run(paths or [], runtime, matrix=matrix, images=images, checkpoint=checkpoint,
+                              threads=threads, timeout=timeout, save=save, cpus=cpus, platform=platform,
+                              jobs=jobs or default_jobs(), say=say, warnings=StderrWarnings())
     if junit:
         cases = [{"name": case_name(c), "passed": c["status"] in ("PASS", "unavailable"),
                   "skipped": c["status"] == "unavailable", "failure": f"{c['status']}: {c.get('message') or ''}".strip(": "),
@@ -113,6 +106,7 @@ def compat(
         sys.stdout.write(render_text(doc))
         for p in written:
             stderr(f"wrote {p}")
+
 
 
 def _cpus(platform: str | None, cpu: str | None) -> list[str] | None:

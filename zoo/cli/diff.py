@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from zoo.validation.diff import diff as run_diff
+from zoo.api import diff_raw
 from zoo.validation.diff import worst
-from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, RuntimeOpt, ThreadsOpt, parity_images, runtime_option, stderr
+from zoo.cli.common import CheckpointOpt, ImagesOpt, JsonOpt, RuntimeOpt, StderrWarnings, ThreadsOpt, stderr
 from zoo.core.errors import ZooError
 
 #: rows of unmapped tensor names printed in the text table before "..."
@@ -101,9 +101,8 @@ def diff(
     plot_file: Annotated[Optional[Path], typer.Option("--plot", help="Draw relative error against depth into this PNG.")] = None,
 ) -> None:
     """Compare an artifact with PyTorch layer by layer: the first layer over tolerance and where the error grows."""
-    runtime = runtime_option(runtime)
-    img_paths = parity_images(images)
-    results = run_diff(list(artifacts), img_paths, checkpoint, runtime=runtime, threads=threads, atol=atol)
+    results = diff_raw(list(artifacts), images, checkpoint, runtime=runtime, threads=threads, atol=atol,
+                       warnings=StderrWarnings())
     if plot_file is not None:
         plot(results, plot_file)
     if json_:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zoo.core.errors import ZooError
 from zoo.core.transfer import Deadline, TransferStalled
@@ -288,7 +290,7 @@ class Registry:
         self.timeout = timeout
         self.creds = credentials(ref.host)
         self._authorization: str | None = None
-        self._opener = urllib.request.build_opener(_SameHostRedirect)
+        self._opener = urllib.request.build_opener(_SameHostRedirect, _ArmedHTTPHandler, _ArmedHTTPSHandler)
 
     # ---- plumbing
     def _url(self, path: str) -> str:
@@ -435,10 +437,16 @@ class Registry:
         url = self._url(location)
         url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode({"digest": digest})
         deadline = self._deadline(f"upload of blob {digest[:19]}...")
-        with self.request("PUT", url, data=_chunks(data, deadline),
-                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
-                          accept=(201,)) as r:
-            r.read(1 << 16)
+        try:
+            with self.request("PUT", url, data=_chunks(data, deadline),
+                              headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+                              accept=(201,)) as r:
+                r.read(1 << 16)
+        except TransferStalled:
+            raise
+        except RegistryError:
+            deadline.check()  # a send that waited until the floor was crossed: say that, not "unreachable"
+            raise
 
     def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
         """Stream a blob into ``dest`` (a temporary file of the caller), reading at most its declared size
@@ -474,8 +482,55 @@ class _chunks:
     def __iter__(self):
         for i in range(0, len(self.data), self.size):
             self.deadline.check()
-            yield self.data[i:i + self.size]
+            yield _Piece(self.data[i:i + self.size], self.deadline)
             self.deadline.add(min(self.size, len(self.data) - i))
+
+
+class _Piece(bytes):
+    """One piece of an upload body, carrying its transfer's deadline to the connection that sends it."""
+
+    deadline: Deadline
+
+    def __new__(cls, data: bytes, deadline: Deadline) -> _Piece:
+        piece = super().__new__(cls, data)
+        piece.deadline = deadline
+        return piece
+
+
+class _ArmedSend:
+    """A connection whose send of a :class:`_Piece` waits at most until its deadline's floor is crossed (a
+    registry that stops reading fails then, not at the connection's timeout); other sends are unchanged."""
+
+    sock: Any
+    timeout: Any
+
+    def send(self, data: Any) -> None:
+        if isinstance(data, _Piece) and self.sock is not None:
+            self.sock.settimeout(data.deadline.wait(self.timeout))
+            try:
+                super().send(data)  # type: ignore[misc]
+            finally:
+                self.sock.settimeout(self.timeout)  # the response is read under the request's own timeout
+            return
+        super().send(data)  # type: ignore[misc]
+
+
+class _ArmedHTTPConnection(_ArmedSend, http.client.HTTPConnection):
+    pass
+
+
+class _ArmedHTTPSConnection(_ArmedSend, http.client.HTTPSConnection):
+    pass
+
+
+class _ArmedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_ArmedHTTPConnection, req)
+
+
+class _ArmedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_ArmedHTTPSConnection, req, context=self._context)
 
 
 def _error_detail(e: urllib.error.HTTPError) -> str:
