@@ -252,7 +252,8 @@ def test_one_column_over_100_megapixels_is_refused(put, kind):
 def test_the_header_reader_agrees_with_the_encoder(w, h, ext, channels, data):
     if ext in (".jpg", ".bmp") and channels == 4:
         channels = 3
-    params = data.draw(st.sampled_from([(), (cv2.IMWRITE_WEBP_QUALITY, 101)]), label="params") if ext == ".webp" else ()
+    params = data.draw(st.sampled_from([(), (cv2.IMWRITE_WEBP_QUALITY, 101), (cv2.IMWRITE_WEBP_QUALITY, 80)]),
+                       label="params") if ext == ".webp" else ()  # lossless (VP8L), lossy (VP8; VP8X with alpha)
     blob = encode(photo(h, w, channels), ext, params)
     assert header_size(blob[:64], blob) == (w, h)
 
