@@ -129,6 +129,10 @@ def test_the_shift_verdict_pools_the_layouts_and_applies_the_strict_rule():
     assert r["pooled"]["reference"] == 145 and r["evidence"]["faces"] == 145 and r["evidence"]["images"] == n
     assert r["evidence"]["min_faces"] == 50 and r["evidence"]["strong"]
     assert r["evidence"]["gate"][0] == {"name": "mosaic2x2-1", "photos": ["sha0", "sha1", "sha2", "sha3"]}
+    assert r["mosaics"] == [m.name for m in mosaics] and r["failures"] == []
+    assert r["by_layout"]["2x2"]["mosaics"] == 100 and r["by_layout"]["3x3"]["mosaics"] == 45
+    assert r["by_layout"]["2x2"]["passed"] is True and r["by_layout"]["3x3"]["passed"] is True
+    assert r["pooled"]["passed"] is True
     # five faces of the 3x3 mosaics drop a hair under the threshold: kept under the margin, lost strictly
     got = {k: v.copy() for k, v in ref.items()}
     for i in range(100, 105):
@@ -138,11 +142,26 @@ def test_the_shift_verdict_pools_the_layouts_and_applies_the_strict_rule():
     assert not r["passed"] and r["by_layout"]["3x3"]["strict"]["matched"] == 40
     assert len(r["failures"]) == 1 and r["failures"][0].startswith("shift: detections:")
     assert "strict (no margin) 140/145" in r["failures"][0] and "worst layout 3x3" in r["failures"][0]
+    assert r["failures"][0].startswith("shift: detections: on the 2x2+3x3 mosaics of the parity photos, 145/145 matched")
+    assert r["by_layout"]["2x2"]["passed"] is True and r["by_layout"]["3x3"]["passed"] is False
+    assert r["pooled"]["passed"] is False
+
+
+def test_a_mosaic_tile_past_the_recorded_photos_is_recorded_as_none():
+    """The gate records each tile's photo by sha256; a tile whose photo has no recorded hash is None."""
+    n = len(shift.plan(5))
+    ref = _outputs(n)
+    mosaics = shift.plan(5)
+    data = ParityInput(np.zeros((n, 3, 4, 4), np.float32), [m.name for m in mosaics], [(320, 240)] * n)
+    r = shift_verdict(ref, {k: v.copy() for k, v in ref.items()}, data, mosaics, ["sha0", "sha1"], LABELS, 8, "int8")
+    assert r["evidence"]["gate"][0] == {"name": "mosaic2x2-1", "photos": ["sha0", "sha1", None, None]}
 
 
 def test_shift_applies_to_fp16_and_int8_only():
     assert shift_applies("int8") and shift_applies("int8-io") and shift_applies("fp16")
     assert not shift_applies("fp32") and not shift_applies("fp32", "nms")
+    assert not shift_applies("int8", "nms") and not shift_applies("fp16", "nms")  # the end-to-end NMS graph
+    assert shift_applies("int8", "decoded") and shift_applies("uint8-weight", "raw")
 
 
 def test_the_shift_evidence_is_graded_against_half_of_min_evidence():
@@ -153,6 +172,14 @@ def test_the_shift_evidence_is_graded_against_half_of_min_evidence():
     g = grade(result, 240)
     assert g["shift"]["evidence"]["min_faces"] == 120 and g["shift"]["evidence"]["strong"]
     assert not weak_evidence({"precision": "fp32", "evidence": {"faces": 0}}, 250)
+    assert not weak_evidence({"evidence": {"faces": 0}}, 250)  # no precision recorded: not evidence-ruled
+    assert not weak_evidence(None, 250) and not weak_evidence({}, 250)
+    assert weak_evidence({"precision": "int8", "evidence": {}}, 1)  # no faces recorded: none
+    assert weak_evidence({"precision": "int8", "evidence": {"faces": 5}, "shift": {"evidence": {}}}, 1)
+    assert weak_evidence({"precision": "int8", "evidence": {"faces": 5}, "shift": {}}, 1)
+    assert not weak_evidence({"precision": "int8", "evidence": {"faces": 5}, "shift": None}, 1)
+    g = grade({"precision": "int8", "evidence": {"images": 3}}, 1)  # no faces recorded: not strong
+    assert g["evidence"] == {"images": 3, "min_faces": 1, "strong": False}
 
 
 # ----------------------------------------------------------------------------- one softmax check
