@@ -188,6 +188,7 @@ def test_verify_in_process(small_release, tmp_path):
     assert [c["name"] for c in bad] == [KEY]
     assert bad[0]["failure"].startswith(f"{primary}: output 'scores' diverges") or \
         bad[0]["failure"].startswith(f"{primary}: output 'boxes' diverges"), bad[0]["failure"]
+    assert bad[0]["failure"] == f"{primary}: {bad[0]['parity']['failures'][0]}"  # the first of its failures
     assert not bad[0]["parity"]["passed"]
 
 
@@ -226,6 +227,67 @@ def test_verify_in_process_hashes_failures_and_runtime(small_release, tmp_path):
     # another runtime: the ONNX file through OpenCV DNN, and the runtime recorded
     res = verify(small_release, runtime="opencv")
     assert res["passed"] and res["runtime"] == "opencv" and res["left_out"] == []
+    assert next(c for c in res["cases"] if c["name"] == KEY)["parity"]["runtime"] == "opencv"  # and it ran there
+
+
+def _twin(folder: Path, manifest: dict) -> str:
+    """A second artifact beside the release's one: a copy of its ONNX file listed as the fp16 flavour (proven on
+    the fp16 tier, which an fp32 file meets), so a release of two artifacts costs no second build."""
+    art = manifest["artifacts"][0]
+    twin = json.loads(json.dumps(art))
+    rel = art["primary"].replace("fp32", "twin")
+    shutil.copy(folder / art["primary"], folder / rel)
+    twin["precision"], twin["primary"] = "fp16", rel
+    twin["meta"] = {**twin["meta"], "precision": "fp16"}
+    twin["files"] = [{"path": rel, "sha256": sha256_file(folder / rel), "bytes": (folder / rel).stat().st_size}]
+    manifest["artifacts"].append(twin)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return rel
+
+
+def test_verify_goes_on_past_a_failing_artifact(small_release, tmp_path):
+    """Each way an artifact fails (a changed file, a file its runtime cannot open, a corrupt golden kit) is its
+    own case, and the artifacts after it are still verified; progress names each artifact run."""
+    folder, manifest = _copy(small_release, tmp_path / "a")
+    twin = _twin(folder, manifest)
+    first = manifest["artifacts"][0]["primary"]
+    said: list[str] = []
+    res = verify(folder, progress=said.append)
+    assert res["passed"], res
+    assert said == [f"verifying {KEY} ...", "verifying rfb-320 onnx/fp16/decoded ..."]
+    assert next(c for c in res["cases"] if c["name"] == KEY)["parity"]["runtime"] == "onnxruntime"
+    (folder / first).write_bytes(b"changed")  # hash not re-recorded
+    said.clear()
+    res = verify(folder, progress=said.append)
+    arts = [(c["name"], c["passed"]) for c in res["cases"] if not c["name"].startswith("file ")]
+    assert arts == [(KEY, False), ("rfb-320 onnx/fp16/decoded", True)]
+    assert said == ["verifying rfb-320 onnx/fp16/decoded ..."]
+    _rerecord(folder, manifest, first)  # now a file its runtime cannot open
+    res = verify(folder)
+    arts = [(c["name"], c["passed"]) for c in res["cases"] if not c["name"].startswith("file ")]
+    assert arts == [(KEY, False), ("rfb-320 onnx/fp16/decoded", True)]
+    assert next(c for c in res["cases"] if c["name"] == KEY)["failure"].startswith(f"{first}: ")
+    (folder / "golden" / "rfb-320" / "boxes.npy").write_bytes(b"\x93NUMPY damaged")  # both artifacts' kit
+    res = verify(folder)
+    bad = {c["name"]: c["failure"] for c in res["cases"] if not c["passed"]}
+    assert bad[KEY].startswith(f"{first}: ") or bad[KEY] == "golden kit of rfb-320 is corrupt"
+    assert bad["rfb-320 onnx/fp16/decoded"] == "golden kit of rfb-320 is corrupt" and twin
+
+
+def test_verify_names_what_a_runtime_leaves_out_and_refuses_an_export(small_release, tmp_path):
+    folder, manifest = _copy(small_release, tmp_path / "b")
+    _twin(folder, manifest)
+    manifest["artifacts"][1]["target"] = "tflite"  # a file onnxruntime does not run: left out, by its key
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    res = verify(folder, runtime="onnxruntime")
+    assert res["passed"] and res["left_out"] == ["rfb-320 tflite/fp16/decoded"]
+    assert [c["name"] for c in res["cases"] if not c["name"].startswith("file ")] == [KEY]
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text(json.dumps({"schema_version": 1, "model": {"id": "rfb-320"}, "artifacts": []}))
+    with pytest.raises(ZooError) as e:
+        verify(export)
+    assert str(e.value) == f"{export} is not a `zoo release` folder; for `zoo export` folders use `zoo check`"
 
 
 def test_the_golden_kit_holds_the_originals_outputs(tmp_path, resolved, monkeypatch):
@@ -320,9 +382,36 @@ def test_a_partial_pull_record_in_process(small_release, tmp_path):
         with pytest.raises(ZooError, match=needle) as e:
             left_out_paths(folder, m)
         assert PULL_RECORD in str(e.value)
+    (folder / PULL_RECORD).write_text("{not json")
+    with pytest.raises(ZooError) as e:
+        left_out_paths(folder, m)
+    assert str(e.value) == f"{folder / PULL_RECORD}: unreadable or not JSON (JSONDecodeError)"
     # a runtime none of the artifacts has: one line naming those there are
     with pytest.raises(ZooError, match="no artifact here runs in 'mnn'"):
         verify(small_release, runtime="mnn")
+
+
+def test_a_left_out_release_file_is_skipped_and_the_rest_checked(small_release, tmp_path, monkeypatch):
+    from zoo.core.manifest import read_manifest
+    from zoo.pipeline.verify import PULL_RECORD, left_out_paths, pull_record_text
+
+    folder, manifest = _copy(small_release, tmp_path / "p")
+    first = manifest["files"][0]["path"]
+    (folder / PULL_RECORD).write_text(pull_record_text("oci://h/r:t", "sha256:x", ["onnx"], None, [first]))
+    (folder / first).unlink()
+    res = verify(folder)
+    files = [c["name"] for c in res["cases"] if c["name"].startswith("file ")]
+    assert files == [f"file {f['path']}" for f in manifest["files"][1:]]  # the one left out, and only it, unchecked
+    assert res["partial"]["left_out_files"] == [first]
+
+    def refuse(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    m = read_manifest(folder)
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(ZooError) as e:
+        left_out_paths(folder, m)
+    assert str(e.value) == f"{folder / PULL_RECORD}: unreadable or not JSON (Permission denied)"
 
 
 def test_an_artifact_its_runtime_cannot_open_fails_verify_naming_it(small_release, tmp_path):

@@ -371,7 +371,8 @@ def _run(job: dict) -> dict:
         return _probe(runner, meta, bool(job.get("check_head", True)))
     if job["kind"] == "golden":
         runner = target.runner(Path(job["primary"]), meta, threads=threads, runtime=runtime)
-        return {"ok": True, "parity": _golden(runner, meta, job)}
+        # which runtime ran the kit is part of the record: `zoo verify --runtime R` proves R, not the default
+        return {"ok": True, "parity": {**_golden(runner, meta, job), "runtime": runner.name}}
     state_dict = (LazyStateDict(Path(job["checkpoint"]), job["checkpoint_sha256"])  # read only if needed
                   if job.get("checkpoint") else None)
     if job["kind"] == "report":
