@@ -250,3 +250,120 @@ def test_artifact_file_and_an_unreadable_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(M, "sha256_file", refuse)
     assert file_problem(tmp_path, FileEntry("f.bin", SHA, 3)) == "f.bin: unreadable (Permission denied)"
+
+
+def _release() -> dict:
+    d = _export()
+    del d["model"], d["skipped"]
+    d["release"] = {"models": ["rfb-320"], "targets": ["onnx"], "precisions": ["int8"]}
+    d["models"] = {"rfb-320": {"arch": "RFB"}}
+    d = {k: d[k] for k in ("schema_version", "zoo_version", "release", "models", "artifacts", "failed", "files")}
+    return d
+
+
+def test_a_release_manifest_round_trips_and_keeps_its_sections():
+    d = _release()
+    m = Manifest.from_dict(copy.deepcopy(d), W)
+    assert m.is_release and m.model is None and m.models == {"rfb-320": {"arch": "RFB"}}
+    assert json.dumps(m.to_dict()) == json.dumps(d)
+    e = Manifest.from_dict(_export(), W)
+    assert not e.is_release and e.models == {} and e.model == {"id": "rfb-320", "arch": "RFB"} and e.release is None
+    assert e.skipped == [{"target": "caffe", "why": "no dynamic"}] and e.zoo_version == "1.2.3" and e.schema_version == 1
+    d = _release()
+    del d["artifacts"][0]["model"], d["failed"][0]["model"]  # a release has no one model to default to
+    m = Manifest.from_dict(d, W)
+    assert m.artifacts[0].model == "" and m.failed[0].model == ""
+    d = _export()
+    del d["zoo_version"], d["skipped"], d["failed"], d["files"]
+    m = Manifest.from_dict(d, W)
+    assert (m.zoo_version, m.skipped, m.failed, m.files) == ("", [], [], [])
+    d["zoo_version"] = 3
+    assert Manifest.from_dict(d, W).zoo_version == "3"
+    d = _release()
+    del d["models"]
+    assert Manifest.from_dict(d, W).models == {}
+
+
+def _with(base: dict, **change) -> dict:
+    d = copy.deepcopy(base)
+    for k, v in change.items():
+        if v is None:
+            d.pop(k)
+        else:
+            d[k] = v
+    return d
+
+
+def test_each_malformed_section_is_one_line_naming_it():
+    for d, message in [
+        (["x"], "M: not a manifest (expected a JSON object)"),
+        (_with(_export(), schema_version=2), "M: schema_version 2 is not supported (this zoo reads 1)"),
+        (_with(_export(), model=None), "M: neither a 'model' nor a 'release' section"),
+        (_with(_export(), model={"arch": "RFB"}), "M: 'model' must be an object with an 'id'"),
+        (_with(_export(), model="rfb-320"), "M: 'model' must be an object with an 'id'"),
+        (_with(_release(), release={"models": [], "targets": [], "precisions": "int8"}),
+         "M: 'release' must hold lists 'models', 'targets' and 'precisions'"),
+        (_with(_release(), release=["rfb-320"]), "M: 'release' must hold lists 'models', 'targets' and 'precisions'"),
+        (_with(_release(), models=["rfb-320"]), "M: 'models' must be an object"),
+        (_with(_export(), artifacts=None), "M: missing key 'artifacts'"),
+        (_with(_export(), failed=5), "M: 'failed' and 'files' must be lists"),
+        (_with(_export(), failed={"x": 1}), "M: 'failed' and 'files' must be lists"),
+        (_with(_export(), files=7), "M: 'failed' and 'files' must be lists"),
+        (_with(_export(), skipped="caffe"), "M: 'skipped' must be a list"),
+    ]:
+        with pytest.raises(ZooError) as e:
+            Manifest.from_dict(d, W)
+        assert str(e.value) == message, d
+
+
+def test_an_artifact_or_a_file_listed_twice_is_refused_by_name():
+    d = _export()
+    twin = copy.deepcopy(d["artifacts"][0])
+    twin["files"] = [{"path": "onnx/b.onnx", "sha256": SHA, "bytes": 1}]
+    twin["primary"] = "onnx/b.onnx"
+    d["artifacts"].append(twin)
+    _refused(d, "M: artifact rfb-320 onnx/int8/raw/dynamic@onnxruntime1.17.3 is listed twice")
+    d["artifacts"][1]["precision"] = "fp32"  # another artifact now; then a file it shares with the first
+    assert len(Manifest.from_dict(copy.deepcopy(d), W).artifacts) == 2
+    d["artifacts"][1]["files"].append({"path": "onnx/a.json", "sha256": SHA, "bytes": 7})
+    _refused(d, "M: file 'onnx/a.json' is listed twice")
+    d = _export()
+    d["files"].append({"path": "onnx/a.onnx", "sha256": SHA, "bytes": 0})  # a release file that is an artifact's
+    _refused(d, "M: file 'onnx/a.onnx' is listed twice")
+    d = _export()
+    d["artifacts"][0]["files"].append({"path": "onnx/a.json", "sha256": SHA, "bytes": 7})
+    _refused(d, "M: artifact 0: lists a file twice")
+
+
+def test_confine_refuses_each_kind_of_path_with_its_line(tmp_path):
+    from zoo.core.manifest import _req, base_precision, confine
+
+    (tmp_path / "a").mkdir()
+    assert confine(tmp_path, "a/b.onnx") == tmp_path / "a" / "b.onnx"
+    for rel in ("../x", "a/../b", "./a", "a//b", "a\\b", "a\0b", "/etc/passwd"):
+        with pytest.raises(ZooError) as e:
+            confine(tmp_path, rel)
+        assert str(e.value) == f"manifest: path {rel!r} leaves its folder or is not normalized; refusing it"
+    for rel in (5, "", None):
+        with pytest.raises(ZooError) as e:
+            confine(tmp_path, rel, "M: k")
+        assert str(e.value) == f"M: k: an entry has an empty or non-text path ({rel!r})"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ZooError) as e:
+        confine(tmp_path, "loop")
+    assert str(e.value).startswith("manifest: path 'loop' cannot be resolved (Symlink loop from ")
+    (tmp_path / "out").symlink_to("/etc")
+    with pytest.raises(ZooError) as e:
+        confine(tmp_path, "out/passwd")
+    assert str(e.value) == "manifest: path 'out/passwd' resolves outside its folder (a symlink?); refusing it"
+    # the typed reader every entry goes through
+    with pytest.raises(ZooError) as e:
+        _req(["x"], "k", str, "W")
+    assert str(e.value) == "W: expected an object, got list"
+    with pytest.raises(ZooError) as e:
+        _req({"k": "x"}, "k", (int, float), "W")
+    assert str(e.value) == "W: 'k' must be int/float, got str"
+    assert _req({"k": 2.5}, "k", (int, float), "W") == 2.5
+    # the precision a flavour belongs to is its first part (uint8 storage: int8)
+    assert [base_precision(f) for f in ("fp16", "int8-io", "int8-weight", "uint8-weight", "fp16-x-y")] == \
+        ["fp16", "int8", "int8", "int8", "fp16"]

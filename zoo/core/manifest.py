@@ -353,9 +353,9 @@ class Manifest:
         default_model = "" if release is not None else model["id"]
         arts = [Artifact.from_dict(a, f"{where}: artifact {i}", default_model)
                 for i, a in enumerate(_req(d, "artifacts", list, where))]
-        failed = [Failure.from_dict(f, f"{where}: failed {i}", default_model) for i, f in enumerate(d.get("failed", []) or [])]
         if not isinstance(d.get("failed", []) or [], list) or not isinstance(d.get("files", []) or [], list):
-            raise ZooError(f"{where}: 'failed' and 'files' must be lists")
+            raise ZooError(f"{where}: 'failed' and 'files' must be lists")  # checked before either is read
+        failed = [Failure.from_dict(f, f"{where}: failed {i}", default_model) for i, f in enumerate(d.get("failed", []) or [])]
         files = [FileEntry.from_dict(f, f"{where}: file {i}") for i, f in enumerate(d.get("files", []) or [])]
         keys = [a.key for a in arts]
         if len(set(keys)) != len(keys):
