@@ -77,3 +77,151 @@ def test_the_generated_block_is_read_back_between_its_markers():
     doc = f"intro\n{README_BEGIN}\nX | table | X\n\n{README_END}\nmiddle\n{README_BEGIN}\nsecond\n{README_END}\nend"
     assert readme_tiers_block(doc) == "X | table | X"  # the first block, newlines trimmed, nothing else
     assert readme_tiers_block(f"{README_BEGIN}\n  indented  \n{README_END}") == "  indented  "
+
+
+# ----------------------------------------------------------------------------- tensors, rows and lines
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from zoo.validation.parity import (ParityInput, compare, compare_rows, detection_failure, detection_verdict,  # noqa: E402
+                                   detections_from_rows, invariants, nms_rows, strict_counts, tensor_stats)
+
+LABELS = ("BACKGROUND", "face")
+
+
+def test_tensor_stats_values():
+    ref = np.array([[1.0, -2.0], [0.0, 4.0]], np.float32)
+    got = np.array([[1.5, -2.0], [0.25, 3.0]], np.float32)
+    assert tensor_stats(ref, got) == {"max_abs": 1.0, "max_rel": 0.25 / 1e-6, "mean_abs": 0.4375, "worst_image": 1}
+
+
+def test_detections_from_rows_scale_and_labels():
+    rows = np.array([[0.1, 0.2, 0.5, 0.6, 0.9, 1], [0.0, 0.0, 1.0, 1.0, 0.8, 7]], np.float32)
+    a, b = detections_from_rows(rows, 200, 100, LABELS)
+    assert a.box == pytest.approx((20.0, 20.0, 100.0, 60.0)) and a.score == pytest.approx(0.9)
+    assert (a.label, a.class_id) == ("face", 1) and (b.label, b.class_id) == ("7", 7)  # a class past the labels: its id
+    assert detections_from_rows([[0.5, 0.5, 0.5, 0.5, 0.75, 2]], 10, 10, ("bg", "a", "b"))[0].label == "b"
+    assert detections_from_rows([[0.5, 0.5, 0.5, 0.5, 0.75, 2]], 10, 10, LABELS)[0].label == "2"  # just past the labels
+
+
+def test_strict_counts_and_the_failure_line():
+    c = {"reference": 200, "matched": 198, "extra": 1, "borderline_missed": 4, "borderline_extra": 3}
+    assert strict_counts(c) == {"matched": 194, "missed": 6, "extra": 4, "recall": 0.97, "extra_rate": 0.02}
+    assert strict_counts({"reference": 10, "matched": 10, "extra": 0}) == \
+        {"matched": 10, "missed": 0, "extra": 0, "recall": 1.0, "extra_rate": 0.0}
+    assert strict_counts({"reference": 0, "matched": 0, "extra": 2})["recall"] == 1.0  # no faces: none lost
+    from zoo.validation.parity import TIERS
+
+    assert not detection_verdict(c, TIERS["int8"])
+    assert detection_failure(c, TIERS["int8"], "on X, ") == (
+        "detections: on X, 198/200 matched at IoU >= 0.5 (99.00%, >= 99% required), 1 extra (0.50%, <= 1%); "
+        "strict (no margin) 194/200 kept (97.00%, >= 97% required), 4 extra (2.00%, <= 1%)")
+    c = {"reference": 4, "matched": 3, "extra": 0}
+    assert not detection_verdict(c, TIERS["fp32"]) and c["recall"] == 0.75
+    assert detection_failure(c, TIERS["fp32"]) == \
+        "detections: 3/4 matched at IoU >= 0.99 (75.00%, >= 100% required), 0 extra (0.00%, <= 0%)"
+    c = {"reference": 0, "matched": 0, "extra": 0}
+    assert detection_verdict(c, TIERS["fp16"]) and c["recall"] == 1.0
+
+
+def _out(n=1, p=6):
+    fg = np.full((n, p), 0.01, np.float32)
+    fg[:, 0] = 0.95
+    scores = np.stack([1 - fg, fg], -1)
+    boxes = np.tile(np.array([0.1, 0.1, 0.4, 0.5], np.float32), (n, p, 1))
+    boxes[:, 1:] = np.array([0.6, 0.6, 0.62, 0.63], np.float32)
+    return {"scores": scores, "boxes": boxes}
+
+
+def test_invariants_name_each_broken_rule():
+    o = _out()
+    assert invariants(o, 6, "fp32") == []
+    bad = {"scores": o["scores"], "boxes": o["boxes"].copy()}
+    bad["boxes"][0, 0] = [0.5, 0.1, 0.4, 0.5]  # x1 > x2
+    assert invariants(bad, 6, "fp32") == ["some boxes have x1 > x2 or y1 > y2"]
+    bad["boxes"][0, 0] = [0.1, 0.6, 0.4, 0.5]  # y1 > y2 only
+    assert invariants(bad, 6, "fp32") == ["some boxes have x1 > x2 or y1 > y2"]
+    edge = {"scores": o["scores"], "boxes": o["boxes"].copy()}
+    edge["boxes"][0, 0] = [0.4, 0.5, 0.4, 0.5]  # an empty box is in order
+    assert invariants(edge, 6, "fp32") == []
+    assert invariants(o, 7, "fp32") == ["prior count 6 != model's 7"]
+    assert invariants({"scores": o["scores"], "boxes": o["boxes"][:, :5]}, 6, "fp32") == ["prior count 6 != model's 6"]
+    nan = {"scores": o["scores"], "boxes": o["boxes"].copy()}
+    nan["boxes"][0, 1, 0] = np.nan
+    assert invariants(nan, 6, "fp32")[0] == "boxes has NaN or Inf"
+
+
+def test_compare_records_each_output_and_names_a_divergence():
+    data = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(320, 240)] * 2)
+    ref = _out(2)
+    r = compare(ref, {k: v.copy() for k, v in ref.items()}, data, LABELS, 6, "fp32")
+    assert r["passed"] and r["images"] == 2 and r["precision"] == "fp32" and set(r["outputs"]) == {"scores", "boxes"}
+    assert r["outputs"]["boxes"] == {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0, "worst_image": 0, "passed": True}
+    assert r["invariants"] == {"passed": True, "failures": []}
+    assert r["detections"]["max_score_change"] == 0.0 and r["detections"]["borderline"] == 0
+    got = {k: v.copy() for k, v in ref.items()}
+    got["boxes"][1, 3, 0] += 0.001  # 1e-3 on a background box of the second image: over fp32's 1e-4
+    r = compare(ref, got, data, LABELS, 6, "fp32")
+    assert not r["passed"] and r["outputs"]["boxes"]["worst_image"] == 1
+    assert r["failures"] == [f"output 'boxes' diverges: max abs {r['outputs']['boxes']['max_abs']:.3g} "
+                             "(tolerance 0.0001) on image b.jpg"]
+    got = {k: v.copy() for k, v in ref.items()}
+    got["boxes"][0, 0] += np.float32(5e-5)  # within atol + rtol x |ref|
+    assert compare(ref, got, data, LABELS, 6, "fp32")["outputs"]["boxes"]["passed"]
+    got["scores"][0, 0] = [0.2, 0.8]  # the face's score moves 0.15: a detection change, fp16 reports it
+    r = compare(ref, got, data, LABELS, 6, "fp16")
+    assert r["detections"]["max_score_change"] == pytest.approx(0.15, abs=1e-6)
+
+
+def test_nms_rows_at_their_thresholds():
+    s = np.array([[0.3, 0.7], [0.2, 0.8], [0.1, 0.9], [0.05, 0.95]], np.float32)
+    b = np.array([[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0.6, 0.6, 0.9, 0.9], [0.0, 0.0, 0.5, 0.5]], np.float32)
+    rows = nms_rows(s, b, 0.7, 0.3)
+    assert rows.dtype == np.float64 and rows.shape == (2, 6)  # 0.7 is not above 0.7; each pair of twins keeps one
+    assert rows[:, 4].tolist() == pytest.approx([0.95, 0.9]) and rows[:, 5].tolist() == [1.0, 1.0]
+    assert nms_rows(s, b, 0.99, 0.3).shape == (0, 6)
+    half = np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.25, 0.5, 0.75]], np.float32)  # IoU 1/3
+    two = np.array([[0.0, 1.0], [0.0, 0.9]], np.float32)
+    assert len(nms_rows(two, half, 0.5, 1 / 3 + 1e-6)) == 2 and len(nms_rows(two, half, 0.5, 1 / 3 - 1e-6)) == 1
+    assert len(nms_rows(two, half, 0.5, 1 / 3)) == 2  # an IoU equal to the threshold does not suppress (ONNX: >)
+    at = np.array([[0.3, 0.7]], np.float32)
+    assert nms_rows(at, half[:1], 0.7, 0.3).shape == (0, 6)  # a score equal to the threshold is not above it
+    assert len(nms_rows(two, half, 0.5, 0.3, max_per_class=1)) == 1
+    apart = np.array([[0.0, 0.0, 0.1, 0.1], [0.5, 0.5, 0.6, 0.6]], np.float32)
+    grid = np.array([[x / 10, y / 10, x / 10 + 0.05, y / 10 + 0.05] for x in range(8) for y in range(8)], np.float32)
+    tie = np.zeros((64, 2), np.float32)
+    tie[:, 1] = np.random.default_rng(0).choice(np.array([0.8, 0.9], np.float32), 64)  # two scores, many ties
+    rows = nms_rows(tie, grid, 0.5, 0.3)
+    order = [i for s in (0.9, 0.8) for i in range(64) if tie[i, 1] == np.float32(s)]  # ties keep their order
+    np.testing.assert_array_equal(rows[:, :4], grid[order].astype(np.float64))
+    three = np.array([[0.8, 0.1, 0.9]], np.float32)  # background (never a detection), class 1 under, class 2 above
+    assert nms_rows(three, apart[:1], 0.5, 0.3)[:, 5].tolist() == [2.0]
+
+
+def test_compare_rows_counts_and_lines():
+    data = ParityInput(np.zeros((1, 3, 4, 4), np.float32), ["a.jpg"], [(100, 100)])
+    from zoo.validation.parity import TIERS
+
+    ref = [np.array([[0.1, 0.1, 0.4, 0.4, 0.9, 1], [0.6, 0.6, 0.9, 0.9, 0.95, 1]])]
+    same = compare_rows(ref, [ref[0].copy()], data, LABELS, TIERS["fp32"])
+    assert same == {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0, "worst_image": 0,
+                    "rows": {"reference": 2, "artifact": 2, "paired": 2, "unpaired": 0, "borderline": 0}, "passed": True}
+    got = [ref[0][1:].copy()]  # the 0.9 row lost: unpaired, a failure naming it
+    r = compare_rows(ref, got, data, LABELS, TIERS["fp32"])
+    assert r["rows"] == {"reference": 2, "artifact": 1, "paired": 1, "unpaired": 1, "borderline": 0}
+    assert r["passed"] is False and r["failure"] == \
+        "output 'detections' diverges: a detection (score 0.900) on image a.jpg has no counterpart on the other side"
+    near = [np.array([[0.1, 0.1, 0.4, 0.4, 0.7 + 1e-4 + 1e-4 * 0.7, 1]])]  # lost, but at the threshold + its tolerance
+    r = compare_rows(near, [np.zeros((0, 6))], data, LABELS, TIERS["fp32"])
+    assert r["rows"]["borderline"] == 1 and r["rows"]["unpaired"] == 0 and r["passed"]
+    moved = [ref[0].copy()]
+    moved[0][0, 4] += 0.01
+    r = compare_rows(ref, moved, data, LABELS, TIERS["fp32"])
+    assert r["max_abs"] == pytest.approx(0.01) and r["max_rel"] == pytest.approx(0.01 / 0.9)
+    assert r["failure"] == "output 'detections' diverges: max abs 0.01 (tolerance boxes 0.0001, scores 0.0001) on image a.jpg"
+    r = compare_rows(ref, got, data, LABELS, TIERS["int8"])  # not gated: reported only
+    assert "passed" not in r and r["rows"]["unpaired"] == 1
+    two = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(100, 100)] * 2)
+    r = compare_rows(ref * 2, [ref[0].copy(), ref[0][1:].copy()], two, LABELS, TIERS["fp32"])
+    assert r["rows"] == {"reference": 4, "artifact": 3, "paired": 3, "unpaired": 1, "borderline": 0}
