@@ -159,3 +159,41 @@ def test_image_records_name_and_hash_each_file(tmp_path):
     b.write_bytes(b"second")
     assert image_records([a, str(b)]) == [{"name": "a.jpg", "sha256": hashlib.sha256(b"first").hexdigest()},
                                           {"name": "b.png", "sha256": hashlib.sha256(b"second").hexdigest()}]
+
+
+def test_jpeg_segment_edges():
+    jpg = _jpeg()
+    assert header_size(jpg[:64]) is None  # the frame header lies past the 64 bytes and no more was given
+    assert header_size(jpg[:2] + b"\xff\xd9\x00\x02" + jpg[2:]) is None  # end of image: the walk stops there
+    data = jpg[:2] + b"\xff\xe0\x00\x02" + jpg[2:]  # an empty segment (length 2: just its length) is stepped over
+    assert header_size(data[:64], data) == (300, 517)
+    frame = b"\xff\xd8\xff\xc0\x00\x11\x08" + (517).to_bytes(2, "big") + (300).to_bytes(2, "big")
+    assert header_size(frame, frame) == (300, 517)  # a frame header ending with the data is complete
+    assert header_size(frame[:-1], frame[:-1]) is None
+
+
+def test_png_bmp_and_webp_header_fields():
+    assert header_size(_png_header(3_000_000_000, 1)) == (3_000_000_000, 1)  # unsigned: never negative
+    core = b"BM" + b"\0" * 12 + (12).to_bytes(4, "little") + (40000).to_bytes(2, "little") + (3).to_bytes(2, "little")
+    assert header_size(core + b"\0" * 40) == (40000, 3)  # BITMAPCOREHEADER: 16-bit unsigned sizes
+    vp8x = _webp(300, 517, channels=4)
+    assert header_size(b"RIFX" + vp8x[4:64]) is None  # WEBP behind another container is not read as WebP
+    assert header_size(vp8x[:8] + b"WAVE" + vp8x[12:64]) is None
+
+
+def test_the_file_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 3 << 20)
+    jpg = _jpeg(8, 8)
+    at, over = tmp_path / "at.jpg", tmp_path / "over.jpg"
+    at.write_bytes(jpg + b"\0" * ((3 << 20) - len(jpg)))  # trailing bytes after the image: still decodes
+    over.write_bytes(jpg + b"\0" * ((3 << 20) - len(jpg) + 1))
+    assert read_bgr(at).shape == (8, 8, 3)
+    with pytest.raises(ImageTooLarge) as e:
+        read_bgr(over)
+    assert str(e.value) == f"image {over} is 3 MiB, over the limit of 3 MiB per image file"
+
+
+def test_an_empty_batch_is_refused():
+    with pytest.raises(ZooError) as e:
+        images.load_batch([], 320, 240)
+    assert str(e.value) == "no images to process"
