@@ -225,3 +225,52 @@ def test_compare_rows_counts_and_lines():
     two = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(100, 100)] * 2)
     r = compare_rows(ref * 2, [ref[0].copy(), ref[0][1:].copy()], two, LABELS, TIERS["fp32"])
     assert r["rows"] == {"reference": 4, "artifact": 3, "paired": 3, "unpaired": 1, "borderline": 0}
+
+
+def test_match_counts_each_kind_of_face():
+    from zoo.validation.parity import match
+
+    ref = [_d(0, 0.95), _d(100, 0.9), _d(200, 0.7), _d(300, 0.68), _d(400, 0.9)]
+    got = [_d(0, 0.95), _d(100.37, 0.69),  # kept a hair under the threshold: borderline missed
+           _d(200, 0.7),  # exactly at the threshold on both sides: a face, not borderline
+           _d(300, 0.8),  # the reference has it only under the threshold: borderline extra
+           _d(500, 0.9), _d(600, 0.9)]  # two extra; the reference's fifth face is missed
+    c = match(ref, got, 0.5, 0.7, 0.05)
+    by = c.pop("by_size")
+    assert c == {"reference": 4, "matched": 3, "missed": 1, "extra": 2, "borderline": 2, "borderline_missed": 1,
+                 "borderline_extra": 1, "min_iou": 0.98167,  # 39.63/40.37 to 6 digits
+                 "max_score_change": pytest.approx(0.21)}
+    assert by["16-64"] == {"reference": 4, "matched": 3, "missed": 1, "extra": 2}
+    none = match([], got[:1], 0.5, 0.7, 0.05)
+    assert none["min_iou"] is None and none["matched"] == 0 and none["max_score_change"] == 0.0
+
+
+def test_pairs_are_made_within_a_label_and_at_the_iou_edge():
+    from zoo.validation.parity import _pairs
+
+    a = [_d(0, 0.9, "face"), _d(100, 0.9, "cat")]
+    b = [_d(0, 0.9, "cat"), _d(100, 0.9, "cat")]
+    assert _pairs(a, b, 0.5) == {1: 1}  # the face has no face to pair with; the cat its cat
+    half = [Detection((0.0, 0.0, 2.0, 1.0), 0.9, "face", 1)]
+    third = [Detection((1.0, 0.0, 3.0, 1.0), 0.9, "face", 1)]  # IoU 1/3 (iou_matrix's epsilon aside)
+    from zoo.core.model.processing import iou_matrix
+
+    iou = float(iou_matrix(np.array([half[0].box]), np.array([third[0].box]))[0, 0])
+    assert _pairs(half, third, iou) == {0: 0} and _pairs(half, third, iou + 1e-9) == {}  # >= min_iou pairs
+    many = [_d(x, 0.9) for x in (0, 100, 200)]
+    assert _pairs(many, list(reversed(many)), 0.5) == {0: 2, 1: 1, 2: 0}  # every pair, not only the first
+
+
+def test_compare_of_an_nms_graph_and_of_broken_invariants():
+    data = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(320, 240)] * 2)
+    ref = _out(2)
+    rows = [nms_rows(ref["scores"][i], ref["boxes"][i], 0.7, 0.3) for i in range(2)]
+    r = compare(ref, {"detections": rows}, data, LABELS, 6, "fp32")
+    assert r["passed"] and r["invariants"] == {"passed": True, "failures": [], "note": "end-to-end NMS graph: detections only"}
+    got = {k: v.copy() for k, v in ref.items()}
+    got["boxes"][1, 0] = [0.4, 0.1, 0.1, 0.5]  # the face's box turned inside out on the second image
+    r = compare(ref, got, data, LABELS, 6, "int8")
+    assert r["invariants"] == {"passed": False, "failures": ["some boxes have x1 > x2 or y1 > y2"]}
+    assert r["failures"][0] == "invariant: some boxes have x1 > x2 or y1 > y2"
+    assert r["failures"][-1].endswith("(worst image b.jpg: 1 missed, 1 extra, 0 borderline)"), r["failures"]
+    assert r["detections"]["borderline"] == 0 and r["detections"]["max_score_change"] == 0.0
