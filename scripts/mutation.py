@@ -12,7 +12,8 @@ a function by its file's path, so the run happens in a staged copy laid out as t
 ``.mutation/`` beside the repository's files (git-ignored; kept between runs, so a second run only tests what
 changed: ``--fresh`` starts over).
 
-Then it writes the score per module (killed / (mutants - equivalent - accepted)) and the survivors to
+Then it writes the score per module (killed / (mutants - equivalent): an accepted survivor differs from the
+code, so it counts against the score like an unjudged one) and the survivors to
 ``--report`` (default ``.mutation/report.json``) and prints them, and gates (unless ``--no-gate``): every
 survivor must be listed in ``benchmarks/mutation_survivors.toml`` with why it is equivalent or accepted,
 and each module must reach ``MIN_SCORE``. Exit 0 when both hold, 1 otherwise.
@@ -220,7 +221,7 @@ def main(argv: list[str]) -> int:
             else:
                 report["unjudged"].append(row)
             report["survivors"].append(row)
-        denominator = counts["mutants"] - counts["not checked"] - counts["equivalent"] - counts["accepted"]
+        denominator = counts["mutants"] - counts["not checked"] - counts["equivalent"]
         counts["score"] = round((counts["killed"] + counts["timeout"]) / denominator, 4) if denominator else 1.0
         report["modules"][m] = counts
         ok &= counts["score"] >= MIN_SCORE and not counts["not checked"]
@@ -229,7 +230,7 @@ def main(argv: list[str]) -> int:
     a.report.write_text(json.dumps(report, indent=2) + "\n")
     for m, c in report["modules"].items():
         checked = c["mutants"] - c["not checked"]
-        print(f"{m}: {c['score']:.1%} of {checked - c['equivalent'] - c['accepted']} non-equivalent mutants killed "
+        print(f"{m}: {c['score']:.1%} of {checked - c['equivalent']} non-equivalent mutants killed "
               f"({c['mutants']} mutants, {checked} checked; killed {c['killed']}, timeout {c['timeout']}, survived "
               f"{c['survived']}, no tests {c['no tests']}; judged equivalent {c['equivalent']}, accepted {c['accepted']})")
     for r in report["unjudged"]:
