@@ -367,3 +367,29 @@ def test_confine_refuses_each_kind_of_path_with_its_line(tmp_path):
     # the precision a flavour belongs to is its first part (uint8 storage: int8)
     assert [base_precision(f) for f in ("fp16", "int8-io", "int8-weight", "uint8-weight", "fp16-x-y")] == \
         ["fp16", "int8", "int8", "int8", "fp16"]
+
+
+def test_the_artifact_named_twice_is_the_one_listed_twice():
+    d = _export()
+    other = copy.deepcopy(d["artifacts"][0])
+    other["precision"], other["files"], other["primary"] = "fp16", [{"path": "onnx/c.onnx", "sha256": SHA, "bytes": 1}], "onnx/c.onnx"
+    twin = copy.deepcopy(d["artifacts"][0])
+    twin["files"], twin["primary"] = [{"path": "onnx/b.onnx", "sha256": SHA, "bytes": 1}], "onnx/b.onnx"
+    d["artifacts"] = [other, d["artifacts"][0], twin]  # the first one listed is not the duplicate
+    _refused(d, "M: artifact rfb-320 onnx/int8/raw/dynamic@onnxruntime1.17.3 is listed twice")
+
+
+def test_an_artifact_without_its_optional_sections_takes_their_defaults():
+    entry = {k: v for k, v in _export()["artifacts"][0].items() if k not in ("layout", "tools", "meta", "lineage")}
+    a = Artifact.from_dict(entry, W)
+    assert (a.layout, a.tools, a.meta, a.lineage) == ("NCHW", {}, {}, {})
+
+
+def test_a_release_keeps_no_stray_model_and_an_export_no_stray_models():
+    d = _release()
+    d["model"] = {"id": "slim-320"}  # a release's section wins: it has no one model
+    m = Manifest.from_dict(d, W)
+    assert m.is_release and m.model is None
+    d = _export()
+    d["models"] = {"slim-320": {"arch": "slim"}}  # only a release describes several models
+    assert Manifest.from_dict(d, W).models == {}

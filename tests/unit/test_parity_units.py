@@ -274,3 +274,47 @@ def test_compare_of_an_nms_graph_and_of_broken_invariants():
     assert r["failures"][0] == "invariant: some boxes have x1 > x2 or y1 > y2"
     assert r["failures"][-1].endswith("(worst image b.jpg: 1 missed, 1 extra, 0 borderline)"), r["failures"]
     assert r["detections"]["borderline"] == 0 and r["detections"]["max_score_change"] == 0.0
+
+
+def test_compare_rows_edges():
+    from zoo.validation.parity import TIERS
+
+    one = ParityInput(np.zeros((1, 3, 4, 4), np.float32), ["a.jpg"], [(100, 100)])
+    empty = compare_rows([np.zeros((0, 6))], [np.zeros((0, 6))], one, LABELS, TIERS["fp32"])
+    assert empty == {"max_abs": 0.0, "max_rel": 0.0, "mean_abs": 0.0, "worst_image": 0,
+                     "rows": {"reference": 0, "artifact": 0, "paired": 0, "unpaired": 0, "borderline": 0}, "passed": True}
+    ref = [np.array([[0.1, 0.1, 0.4, 0.4, 0.9, 1], [0.6, 0.6, 0.9, 0.9, 0.95, 1]])]
+    moved = [ref[0].copy()]
+    moved[0][0, 4] += 0.01  # one value of the ten paired moves
+    assert compare_rows(ref, moved, one, LABELS, TIERS["int8"])["mean_abs"] == pytest.approx(0.001)
+    two = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(100, 100)] * 2)
+    r = compare_rows(ref * 2, moved * 2, two, LABELS, TIERS["int8"])
+    assert r["worst_image"] == 0  # a tie: the first image with the largest difference
+    r = compare_rows(ref * 2, [ref[0], moved[0]], two, LABELS, TIERS["int8"])
+    assert r["worst_image"] == 1
+    # a paired value exactly at its bound (atol + rtol x 0) passes; a score just past the threshold plus the
+    # gated tier's score tolerance (1e-4 + 1e-4 x 0.7) is unpaired, not borderline (not the ungated margin, 1e-3)
+    at = [np.array([[0.0, 0.0, 0.4, 0.4, 0.9, 1]])]
+    edge = [at[0].copy()]
+    edge[0][0, 0] = 1e-4
+    assert compare_rows(at, edge, one, LABELS, TIERS["fp32"])["passed"]
+    past = [np.array([[0.1, 0.1, 0.4, 0.4, 0.7 + 2e-4, 1]])]
+    r = compare_rows(past, [np.zeros((0, 6))], one, LABELS, TIERS["fp32"])
+    assert r["rows"]["unpaired"] == 1 and r["rows"]["borderline"] == 0 and not r["passed"]
+    r = compare_rows(past, [np.zeros((0, 6))], one, LABELS, TIERS["int8"])
+    assert r["rows"]["borderline"] == 1  # the ungated tier's margin, 0.05
+    lost = [np.array([[0.1, 0.1, 0.2, 0.2, 0.7, 1], [0.3, 0.3, 0.4, 0.4, 0.7, 1],
+                      [0.5, 0.5, 0.6, 0.6, 0.9, 1], [0.7, 0.7, 0.8, 0.8, 0.9, 1]])]
+    r = compare_rows(lost, [np.zeros((0, 6))], one, LABELS, TIERS["fp32"])
+    assert r["rows"] == {"reference": 4, "artifact": 0, "paired": 0, "unpaired": 2, "borderline": 2}
+
+
+def test_a_box_inverted_within_the_tolerance_is_in_order():
+    o = _out()
+    for x in (0, 1):  # x1/x2, then y1/y2
+        edge = {"scores": o["scores"], "boxes": o["boxes"].copy()}
+        lo = edge["boxes"][0, 0, x]
+        edge["boxes"][0, 0, x + 2] = lo - 1e-6  # float32 arithmetic, as the check's own
+        assert invariants(edge, 6, "fp32") == []
+        edge["boxes"][0, 0, x + 2] = np.nextafter(lo - 1e-6, np.float32(0))
+        assert invariants(edge, 6, "fp32") == ["some boxes have x1 > x2 or y1 > y2"]
