@@ -197,3 +197,13 @@ def test_an_empty_batch_is_refused():
     with pytest.raises(ZooError) as e:
         images.load_batch([], 320, 240)
     assert str(e.value) == "no images to process"
+
+
+def test_opencv_backstop_in_process_names_the_file(tmp_path):
+    """A format whose header zoo does not read (PPM) declaring 40000x40000: OpenCV's own pixel check refuses it."""
+    p = tmp_path / "huge.ppm"
+    p.write_bytes(b"P6\n40000 40000\n255\n" + bytes(30))
+    assert header_size(p.read_bytes()[:64]) is None
+    with pytest.raises(ImageTooLarge) as e:
+        read_bgr(p)
+    assert str(e.value) == f"image {p} has more pixels than the limit of 100 megapixels (MAX_PIXELS); downscale it"

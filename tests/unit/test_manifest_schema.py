@@ -383,6 +383,7 @@ def test_an_artifact_without_its_optional_sections_takes_their_defaults():
     entry = {k: v for k, v in _export()["artifacts"][0].items() if k not in ("layout", "tools", "meta", "lineage")}
     a = Artifact.from_dict(entry, W)
     assert (a.layout, a.tools, a.meta, a.lineage) == ("NCHW", {}, {}, {})
+    assert Artifact.from_dict(dict(entry, layout="NHWC"), W).layout == "NHWC"  # a layout written is kept
 
 
 def test_a_release_keeps_no_stray_model_and_an_export_no_stray_models():

@@ -318,3 +318,41 @@ def test_a_box_inverted_within_the_tolerance_is_in_order():
         assert invariants(edge, 6, "fp32") == []
         edge["boxes"][0, 0, x + 2] = np.nextafter(lo - 1e-6, np.float32(0))
         assert invariants(edge, 6, "fp32") == ["some boxes have x1 > x2 or y1 > y2"]
+
+
+def test_match_counts_every_borderline_face_and_an_extra_at_the_threshold():
+    from zoo.validation.parity import match
+
+    ref = [_d(0, 0.9), _d(100, 0.9), _d(200, 0.68), _d(300, 0.68)]
+    got = [_d(0, 0.69), _d(100, 0.69),  # two kept a hair under the threshold: borderline missed
+           _d(200, 0.8), _d(300, 0.8),  # two the reference has only under it: borderline extra
+           _d(500, 0.7)]  # exactly at the threshold, nothing under it in the reference: extra
+    c = match(ref, got, 0.5, 0.7, 0.05)
+    assert (c["borderline_missed"], c["borderline_extra"], c["borderline"], c["extra"]) == (2, 2, 4, 1)
+
+
+def test_pairs_skip_a_taken_box_and_go_on():
+    from zoo.validation.parity import _pairs
+
+    a = [Detection((0.0, 0.0, 10.0, 10.0), 0.9, "face", 1), Detection((0.0, 1.0, 10.0, 10.0), 0.9, "face", 1)]
+    b = [Detection((0.0, 0.0, 10.0, 10.0), 0.9, "face", 1), Detection((0.0, 0.0, 10.0, 9.0), 0.9, "face", 1)]
+    # IoU a0-b0 1.0, a0-b1 0.9 and a1-b0 0.9 (each a box taken), then a1-b1 0.8: still paired
+    assert _pairs(a, b, 0.5) == {0: 0, 1: 1}
+
+
+def test_the_rates_of_a_photo_without_reference_faces():
+    c = {"reference": 0, "matched": 0, "extra": 1, "borderline_missed": 0, "borderline_extra": 0}
+    assert not detection_verdict(c, TIERS["int8"])
+    assert c["extra_rate"] == 1.0 and c["strict"]["extra_rate"] == 1.0 and c["recall"] == 1.0  # one extra per (at least one) face
+
+
+def test_a_tensor_exactly_at_its_tolerance_passes():
+    data = ParityInput(np.zeros((1, 3, 4, 4), np.float32), ["a.jpg"], [(320, 240)])
+    ref = _out(1)
+    ref["boxes"][0, 0, 0] = 0.0
+    got = {k: v.copy() for k, v in ref.items()}
+    got["boxes"][0, 0, 0] = np.float32(1e-4)  # |diff| == atol + rtol x 0, in the float32 the tensors hold
+    assert np.abs(got["boxes"] - ref["boxes"]).max() == np.float32(1e-4)
+    r = compare(ref, got, data, LABELS, 6, "fp32")
+    assert r["outputs"]["boxes"]["passed"], r["failures"]
+
