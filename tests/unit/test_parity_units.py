@@ -356,3 +356,17 @@ def test_a_tensor_exactly_at_its_tolerance_passes():
     r = compare(ref, got, data, LABELS, 6, "fp32")
     assert r["outputs"]["boxes"]["passed"], r["failures"]
 
+
+
+def test_the_failure_names_the_image_with_most_faces_in_doubt():
+    data = ParityInput(np.zeros((2, 3, 4, 4), np.float32), ["a.jpg", "b.jpg"], [(320, 240)] * 2)
+    ref = _out(2)
+    ref["boxes"][1, 1] = [0.3, 0.3, 0.35, 0.36]
+    ref["boxes"][1, 2] = [0.7, 0.1, 0.75, 0.16]
+    ref["scores"][1, 1:3] = [[0.32, 0.68], [0.32, 0.68]]  # two faces the reference has just under 0.7
+    got = {k: v.copy() for k, v in ref.items()}
+    got["scores"][:, 0] = [0.5, 0.5]  # each image's face lost: one missed in each
+    got["scores"][1, 1:3] = [[0.2, 0.8], [0.2, 0.8]]  # b.jpg: and two borderline extra
+    r = compare(ref, got, data, LABELS, 6, "int8", min_evidence=0)
+    assert not r["passed"]
+    assert r["failures"][-1].endswith("(worst image b.jpg: 1 missed, 0 extra, 2 borderline)"), r["failures"]
