@@ -67,7 +67,8 @@ def stage(tests: list[str] | None = None) -> None:
         shutil.rmtree(STAGE / "zoo")
     for name, folder in sorted(roots.items(), key=lambda kv: kv[0].count(".")):
         shutil.copytree(REPO / folder, STAGE.joinpath(*name.split(".")), ignore=ignore, dirs_exist_ok=True)
-    for extra in ("tests", "scripts", "docs", ".ci"):  # docs/, .ci/: what the unit tier reads (tier table, strict build, README commands)
+    # docs/, .ci/, benchmarks/: what the unit tier reads (tier table, strict build, README commands, judged survivors)
+    for extra in ("tests", "scripts", "docs", ".ci", "benchmarks"):
         if (STAGE / extra).exists():
             shutil.rmtree(STAGE / extra)
         shutil.copytree(REPO / extra, STAGE / extra, ignore=ignore)
