@@ -72,6 +72,15 @@ def check_runtime_name(runtime: str) -> str:
     return runtime
 
 
+def check_one_runtime(runtime: str | None) -> str | None:
+    """A validated runtime of a command that runs one (detect, diff): a comma list is refused, an unknown name
+    is an error naming the ones that exist; None stays None."""
+    if runtime is not None and "," in runtime:
+        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
+                       "(check, verify and bench take a comma list)")
+    return None if runtime is None else check_runtime_name(runtime)
+
+
 def select_runtime(items: list, runtime: str | None) -> tuple[list, list]:
     """(the artifacts ``runtime`` runs, the ones it leaves out); all of them when None.
 

@@ -234,6 +234,18 @@ def _images(images: PathLike | None, what: str, warnings: list[str]) -> list[Pat
     return collect_readable(Path(images), what) if images is not None else None
 
 
+def _paths(value: PathLike | Sequence[PathLike]) -> list[Path]:
+    """One path or several -> a list of paths."""
+    return [Path(value)] if isinstance(value, (str, os.PathLike)) else [Path(v) for v in value]
+
+
+def _parity_images(images: PathLike | None, warn: list[str]) -> list[Path]:
+    """The photos of --images, or the pinned parity photos (what is missing of them warned into ``warn``)."""
+    from zoo.core.images import collect_readable  # deferred: heavy layers
+
+    return collect_readable(Path(images), "--images") if images is not None else _default_images(warn.append)
+
+
 def _default_images(warn: Callable[[str], None]) -> list[Path]:
     from zoo.core.parity_set import default_images  # deferred: heavy layers
 
@@ -525,7 +537,7 @@ def bench(paths: PathLike | Sequence[PathLike], *, threads: int | Sequence[int] 
 
     if warmup < 0 or runs < 1 or rounds < 1 or timeout <= 0:
         raise ZooError("warmup must be >= 0 and runs, rounds, timeout > 0")
-    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    plist = _paths(paths)
     tlist = [threads] if isinstance(threads, int) else [int(t) for t in threads]
     if not tlist or min(tlist) < 1:
         raise ZooError("threads must be >= 1")
@@ -598,17 +610,12 @@ def diff_raw(artifacts: PathLike | Sequence[PathLike], images: PathLike | None =
              atol: float | None = None, warnings: list[str] | None = None) -> list[dict[str, Any]]:
     """`zoo diff`'s full results, one per artifact: ``{"result": the --json shape, "extra": what its table
     prints}``. ``warnings`` receives what the CLI prints on stderr (no --images and the pinned photos missing)."""
-    from zoo.core.images import collect_readable  # deferred: heavy layers
-    from zoo.exporters import check_runtime_name  # deferred: heavy layers
+    from zoo.exporters import check_one_runtime  # deferred: heavy layers
     from zoo.validation.diff import diff as run_diff  # deferred: heavy layers
 
-    if runtime is not None and "," in runtime:
-        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
-                       "(check, verify and bench take a comma list)")
-    rt = check_runtime_name(runtime) if runtime is not None else None
-    paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
-    warn = warnings if warnings is not None else []
-    imgs = collect_readable(Path(images), "--images") if images is not None else _default_images(warn.append)
+    rt = check_one_runtime(runtime)
+    paths = _paths(artifacts)
+    imgs = _parity_images(images, warnings if warnings is not None else [])
     return list(run_diff(paths, imgs, Path(checkpoint) if checkpoint is not None else None, runtime=rt,
                          threads=threads, atol=atol))
 
@@ -616,7 +623,7 @@ def diff_raw(artifacts: PathLike | Sequence[PathLike], images: PathLike | None =
 def diff(artifacts: PathLike | Sequence[PathLike], images: PathLike | None = None, checkpoint: PathLike | None = None,
          *, runtime: str | None = None, threads: int = 1, atol: float | None = None) -> tuple[DiffResult, ...]:
     """Compare artifacts with PyTorch layer by layer (`zoo diff`): one result per artifact."""
-    paths = [Path(artifacts)] if isinstance(artifacts, (str, os.PathLike)) else [Path(a) for a in artifacts]
+    paths = _paths(artifacts)
     res = diff_raw(paths, images, checkpoint, runtime=runtime, threads=threads, atol=atol)
     return tuple(DiffResult(artifact=Path(r["result"].get("artifact", p)), runtime=str(r["result"].get("runtime")),
                             raw=r["result"]) for p, r in zip(paths, res))
@@ -631,15 +638,13 @@ def compat_run(paths: PathLike | Sequence[PathLike], runtime: str | None = None,
     and ``cpus``: run each artifact in its runtime's build for that platform, emulated, on those CPU
     models; ``say`` receives the progress lines the CLI prints on stderr (creating environments first), and
     ``warnings`` what it warns of (no --images and the pinned photos missing)."""
-    from zoo.core.images import collect_readable  # deferred: heavy layers
     from zoo.exporters import runtime_names  # deferred: heavy layers
     from zoo.pipeline.compat import collect, run_compat, save_compat, select_platform_specs, select_specs  # deferred
     from zoo.pipeline.compat_env import compat_dir, load_matrix  # deferred: heavy layers
     from zoo.validation.parity import MIN_EVIDENCE  # deferred: heavy layers
 
     say = say or _discard
-    warn = warnings if warnings is not None else []
-    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    plist = _paths(paths)
     subjects = collect(plist) if plist else []
     wanted = {r for s in subjects for r in s.runtimes()} if subjects else set(runtime_names())
     m = load_matrix()
@@ -649,8 +654,7 @@ def compat_run(paths: PathLike | Sequence[PathLike], runtime: str | None = None,
         raise ZooError("give release or export folders (or artifact files) to test, or --prepare")
     img_paths = None
     if any(not s.release for s in subjects):
-        img_paths = (collect_readable(Path(images), "--images") if images is not None
-                     else _default_images(warn.append))
+        img_paths = _parity_images(images, warnings if warnings is not None else [])
     doc: dict[str, Any] = run_compat(subjects, specs, compat_dir(), images=img_paths,
                                      checkpoint=Path(checkpoint) if checkpoint is not None else None, threads=threads,
                                      timeout=timeout, min_evidence=MIN_EVIDENCE, say=say,

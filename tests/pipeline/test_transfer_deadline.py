@@ -64,8 +64,14 @@ def trickle_server(slow: str, every: float = TRICKLE_S):
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
+    with _serving(srv, stop) as host:
+        yield host
+
+
+@contextlib.contextmanager
+def _serving(srv: ThreadingHTTPServer, stop: threading.Event):
+    """Serve ``srv`` in a thread; yield its host:port; then stop the handlers (``stop``) and the server."""
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield f"127.0.0.1:{srv.server_address[1]}"
     finally:
@@ -159,15 +165,8 @@ def slow_reader_registry(every: float = 0.25):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepted sockets
             super().server_bind()
 
-    srv = Server(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield f"127.0.0.1:{srv.server_address[1]}"
-    finally:
-        stop.set()
-        srv.shutdown()
-        srv.server_close()
+    with _serving(Server(("127.0.0.1", 0), Handler), stop) as host:
+        yield host
 
 
 def test_an_upload_to_a_slow_reading_registry_gives_up_on_time(monkeypatch):

@@ -52,14 +52,6 @@ def resolve_from_options(model, checkpoint, arch, labels, input_size) -> Resolve
     return rm
 
 
-def runtime_option(runtime: str | None) -> str | None:
-    """A validated --runtime of a command that runs one (detect, diff; unknown: an error naming the available ones)."""
-    if runtime is not None and "," in runtime:
-        raise ZooError(f"--runtime {runtime!r}: this command runs one runtime; give one name "
-                       "(check, verify and bench take a comma list)")
-    return None if runtime is None else check_runtime_name(runtime)
-
-
 def runtimes_option(runtime: str | None) -> list[str]:
     """A validated --runtime list (check, verify, bench): [] when not given; an unknown name is an error
     suggesting the nearest one; a name given twice counts once."""

@@ -108,7 +108,6 @@ def compat(
             stderr(f"wrote {p}")
 
 
-
 def _cpus(platform: str | None, cpu: str | None) -> list[str] | None:
     """The CPU models of --cpu (checked against the platform's), all of the platform's without it."""
     if cpu is not None and not platform:

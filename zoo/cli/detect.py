@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from zoo.checkpoints.resolve import ResolvedModel
+from zoo.exporters import check_one_runtime
 from zoo.api import checked_runner
 from zoo.validation.parity import detections_from_rows
 from zoo.cli.common import (
@@ -23,7 +24,6 @@ from zoo.cli.common import (
     ThreadsOpt,
     print_json,
     resolve_from_options,
-    runtime_option,
 )
 from zoo.core.errors import ZooError
 from zoo.core.fsutil import atomic_write_bytes, ensure_writable_dir
@@ -41,7 +41,7 @@ def make_runner(model, checkpoint, arch, labels, input_size, artifact, threads, 
     records (unless ``verify`` is off: --no-verify), then opened once in an isolated worker (a
     probe), so a file that crashes or hangs its runtime, or that its metadata does not describe,
     is one clear error and not a dead `zoo`."""
-    runtime = runtime_option(runtime)
+    runtime = check_one_runtime(runtime)
     if artifact is not None:
         if any(v is not None for v in (model, checkpoint, arch, labels)):
             raise ZooError("--artifact carries its own model and labels: drop --model/--checkpoint/--arch/--labels")
